@@ -1,0 +1,43 @@
+# hypertune: `make tune` runs the default search, `make test` the tests; both install first.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# The local Flowers copy where it exists; empty = Flowers via mads_datasets (needs network).
+DATA_DIR ?= $(firstword $(wildcard ../shared/data/flowers))
+ARGS    ?=
+
+.PHONY: install test lint format tune smoke lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the locked dependencies
+
+test: install  ## run the test suite (CPU, a few minutes)
+	$(PY) -m pytest
+
+lint: install  ## ruff + black + mypy, all must be clean
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/black --check .
+	$(VENV)/bin/mypy
+
+format: install  ## rewrite code in place: ruff's import order and fixes, black's layout
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/black .
+
+tune: install  ## the default search (ARGS="--num-samples 20" to change it)
+	$(PY) hypertune.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
+
+smoke: install  ## a 1-minute search on generated images
+	$(PY) hypertune.py --smoke-test $(ARGS)
+
+lock: install  ## rewrite requirements.lock from the current environment
+	(echo "# Full lock of the environment (make install). Regenerate: make lock"; \
+	 $(PY) -m pip freeze --exclude-editable) > requirements.lock
+
+clean:  ## remove caches and build output (keeps .venv and logs/ray_results)
+	rm -rf .mypy_cache .pytest_cache .ruff_cache build *.egg-info src/*.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

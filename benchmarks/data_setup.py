@@ -1,0 +1,112 @@
+"""Per-trial data set-up: hypertune's uint8 cache vs mads_datasets' own `create_dataset`.
+
+    python benchmarks/data_setup.py --data-dir ../shared/data/flowers --sizes 64 224
+
+Every measurement runs in a fresh process, so its memory is that of one trial alone.
+"time" is the wall time of the set-up call; "data MB" is peak RSS minus RSS after the imports
+(torch alone is a few hundred MB in both paths). The one-time cache build is reported apart:
+it is paid once per machine and image size, not per trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+# The build runs first so that the per-trial set-up finds a warm cache.
+PATHS = {
+    "build": "hypertune cache build (once)",
+    "ours": "hypertune per-trial set-up",
+    "mads": "mads_datasets create_dataset",
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def measure(kind: str, data_dir: Path, size: int) -> dict[str, float]:
+    """Runs in the child process: one set-up of `kind`, timed, with memory figures."""
+    import torch
+
+    from src.data import DataSpec, open_trial_data, prepare_cache, scan_images
+
+    torch.set_num_threads(1)  # as in a 1-CPU trial
+
+    def mads() -> object:
+        from mads_datasets.factories import FlowersDatasetFactory
+        from mads_datasets.settings import flowersdatasetsettings
+
+        settings = flowersdatasetsettings.model_copy(update={"img_size": (size, size)})
+        # mads_datasets expects <datadir>/flowers/flower_photos: the copy's grandparent.
+        factory = FlowersDatasetFactory(settings, datadir=scan_images(data_dir).root.parents[1])
+        return factory.create_dataset()
+
+    def build() -> object:
+        return prepare_cache(scan_images(data_dir), size)
+
+    def ours() -> object:
+        spec = DataSpec(scan_images(data_dir).root, size)
+        return open_trial_data(spec, 32, 0, torch.device("cpu"))
+
+    setup = {"mads": mads, "build": build, "ours": ours}[kind]
+    baseline = rss_mb()
+    start = time.perf_counter()
+    result = setup()
+    seconds = time.perf_counter() - start
+    del result
+    return {"seconds": seconds, "data_mb": peak_rss_mb() - baseline, "peak_mb": peak_rss_mb()}
+
+
+def in_child(kind: str, data_dir: Path, size: int, cache: str) -> dict[str, float]:
+    env = {**os.environ, "HYPERTUNE_CACHE": cache}
+    cmd = [sys.executable, __file__, "--child", kind, "--data-dir", str(data_dir)]
+    out = subprocess.run(
+        [*cmd, "--sizes", str(size)], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", type=Path, default=ROOT.parent / "shared/data/flowers", help="images"
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224], help="image sizes")
+    parser.add_argument("--child", choices=list(PATHS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.data_dir, args.sizes[0])))
+        return
+    print(f"{'size':>5} {'path':<30} {'time s':>8} {'data MB':>9} {'peak RSS MB':>12}")
+    with tempfile.TemporaryDirectory() as cache:  # a cold cache: the build is measured too
+        for size in args.sizes:
+            rows = {kind: in_child(kind, args.data_dir, size, cache) for kind in PATHS}
+            for kind, name in PATHS.items():
+                r = rows[kind]
+                print(
+                    f"{size:>5} {name:<30} {r['seconds']:>8.2f} {r['data_mb']:>9.0f} "
+                    f"{r['peak_mb']:>12.0f}"
+                )
+            speed = rows["mads"]["seconds"] / rows["ours"]["seconds"]
+            memory = rows["mads"]["data_mb"] / max(rows["ours"]["data_mb"], 1)
+            print(f"{size:>5} per trial: {speed:.0f}x faster, {memory:.0f}x less data memory")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Everything a run can be configured with, as plain data.
+
+`BASELINE` is one known-reasonable CNN (HyperOpt evaluates it first), `SEARCH_SPACE` is
+what HyperOpt explores, and `RunSettings` holds the experiment-level knobs that the CLI sets.
+Change the search in one place: `SEARCH_SPACE` below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# One trial's hyperparameters. These are the values HyperOpt tries first and the values a
+# fixed-epoch grid uses for every hyperparameter it does not vary.
+BASELINE: dict[str, Any] = {
+    "num_conv_layers": 3,  # conv blocks; each halves the resolution (MaxPool 2x2)
+    "start_filters": 32,  # channels of the first block, doubled per block
+    "kernel_size": 3,  # conv kernel (odd, 'same' padding)
+    "batchnorm": True,  # BatchNorm after each conv: faster, more stable optimisation
+    "residual": False,  # add a (1x1-projected) skip connection around each conv
+    "fc_units": 128,  # width of the hidden fully connected layer
+    "dropout": 0.3,  # dropout before the output layer
+    "lr": 3e-3,  # peak AdamW learning rate (cosine-annealed to 0 over max_epochs)
+    "weight_decay": 5e-4,  # decoupled AdamW weight decay: the main regulariser on 2.3k images
+    "batch_size": 32,  # images per optimiser step
+}
+
+# What HyperOpt (TPE) searches. Values are (kind, arguments):
+#   choice -> categorical, uniform / loguniform -> (low, high). Keys not listed keep BASELINE.
+# Weight decay is searched because with ~2.3k training images regularisation decides much of
+# the validation accuracy; AdamW (decoupled decay) is fixed because it needs little lr tuning.
+SEARCH_SPACE: dict[str, tuple[str, Any]] = {
+    "num_conv_layers": ("choice", [2, 3, 4]),
+    "start_filters": ("choice", [16, 32, 64]),
+    "fc_units": ("choice", [64, 128, 256]),
+    "dropout": ("uniform", (0.1, 0.5)),
+    "lr": ("loguniform", (1e-4, 1e-2)),
+    "weight_decay": ("loguniform", (1e-5, 1e-2)),
+    "batch_size": ("choice", [16, 32]),
+}
+
+# Fixed split of the images: fractions of every class, and the seed that shuffles them.
+# The test split is never seen during tuning.
+SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+SPLIT_SEED = 42
+
+METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
+MODE = "max"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Experiment-level settings: the same for every trial of one experiment."""
+
+    name: str  # experiment folder under storage_path
+    storage_path: Path  # where Ray writes results (absolute)
+    data_dir: Path | None  # folder of <class>/*.jpg; None = Flowers via mads_datasets
+    image_size: int = 64  # square side in px; 64 keeps CPU trials at minutes, not hours
+    num_samples: int = 10  # trials HyperOpt proposes
+    max_epochs: int = 10  # epochs of a trial that ASHA never stops
+    grace_period: int = 2  # epochs every trial gets before ASHA may stop it
+    reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
+    gpus_per_trial: float = 0.5  # two trials share one GPU
+    cpus_per_trial: int = 1  # also the torch thread count of a trial
+    seed: int = 0  # seeds HyperOpt and every trial's torch/numpy
+    address: str | None = None  # existing Ray cluster, or None for a local one
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

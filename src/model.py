@@ -1,0 +1,64 @@
+"""A configurable CNN: conv blocks -> global average pooling -> one hidden FC layer -> logits.
+
+Every block is Conv -> BatchNorm -> ReLU -> MaxPool(2), optionally with a skip connection, and
+doubles the channels. Global average pooling makes the head independent of the image size, so
+any size from 32 px up works for up to 4 blocks (32 -> 16 -> 8 -> 4 -> 2).
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ConvBlock(nn.Module):
+    """Conv -> (BatchNorm) -> ReLU -> MaxPool, with an optional skip around conv + norm."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int, batchnorm: bool, residual: bool
+    ) -> None:
+        super().__init__()
+        # A conv followed by BatchNorm needs no bias: BatchNorm's shift replaces it.
+        self.conv = nn.Conv2d(
+            in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not batchnorm
+        )
+        self.norm = nn.BatchNorm2d(out_ch) if batchnorm else nn.Identity()
+        # The skip path needs a 1x1 projection because every block changes the channel count.
+        self.skip = nn.Conv2d(in_ch, out_ch, 1, bias=False) if residual else None
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm(self.conv(x))
+        if self.skip is not None:
+            out = out + self.skip(x)
+        return self.pool(torch.relu(out))
+
+
+class Net(nn.Module):
+    """The CNN described by a config dict (keys as in `src.config.BASELINE`)."""
+
+    def __init__(self, config: dict[str, Any], num_classes: int) -> None:
+        super().__init__()
+        channels = [3] + [config["start_filters"] * 2**i for i in range(config["num_conv_layers"])]
+        block = {k: config[k] for k in ("kernel_size", "batchnorm", "residual")}
+        self.features = nn.Sequential(
+            *(ConvBlock(c_in, c_out, **block) for c_in, c_out in pairwise(channels))
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels[-1], config["fc_units"]),
+            nn.ReLU(),
+            nn.Dropout(config["dropout"]),
+            nn.Linear(config["fc_units"], num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

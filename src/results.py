@@ -1,0 +1,55 @@
+"""From Ray's ResultGrid to `experiment_summary.csv`: one row per trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray.tune import Result, ResultGrid
+
+from src.config import BASELINE, METRIC
+
+SUMMARY_FILE = "experiment_summary.csv"
+HYPERPARAMETERS = [*BASELINE, "seed"]
+
+
+def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
+    last, config = result.metrics or {}, result.config or {}
+    history = result.metrics_dataframe
+    if history is None or METRIC not in history:  # the trial never finished an epoch
+        history = pd.DataFrame({"epoch": [], METRIC: []})
+    best: pd.Series | dict[str, Any] = (
+        history.iloc[history[METRIC].to_numpy().argmax()] if len(history) else {}
+    )
+    epochs = int(history["epoch"].max()) if len(history) else 0
+    if result.error is not None:
+        status = "error"
+    else:
+        status = "completed" if epochs >= max_epochs else "stopped_early"
+    return {
+        "trial_id": last.get("trial_id", Path(result.path).name),
+        **{name: config.get(name) for name in HYPERPARAMETERS},
+        "status": status,
+        "epochs": epochs,
+        "final_val_accuracy": last.get("val_accuracy"),
+        "best_val_accuracy": best.get("val_accuracy"),
+        "best_epoch": best.get("epoch"),
+        "final_val_loss": last.get("val_loss"),
+        "final_train_loss": last.get("train_loss"),
+        "num_params": last.get("num_params"),
+        "wall_seconds": last.get("time_total_s"),
+        "path": result.path,
+    }
+
+
+def summarize(results: ResultGrid, max_epochs: int) -> pd.DataFrame:
+    """One row per trial, best first."""
+    rows = [trial_row(results[i], max_epochs) for i in range(len(results))]
+    return pd.DataFrame(rows).sort_values("best_val_accuracy", ascending=False, na_position="last")
+
+
+def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
+    path = experiment_dir / SUMMARY_FILE
+    table.to_csv(path, index=False)
+    return path

@@ -1,0 +1,122 @@
+"""The Ray Tune trainable: one trial = one CNN trained epoch by epoch on the cached images.
+
+After every epoch it reports train_loss, val_loss, val_accuracy and epoch_seconds to Tune with a
+checkpoint, so ASHA can stop it and a restarted trial continues where it was. Losses and
+accuracy are accumulated on the device and read once per epoch: no per-step host sync on GPU.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray import tune
+from torch import nn
+
+from src.data import DataSpec, TrialData, open_trial_data
+from src.model import Net, count_parameters
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def pick_device() -> torch.device:
+    # Ray sets CUDA_VISIBLE_DEVICES to the GPU(s) it gave this trial, or to none.
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def trial_cpus() -> int:
+    """CPUs Ray assigned to this trial (1 outside Ray): the torch thread count."""
+    if not ray.is_initialized():
+        return 1
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
+def train_epoch(model: nn.Module, data: TrialData, optimizer: torch.optim.Optimizer) -> float:
+    model.train()
+    loss_sum = torch.zeros((), device=data.device)
+    for x, y in data.train:
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+    return loss_sum.item() / data.train.num_images
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TrialData) -> tuple[float, float]:
+    """Mean loss and accuracy on the validation split."""
+    model.eval()
+    loss_sum = torch.zeros((), device=data.device)
+    correct = torch.zeros((), device=data.device, dtype=torch.long)
+    for x, y in data.val:
+        logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = data.val.num_images
+    return loss_sum.item() / n, correct.item() / n
+
+
+def restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any) -> int:
+    """Load Tune's checkpoint for this trial, if any; returns the number of epochs done."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    return int(state["epoch"])
+
+
+def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
+    """Tune function trainable. `config` holds the hyperparameters (see src.config.BASELINE)
+    and `seed`; `data_spec` and `max_epochs` are the same for every trial."""
+    torch.set_num_threads(trial_cpus())
+    seed_everything(config["seed"])
+    device = pick_device()
+    data = open_trial_data(data_spec, config["batch_size"], config["seed"], device)
+    model = Net(config, len(data.class_names)).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    )
+    # Cosine annealing to 0 at max_epochs: a trial ASHA lets finish ends at a small lr.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+    num_params = count_parameters(model)
+    for epoch in range(restore(model, optimizer, schedule) + 1, max_epochs + 1):
+        start = time.perf_counter()
+        train_loss = train_epoch(model, data, optimizer)
+        val_loss, val_accuracy = evaluate(model, data)
+        schedule.step()
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "epoch_seconds": time.perf_counter() - start,
+            "num_params": num_params,
+        }
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "config": config,
+            **data.describe(),
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

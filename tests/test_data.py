@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import src.data as data
+from src.data import (
+    BatchStream,
+    DataError,
+    DataSpec,
+    channel_stats,
+    flowers_dir,
+    load_cache,
+    open_trial_data,
+    prepare_cache,
+    random_resized_crop_flip,
+    scan_images,
+    split_indices,
+    write_synthetic_images,
+)
+
+
+def test_labels_follow_class_folder_names(tmp_path: Path) -> None:
+    write_synthetic_images(tmp_path / "outer" / "photos", classes=3, per_class=4)
+    (tmp_path / "outer" / "README.md").write_text("a data set card next to the photos")
+    folder = scan_images(tmp_path / "outer")  # descends into the single sub-folder
+    assert folder.root == tmp_path / "outer" / "photos"
+    assert folder.class_names == ["class_0", "class_1", "class_2"]
+    assert len(folder.paths) == 12
+    for path, label in zip(folder.paths, folder.labels, strict=True):
+        assert path.parent.name == folder.class_names[label]
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({}, "No images found"),
+        ({"only": 3}, "only one class"),
+        ({"daisy": 3, "tulips": 3, "roses": 0}, "roses in .* hold no .jpg or .png images"),
+    ],
+)
+def test_unusable_folders_are_refused(tmp_path: Path, layout: dict, message: str) -> None:
+    (tmp_path / "data").mkdir()
+    for name, count in layout.items():
+        write_synthetic_images(tmp_path / "scratch", classes=1, per_class=count)
+        (tmp_path / "scratch" / "class_0").rename(tmp_path / "data" / name)
+    with pytest.raises(DataError, match=message):
+        scan_images(tmp_path / "data")
+
+
+def test_missing_flowers_download_names_data_dir_and_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr("mads_datasets.base.get_file", offline)
+    with pytest.raises(DataError) as err:
+        flowers_dir(tmp_path)
+    assert "--data-dir" in str(err.value) and str(tmp_path / "flowers") in str(err.value)
+    # No empty folder left behind that would pass for a finished download next time.
+    assert not (tmp_path / "flowers").exists()
+
+
+def test_split_is_stratified_disjoint_and_deterministic() -> None:
+    labels = np.repeat([0, 1, 2], [100, 40, 61])
+    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
+    split = split_indices(labels, fractions, seed=1)
+    assert split.keys() == fractions.keys()
+    joined = np.concatenate(list(split.values()))
+    assert sorted(joined) == list(range(len(labels)))  # every image exactly once
+    for name, fraction in fractions.items():
+        for label, count in enumerate([100, 40, 61]):
+            assert abs((labels[split[name]] == label).sum() - fraction * count) <= 1
+    again = split_indices(labels, fractions, seed=1)
+    assert all(np.array_equal(split[k], again[k]) for k in split)
+    other = split_indices(labels, fractions, seed=2)
+    assert not np.array_equal(split["test"], other["test"])
+
+
+def test_cache_holds_every_image_resized(image_dir: Path, tmp_path: Path) -> None:
+    folder = scan_images(image_dir)
+    cached = load_cache(prepare_cache(folder, 32, tmp_path))
+    assert cached.images.shape == (len(folder.paths), 3, 32, 32)
+    assert cached.images.dtype == np.uint8
+    assert np.array_equal(cached.labels, folder.labels)
+    assert cached.class_names == folder.class_names
+
+
+def _slow_build_logged(log: Path):  # type: ignore[no-untyped-def]
+    original = data._build_cache
+
+    def build(*args: object) -> None:
+        with log.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(0.5)  # widen the window in which other processes could start a build
+        original(*args)  # type: ignore[arg-type]
+
+    return build
+
+
+def _prepare(args: tuple[Path, Path]) -> str:
+    image_dir, cache_root = args
+    return str(prepare_cache(scan_images(image_dir), 32, cache_root))
+
+
+def test_cache_is_built_once_under_concurrent_callers(
+    image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "builds.log"
+    monkeypatch.setattr(data, "_build_cache", _slow_build_logged(log))
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        paths = pool.map(_prepare, [(image_dir, tmp_path / "cache")] * 4)
+    assert len(set(paths)) == 1
+    assert len(log.read_text().split()) == 1
+    assert len(load_cache(Path(paths[0])).labels) == 60
+
+
+def test_changed_folder_or_size_gets_a_new_cache(tmp_path: Path) -> None:
+    images = write_synthetic_images(tmp_path / "images", classes=2, per_class=5)
+    first = prepare_cache(scan_images(images), 32, tmp_path / "cache")
+    assert prepare_cache(scan_images(images), 32, tmp_path / "cache") == first
+    assert prepare_cache(scan_images(images), 36, tmp_path / "cache") != first
+    (images / "class_0" / "000.png").unlink()
+    rebuilt = prepare_cache(scan_images(images), 32, tmp_path / "cache")
+    assert rebuilt != first and len(load_cache(rebuilt).labels) == 9
+
+
+def test_unreadable_files_are_skipped(tmp_path: Path) -> None:
+    images = write_synthetic_images(tmp_path / "images", classes=2, per_class=5)
+    (images / "class_1" / "broken.jpg").write_bytes(b"not a jpeg")
+    cached = load_cache(prepare_cache(scan_images(images), 32, tmp_path / "cache"))
+    assert len(cached.labels) == 10 and list(np.bincount(cached.labels)) == [5, 5]
+
+
+def test_augmentation_keeps_shape_and_range() -> None:
+    x = torch.rand(16, 3, 24, 24)
+    out = random_resized_crop_flip(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, x)
+    again = random_resized_crop_flip(x, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_full_size_crop_is_identity_or_mirror() -> None:
+    x = torch.rand(32, 3, 8, 8)
+    out = random_resized_crop_flip(x, torch.Generator().manual_seed(1), (1.0, 1.0), (1.0, 1.0))
+    same = (out - x).abs().amax((1, 2, 3)) < 1e-5
+    mirrored = (out - x.flip(3)).abs().amax((1, 2, 3)) < 1e-5
+    assert torch.all(same ^ mirrored)
+    assert 4 < mirrored.sum() < 28  # about half are flipped
+
+
+def test_channel_stats_match_numpy() -> None:
+    images = torch.randint(0, 256, (50, 3, 6, 6), dtype=torch.uint8)
+    mean, std = channel_stats(images, chunk=7)
+    scaled = images.numpy() / 255
+    assert np.allclose(mean, scaled.mean((0, 2, 3)), atol=1e-6)
+    assert np.allclose(std, scaled.std((0, 2, 3)), atol=1e-6)
+
+
+def test_an_epoch_visits_every_image_once() -> None:
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).clone()
+    labels = torch.arange(10)
+    zero, one = torch.zeros(3), torch.ones(3)
+    train = BatchStream(images, labels, 4, zero, one, train=True, seed=0)
+    seen = torch.cat([y for _, y in train])
+    assert len(train) == 3 and sorted(seen.tolist()) == list(range(10))
+    assert seen.tolist() != list(range(10))  # shuffled
+    val = BatchStream(images, labels, 4, zero, one, train=False, seed=0)
+    batches = list(val)
+    assert torch.cat([y for _, y in batches]).tolist() == list(range(10))  # in order
+    assert torch.allclose(batches[0][0][:, 0, 0, 0] * 255, torch.arange(4.0))  # no augmentation
+
+
+def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
+    trial = open_trial_data(DataSpec(image_dir, 32), 8, 0, torch.device("cpu"))
+    assert trial.train.num_images == 42 and trial.val.num_images == 9  # 70% / 15% of 60
+    x = torch.cat([x for x, _ in trial.val])
+    assert x.shape[1:] == (3, 32, 32)
+    assert abs(x.mean().item()) < 0.5 and 0.5 < x.std().item() < 1.5
+    assert trial.describe()["class_names"] == ["class_0", "class_1", "class_2"]

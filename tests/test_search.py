@@ -1,0 +1,121 @@
+"""End to end: real (small) Ray Tune searches on generated images, on CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import ray
+from ray import tune
+
+from src.config import BASELINE, SEARCH_SPACE, RunSettings
+from src.data import DataSpec, write_synthetic_images
+from src.results import HYPERPARAMETERS, SUMMARY_FILE
+from src.search import run_search, trial_resources
+
+
+class ConcurrencyProbe(tune.Callback):
+    """Records, at every step of the Tune loop, which trials are running and what they hold."""
+
+    def __init__(self) -> None:
+        self.max_running = 0
+        self.resources: set[tuple[tuple[str, float], ...]] = set()
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        running = [t for t in trials if t.status == "RUNNING"]
+        self.max_running = max(self.max_running, len(running))
+        for trial in running:
+            required = trial.placement_group_factory.required_resources
+            self.resources.add(tuple(sorted(required.items())))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Noisy enough that trials differ, so ASHA has someone to stop.
+    return write_synthetic_images(tmp_path_factory.mktemp("images"), 4, 30, 32, seed=3)
+
+
+def settings(tmp_path: Path, **changes: Any) -> RunSettings:
+    defaults: dict[str, Any] = dict(
+        name="exp", storage_path=tmp_path, data_dir=None, image_size=32, num_samples=6,
+        max_epochs=4, grace_period=1, reduction_factor=2, seed=0,
+    )  # fmt: skip
+    return RunSettings(**{**defaults, **changes})
+
+
+@pytest.fixture
+def ray_with_one_gpu() -> Iterator[None]:
+    # A logical GPU: Ray schedules 0.5-GPU trials on it; torch still sees no CUDA and uses CPU.
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_cpu_only() -> Iterator[None]:
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def check_summary(table: pd.DataFrame, folder: Path, run: RunSettings) -> pd.DataFrame:
+    on_disk = pd.read_csv(folder / SUMMARY_FILE)
+    assert len(on_disk) == len(table) == run.num_samples
+    assert on_disk["trial_id"].is_unique
+    assert set(HYPERPARAMETERS) <= set(on_disk.columns)
+    assert set(on_disk["status"]) <= {"completed", "stopped_early"}
+    assert (on_disk["epochs"] <= run.max_epochs).all()
+    assert (on_disk.loc[on_disk["status"] == "completed", "epochs"] == run.max_epochs).all()
+    assert on_disk["best_val_accuracy"].between(0, 1).all()
+    assert (on_disk["best_val_accuracy"] >= on_disk["final_val_accuracy"]).all()
+    return on_disk
+
+
+def test_two_trials_share_a_gpu_and_asha_stops_some(
+    ray_with_one_gpu: None, images: Path, tmp_path: Path
+) -> None:
+    run = settings(tmp_path)
+    probe = ConcurrencyProbe()
+    table = run_search(run, DataSpec(images, run.image_size), callbacks=[probe])
+    # 4 CPUs would allow 4 trials; the single GPU at 0.5 per trial allows exactly 2.
+    assert probe.max_running == 2
+    assert probe.resources == {(("CPU", 1.0), ("GPU", 0.5))}
+    summary = check_summary(table, tmp_path / "exp", run)
+    assert (summary["status"] == "stopped_early").any()
+    # HyperOpt evaluates the baseline configuration first.
+    baseline = summary[summary["lr"].round(12) == BASELINE["lr"]]
+    assert len(baseline) == 1
+    assert all(baseline.iloc[0][k] == BASELINE[k] for k in SEARCH_SPACE)
+
+
+def test_without_gpus_trials_run_on_cpus(ray_cpu_only: None, images: Path, tmp_path: Path) -> None:
+    run = settings(tmp_path, num_samples=3, max_epochs=2)
+    probe = ConcurrencyProbe()
+    table = run_search(run, DataSpec(images, run.image_size), callbacks=[probe])
+    assert probe.resources == {(("CPU", 1.0),)}
+    assert probe.max_running == 2
+    check_summary(table, tmp_path / "exp", run)
+
+
+@pytest.mark.parametrize(
+    "cluster, cpus, gpu, concurrent",
+    [
+        ({"CPU": 16, "GPU": 1}, 1, 0.5, 2),
+        ({"CPU": 16, "GPU": 2}, 2, 0.5, 4),
+        ({"CPU": 3, "GPU": 4}, 1, 0.5, 3),  # CPUs are the limit
+        ({"CPU": 2}, 1, 0.0, 2),
+    ],
+)
+def test_trial_resources_follow_the_cluster(
+    cluster: dict[str, float], cpus: int, gpu: float, concurrent: int
+) -> None:
+    fit = trial_resources(settings(Path("."), cpus_per_trial=cpus), cluster)
+    assert (fit.cpu, fit.gpu, fit.concurrent) == (cpus, gpu, concurrent)
+
+
+def test_trial_larger_than_cluster_is_refused() -> None:
+    with pytest.raises(ValueError, match="--cpus-per-trial"):
+        trial_resources(settings(Path("."), cpus_per_trial=4), {"CPU": 2})

@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/flowers))
 ARGS    ?=
 
-.PHONY: install test lint format tune smoke lock clean
+.PHONY: install test lint format tune smoke analyze lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,9 @@ tune: install  ## the default search (ARGS="--num-samples 20" to change it)
 
 smoke: install  ## a 1-minute search on generated images
 	$(PY) hypertune.py --smoke-test $(ARGS)
+
+analyze: install  ## figures of the latest experiment (EXPERIMENT=name for another one)
+	$(PY) -m src.analysis $(if $(EXPERIMENT),logs/ray_results/$(EXPERIMENT)) $(ARGS)
 
 lock: install  ## rewrite requirements.lock from the current environment
 	(echo "# Full lock of the environment (make install). Regenerate: make lock"; \

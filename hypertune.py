@@ -1,13 +1,17 @@
 """hypertune: tune a configurable CNN on Flowers (or your own images) with Ray Tune.
 
-ASHA stops weak trials early, HyperOpt (TPE) proposes the next configuration from the finished
-ones, and two trials share each GPU (0.5 GPU per trial; CPU-only machines run on CPUs).
+`search` (the default): ASHA stops weak trials early and HyperOpt (TPE) proposes the next
+configuration from the finished ones. `grid`: two hyperparameters on a full grid, every trial
+trained for exactly --max-epochs (what heatmaps need). Two trials share each GPU (0.5 GPU per
+trial); CPU-only machines run on CPUs.
 
-    python hypertune.py --smoke-test                              # < 2 min, generated images
+    python hypertune.py --smoke-test                              # < 1 min, generated images
     python hypertune.py --data-dir ../shared/data/flowers         # the default search
-    python hypertune.py --data-dir my_images/ --num-samples 30 --max-epochs 20 --image-size 96
+    python hypertune.py grid --x dropout=0.1,0.3,0.5 --y fc_units=64,128,256 --repeats 2 \\
+        --data-dir ../shared/data/flowers
+    python -m src.analysis                                        # figures of the latest run
 
-Results: logs/ray_results/<name>/ (Ray's trial folders + experiment_summary.csv).
+Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, hypertune.json).
 """
 
 from __future__ import annotations
@@ -18,30 +22,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from src.config import RunSettings
+from src.config import BASELINE, Grid, RunSettings
 
 SMOKE = {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "image_size": 32}
+COMMANDS = ("search", "grid")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = RunSettings(name="", storage_path=Path(), data_dir=None)  # defaults, shown in --help
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--num-samples", type=int, default=d.num_samples, help="trials to run")
+def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
     p.add_argument(
-        "--max-epochs", type=int, default=d.max_epochs, help="epochs of a trial ASHA never stops"
-    )
-    p.add_argument(
-        "--grace-period", type=int, default=d.grace_period, help="epochs before ASHA may stop"
-    )
-    p.add_argument(
-        "--reduction-factor",
-        type=int,
-        default=d.reduction_factor,
-        help="ASHA keeps the best 1/N of trials at each rung",
+        "--max-epochs", type=int, default=d.max_epochs, help="epochs of a fully trained trial"
     )
     p.add_argument(
         "--gpus-per-trial",
@@ -63,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder of <class>/*.jpg|png images; default: Flowers via mads_datasets",
     )
-    p.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
+    p.add_argument("--name", help="experiment name (default: <command>-<date>-<time>)")
     p.add_argument(
         "--storage-path",
         type=Path,
@@ -78,23 +69,102 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smoke-test",
         action="store_true",
-        help=f"tiny generated dataset and {SMOKE}: checks the installation in < 2 minutes",
+        help=f"tiny generated dataset and {SMOKE}: checks the installation in < 1 minute",
     )
-    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = RunSettings(name="", storage_path=Path(), data_dir=None)  # defaults, shown in --help
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{search,grid}")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    search = commands.add_parser(
+        "search", help="ASHA + HyperOpt search (the default)", formatter_class=fmt
+    )
+    add_common_flags(search, d)
+    search.add_argument("--num-samples", type=int, default=d.num_samples, help="trials to run")
+    search.add_argument(
+        "--grace-period", type=int, default=d.grace_period, help="epochs before ASHA may stop"
+    )
+    search.add_argument(
+        "--reduction-factor",
+        type=int,
+        default=d.reduction_factor,
+        help="ASHA keeps the best 1/N of trials at each rung",
+    )
+    grid = commands.add_parser(
+        "grid",
+        help="fixed-epoch grid over two hyperparameters",
+        formatter_class=fmt,
+        description="Train every combination of two hyperparameters for exactly --max-epochs "
+        "(no early stopping), --repeats seeds per cell. Every other hyperparameter is fixed: "
+        "BASELINE, the best trial of --from-experiment, then --set, in that order.",
+    )
+    add_common_flags(grid, d)
+    grid.add_argument("--x", required=True, help="x-axis: NAME=V1,V2,... e.g. dropout=0.1,0.3")
+    grid.add_argument("--y", required=True, help="y-axis: NAME=V1,V2,... e.g. fc_units=64,128")
+    grid.add_argument("--repeats", type=int, default=2, help="seeds per cell")
+    grid.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="fix a hyperparameter"
+    )
+    grid.add_argument(
+        "--from-experiment", metavar="NAME", help="start from the best config of this experiment"
+    )
+    return parser
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A value for hyperparameter `name`, typed like its BASELINE value."""
+    kind = type(BASELINE[name])
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{name} takes true or false, got {text!r}")
+        return text.lower() == "true"
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name} takes {kind.__name__} values, got {text!r}") from None
+
+
+def parse_assignment(text: str, many: bool) -> tuple[str, Any]:
+    """NAME=VALUE (or NAME=V1,V2,... when `many`) for a known hyperparameter."""
+    name, _, values = text.partition("=")
+    if name not in BASELINE or not values:
+        raise ValueError(
+            f"{text!r} is not NAME=VALUE{',...' if many else ''} for a known hyperparameter; "
+            f"the names are {', '.join(BASELINE)}"
+        )
+    parsed = [parse_value(name, v) for v in values.split(",")]
+    return name, parsed if many else parsed[0]
+
+
+def grid_from(args: argparse.Namespace) -> Grid:
+    fixed: dict[str, Any] = {}
+    if args.from_experiment:
+        from src.results import best_config
+
+        fixed |= best_config(args.storage_path / args.from_experiment)
+    fixed |= dict(parse_assignment(text, many=False) for text in args.set)
+    axes = dict([parse_assignment(args.x, many=True), parse_assignment(args.y, many=True)])
+    if len(axes) < 2:
+        raise ValueError(f"--x and --y must name two different hyperparameters, got {args.x}")
+    return Grid(axes=axes, repeats=args.repeats, fixed=fixed)
 
 
 def check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the flags, or None. Runs before Ray starts."""
-    positive = ["num_samples", "max_epochs", "grace_period", "cpus_per_trial"]
+    positive = ["max_epochs", "cpus_per_trial", "num_samples", "grace_period", "repeats"]
     for flag in positive:
-        if getattr(args, flag) < 1:
+        if getattr(args, flag, 1) < 1:
             return f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}."
-    if args.grace_period > args.max_epochs:
+    if args.command == "search" and args.grace_period > args.max_epochs:
         return (
             f"--grace-period ({args.grace_period}) cannot exceed --max-epochs "
             f"({args.max_epochs}): no trial would ever reach it."
         )
-    if args.reduction_factor < 2:
+    if getattr(args, "reduction_factor", 2) < 2:
         return f"--reduction-factor must be at least 2, got {args.reduction_factor}."
     if args.gpus_per_trial < 0:
         return f"--gpus-per-trial cannot be negative, got {args.gpus_per_trial}."
@@ -103,7 +173,7 @@ def check_args(args: argparse.Namespace) -> str | None:
             f"--image-size must be at least 32 px (4 conv blocks halve it 4 times), "
             f"got {args.image_size}."
         )
-    if args.name is not None and not re.fullmatch(r"[\w.-]+", args.name):
+    if not re.fullmatch(r"[\w.-]+", args.name):
         return f"--name may hold letters, digits, '_', '.' and '-' only, got {args.name!r}."
     if (args.storage_path / args.name).exists():
         return (
@@ -114,36 +184,46 @@ def check_args(args: argparse.Namespace) -> str | None:
 
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
+    search_only = ("num_samples", "grace_period", "reduction_factor")
     return RunSettings(
         name=args.name,
         storage_path=args.storage_path.resolve(),
         data_dir=args.data_dir.resolve() if args.data_dir else None,  # trials run elsewhere
         image_size=args.image_size,
-        num_samples=args.num_samples,
         max_epochs=args.max_epochs,
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
         gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         seed=args.seed,
         address=args.address,
+        **{k: getattr(args, k) for k in search_only if hasattr(args, k)},
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
     parser = build_parser()
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["search", *argv]  # `search` is the default command
     args = parser.parse_args(argv)
     if args.smoke_test:
-        vars(args).update(SMOKE)
-    prefix = "smoke" if args.smoke_test else "search"
+        vars(args).update({k: v for k, v in SMOKE.items() if k in vars(args)})
+    prefix = "smoke" if args.smoke_test else args.command
     args.name = args.name or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
     problem = check_args(args)
+    try:
+        grid = grid_from(args) if args.command == "grid" else None
+    except (ValueError, FileNotFoundError) as err:
+        problem = problem or str(err)
     if problem:
         parser.error(problem)
+    return args, grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, grid = parse_args(sys.argv[1:] if argv is None else argv)
 
     # Heavy imports (torch, Ray) only after the flags are known to be good.
     from src.data import DataError, DataSpec, image_folder, prepare_cache, write_synthetic_images
-    from src.search import SearchError, run_search
+    from src.search import SearchError, run_experiment
 
     if args.smoke_test:
         args.data_dir = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-smoke-")))
@@ -151,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = image_folder(settings.data_dir)
         prepare_cache(folder, settings.image_size)  # decode once, before any trial starts
-        run_search(settings, DataSpec(folder.root, settings.image_size))
+        run_experiment(settings, DataSpec(folder.root, settings.image_size), grid)
     except (DataError, SearchError, ValueError) as err:
         print(f"hypertune: error: {err}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ Change the search in one place: `SEARCH_SPACE` below.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +68,12 @@ class RunSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A fixed-epoch grid: two hyperparameters varied, every other one fixed."""
+
+    axes: dict[str, list[Any]]  # exactly two names (x first, then y) -> values to try
+    repeats: int = 1  # seeds per cell: seed, seed + 1, ...
+    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of BASELINE

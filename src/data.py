@@ -36,7 +36,7 @@ from PIL import Image, ImageOps
 from src.config import SPLIT_FRACTIONS, SPLIT_SEED
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-CACHE_FORMAT = 1  # bump when the cache layout or decoding changes: old caches are then ignored
+CACHE_FORMAT = 2  # bump when the cache layout or decoding changes: old caches are then ignored
 DEFAULT_CACHE_ROOT = Path.home() / ".cache" / "hypertune"
 MADS_CACHE = Path.home() / ".cache" / "mads_datasets"  # where mads_datasets keeps Flowers
 
@@ -157,6 +157,13 @@ def cache_key(folder: ImageFolder, image_size: int) -> str:
     return f"{folder.root.name}-{image_size}px-{digest.hexdigest()[:16]}"
 
 
+def pixel_moments(pixels: np.ndarray) -> np.ndarray:
+    """(2, 3): per channel, the mean of x and of x^2 for x = pixel / 255, exact (from counts)."""
+    counts = np.stack([np.bincount(channel.ravel(), minlength=256) for channel in pixels])
+    x = np.arange(256) / 255
+    return np.stack([counts @ x, counts @ (x * x)]) / counts[0].sum()
+
+
 def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -165,11 +172,17 @@ def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
         tmp / "images.npy", "w+", np.uint8, (len(folder.paths), 3, image_size, image_size)
     )
     keep = np.zeros(len(folder.paths), bool)
-    # PIL releases the GIL while decoding and resizing, so threads use every core.
+    moments = np.zeros((len(folder.paths), 2, 3))
+
+    def decode(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        pixels = _decode(path, image_size)
+        return None if pixels is None else (pixels, pixel_moments(pixels))
+
+    # PIL and numpy release the GIL while decoding, resizing and summing: threads use every core.
     with ThreadPoolExecutor(os.cpu_count()) as pool:
-        for i, pixels in enumerate(pool.map(lambda p: _decode(p, image_size), folder.paths)):
-            if pixels is not None:
-                images[i], keep[i] = pixels, True
+        for i, decoded in enumerate(pool.map(decode, folder.paths)):
+            if decoded is not None:
+                (images[i], moments[i]), keep[i] = decoded, True
     images.flush()
     if not keep.all():
         logger.warning(
@@ -179,6 +192,7 @@ def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
         np.save(tmp / "images.npy", images[keep])
     del images
     np.save(tmp / "labels.npy", folder.labels[keep])
+    np.save(tmp / "moments.npy", moments[keep])
     meta = {"class_names": folder.class_names, "image_size": image_size, "root": str(folder.root)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache behind
@@ -200,14 +214,17 @@ def prepare_cache(folder: ImageFolder, image_size: int, cache_root: Path | None 
 class CachedImages:
     images: np.ndarray  # uint8 (N, 3, S, S), memory-mapped
     labels: np.ndarray  # int64 (N,)
+    moments: np.ndarray  # float64 (N, 2, 3): per image and channel, mean of x and of x^2
     class_names: list[str]
 
 
 def load_cache(cache_dir: Path) -> CachedImages:
     meta = json.loads((cache_dir / "meta.json").read_text())
     return CachedImages(
-        np.load(cache_dir / "images.npy", mmap_mode="r"),
+        # Copy-on-write: writable for torch, yet never written, so the pages stay shared.
+        np.load(cache_dir / "images.npy", mmap_mode="c"),
         np.load(cache_dir / "labels.npy"),
+        np.load(cache_dir / "moments.npy"),
         meta["class_names"],
     )
 
@@ -226,18 +243,12 @@ def split_indices(
     return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 images scaled to [0, 1], in chunks to bound memory."""
-    total = torch.zeros(3, dtype=torch.float64, device=images.device)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(images), chunk):
-        x = images[start : start + chunk].double() / 255
-        total += x.sum((0, 2, 3))
-        squares += (x * x).sum((0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (squares / count - mean**2).clamp_min(1e-12).sqrt()
-    return mean.float(), std.float()
+def split_stats(moments: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of the images `indices` (pixels scaled to [0, 1]), exact, from
+    the per-image moments stored in the cache: no pixel is touched."""
+    mean, mean_square = moments[indices].mean(0)  # every image has the same pixel count
+    std = np.sqrt(np.maximum(mean_square - mean**2, 1e-12))
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 
 
 def random_resized_crop_flip(
@@ -268,37 +279,38 @@ def random_resized_crop_flip(
 
 
 class BatchStream:
-    """One split, resident on `device` as uint8; iterating yields one epoch of float batches."""
+    """One split of the images; iterating yields one epoch of normalised float batches,
+    shuffled and augmented when `train`. Everything happens on the images' device."""
 
     def __init__(
         self,
         images: torch.Tensor,
         labels: torch.Tensor,
+        indices: torch.Tensor,
         batch_size: int,
         mean: torch.Tensor,
         std: torch.Tensor,
         train: bool,
         seed: int,
     ) -> None:
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.indices = images, labels, indices
         self.batch_size, self.train = batch_size, train
-        self.mean, self.std = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
-        self.generator = torch.Generator(device=images.device).manual_seed(seed)
+        dev = images.device
+        self.mean, self.std = mean.view(1, 3, 1, 1).to(dev), std.view(1, 3, 1, 1).to(dev)
+        self.generator = torch.Generator(device=dev).manual_seed(seed)
 
     @property
     def num_images(self) -> int:
-        return len(self.labels)
+        return len(self.indices)
 
     def __len__(self) -> int:
         return math.ceil(self.num_images / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, dev = len(self.labels), self.images.device
-        order = (
-            torch.randperm(n, device=dev, generator=self.generator)
-            if self.train
-            else torch.arange(n, device=dev)
-        )
+        order = self.indices
+        if self.train:
+            shuffle = torch.randperm(len(order), device=order.device, generator=self.generator)
+            order = order[shuffle]
         for idx in order.split(self.batch_size):
             x = self.images[idx].float() / 255
             if self.train:
@@ -340,22 +352,24 @@ class TrialData:
 
 
 def open_trial_data(spec: DataSpec, batch_size: int, seed: int, device: torch.device) -> TrialData:
-    """Cache (built once per node and size), split, and move train + val to `device`."""
+    """The trial's train and val streams over the shared cache (built once per node and size).
+
+    On CPU the images stay the memory-mapped cache: trials on one machine share its pages and
+    a batch copies only its own images. On a GPU the whole array is uploaded once; the test
+    split's images travel along but are never indexed."""
     cached = load_cache(prepare_cache(scan_images(spec.root), spec.image_size))
     split = split_indices(cached.labels, SPLIT_FRACTIONS, SPLIT_SEED)
+    images = torch.from_numpy(cached.images).to(device)
+    labels = torch.from_numpy(cached.labels).to(device)
+    mean, std = split_stats(cached.moments, split["train"])  # from the training split only
 
-    def to_device(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = split[name]
-        return (
-            torch.from_numpy(cached.images[idx]).to(device),
-            torch.from_numpy(cached.labels[idx]).to(device),
-        )
+    def stream(name: str, train: bool) -> BatchStream:
+        indices = torch.from_numpy(split[name]).to(device)
+        return BatchStream(images, labels, indices, batch_size, mean, std, train, seed)
 
-    (train_x, train_y), (val_x, val_y) = to_device("train"), to_device("val")
-    mean, std = channel_stats(train_x)  # from the training split only
     return TrialData(
-        train=BatchStream(train_x, train_y, batch_size, mean, std, train=True, seed=seed),
-        val=BatchStream(val_x, val_y, batch_size, mean, std, train=False, seed=seed),
+        train=stream("train", train=True),
+        val=stream("val", train=False),
         class_names=cached.class_names,
         image_size=spec.image_size,
         mean=mean,

@@ -1,4 +1,4 @@
-"""From Ray's ResultGrid to `experiment_summary.csv`: one row per trial."""
+"""From Ray's ResultGrid to `experiment_summary.csv` (one row per trial), and back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ray.tune import Result, ResultGrid
 from src.config import BASELINE, METRIC
 
 SUMMARY_FILE = "experiment_summary.csv"
+EXPERIMENT_INFO = "hypertune.json"  # kind of experiment and its settings, for the analysis
 HYPERPARAMETERS = [*BASELINE, "seed"]
 
 
@@ -53,3 +54,15 @@ def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
     path = experiment_dir / SUMMARY_FILE
     table.to_csv(path, index=False)
     return path
+
+
+def best_config(experiment_dir: Path) -> dict[str, Any]:
+    """The hyperparameters (not the seed) of the best trial of an earlier experiment."""
+    path = experiment_dir / SUMMARY_FILE
+    if not path.is_file():
+        raise ValueError(
+            f"No {SUMMARY_FILE} in {experiment_dir}: --from-experiment needs a finished "
+            f"experiment's folder name under --storage-path."
+        )
+    best = pd.read_csv(path).sort_values("best_val_accuracy", ascending=False).iloc[0]
+    return {name: type(value)(best[name]) for name, value in BASELINE.items()}

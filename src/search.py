@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 from loguru import logger
 
-from src.config import BASELINE, METRIC, MODE, SEARCH_SPACE, RunSettings
+from src.config import BASELINE, METRIC, MODE, SEARCH_SPACE, Grid, RunSettings
 from src.data import DataSpec
-from src.results import HYPERPARAMETERS, summarize, write_summary
+from src.results import EXPERIMENT_INFO, HYPERPARAMETERS, summarize, write_summary
 from src.train import train_cnn
 
 # Without this Ray >= 2.5x writes an auth token under ~/.ray on first start.
@@ -72,16 +73,17 @@ def to_tune_space(space: dict[str, tuple[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_tuner(
-    settings: RunSettings,
-    data_spec: DataSpec,
-    resources: TrialResources,
-    callbacks: list[tune.Callback] | None = None,
-) -> tune.Tuner:
-    trainable = tune.with_resources(
+def make_trainable(
+    settings: RunSettings, data_spec: DataSpec, resources: TrialResources
+) -> type[tune.Trainable]:
+    return tune.with_resources(
         tune.with_parameters(train_cnn, data_spec=data_spec, max_epochs=settings.max_epochs),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
+
+
+def search_plan(settings: RunSettings, concurrent: int) -> tuple[dict[str, Any], tune.TuneConfig]:
+    """ASHA + HyperOpt over SEARCH_SPACE; the other hyperparameters stay at BASELINE."""
     # TPE learns only from finished trials: limiting concurrency to what runs at once keeps it
     # from proposing every trial up front (which would make it random search).
     searcher = ConcurrencyLimiter(
@@ -89,7 +91,7 @@ def build_tuner(
             points_to_evaluate=[{k: BASELINE[k] for k in SEARCH_SPACE}],
             random_state_seed=settings.seed,
         ),
-        max_concurrent=resources.concurrent,
+        max_concurrent=concurrent,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
@@ -97,17 +99,48 @@ def build_tuner(
         grace_period=settings.grace_period,
         reduction_factor=settings.reduction_factor,
     )
+    space = {**BASELINE, **to_tune_space(SEARCH_SPACE), "seed": settings.seed}
+    config = tune.TuneConfig(
+        search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples
+    )
+    return space, config
+
+
+def grid_plan(
+    grid: Grid, settings: RunSettings, concurrent: int
+) -> tuple[dict[str, Any], tune.TuneConfig]:
+    """Every (x, y, seed) cell trained for exactly max_epochs: FIFO, nobody stopped early."""
+    seeds = [settings.seed + i for i in range(grid.repeats)]
+    space = {
+        **BASELINE,
+        **grid.fixed,
+        **{name: tune.grid_search(values) for name, values in grid.axes.items()},
+        "seed": tune.grid_search(seeds),
+    }
+    return space, tune.TuneConfig(max_concurrent_trials=concurrent)
+
+
+def build_tuner(
+    settings: RunSettings,
+    data_spec: DataSpec,
+    grid: Grid | None = None,
+    callbacks: list[tune.Callback] | None = None,
+) -> tune.Tuner:
+    resources = trial_resources(settings, ray.cluster_resources())
+    logger.info(
+        f"{resources.cpu} CPU + {resources.gpu} GPU per trial, {resources.concurrent} at once; "
+        f"results in {settings.storage_path / settings.name}"
+    )
+    if grid is None:
+        space, tune_config = search_plan(settings, resources.concurrent)
+    else:
+        space, tune_config = grid_plan(grid, settings, resources.concurrent)
+    tune_config.metric, tune_config.mode = METRIC, MODE
+    tune_config.trial_dirname_creator = lambda trial: f"trial_{trial.trial_id}"
     return tune.Tuner(
-        trainable,
-        param_space={**BASELINE, **to_tune_space(SEARCH_SPACE), "seed": settings.seed},
-        tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=settings.num_samples,
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-        ),
+        make_trainable(settings, data_spec, resources),
+        param_space=space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=str(settings.storage_path),
@@ -120,18 +153,30 @@ def build_tuner(
     )
 
 
-def run_search(
-    settings: RunSettings, data_spec: DataSpec, callbacks: list[tune.Callback] | None = None
+def write_experiment_info(settings: RunSettings, grid: Grid | None) -> None:
+    """What kind of experiment this is, for `src.analysis` (grid: fixed epochs; search: ASHA)."""
+    folder = settings.storage_path / settings.name
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {
+        "kind": "search" if grid is None else "grid",
+        "settings": settings.as_dict(),
+        "grid": None if grid is None else asdict(grid),
+    }
+    (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
+
+
+def run_experiment(
+    settings: RunSettings,
+    data_spec: DataSpec,
+    grid: Grid | None = None,
+    callbacks: list[tune.Callback] | None = None,
 ) -> pd.DataFrame:
-    """Run the search, write experiment_summary.csv, print the best trial; returns the summary."""
+    """A search (grid=None) or a fixed-epoch grid; writes experiment_summary.csv, prints the
+    best trial and returns the summary."""
     start_ray(settings.address)
-    resources = trial_resources(settings, ray.cluster_resources())
-    logger.info(
-        f"{settings.num_samples} trials, {resources.cpu} CPU + {resources.gpu} GPU each, "
-        f"{resources.concurrent} at once; results in {settings.storage_path / settings.name}"
-    )
-    results = build_tuner(settings, data_spec, resources, callbacks).fit()
-    table = summarize(results, settings.max_epochs)
+    tuner = build_tuner(settings, data_spec, grid, callbacks)
+    write_experiment_info(settings, grid)
+    table = summarize(tuner.fit(), settings.max_epochs)
     path = write_summary(table, settings.storage_path / settings.name)
     if table["best_val_accuracy"].isna().all():
         raise SearchError(

@@ -34,6 +34,14 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["--name", "../escape"], "--name may hold"),
         (["--num-samples", "many"], "invalid int value"),
         (["--learning-rate", "0.1"], "unrecognized arguments"),
+        (["grid", "--x", "depth=1,2", "--y", "lr=0.1"], "'depth=1,2' is not NAME=VALUE"),
+        (["grid", "--x", "lr=0.1,0.01", "--y", "lr=0.1"], "two different hyperparameters"),
+        (["grid", "--x", "lr=fast", "--y", "dropout=0.1"], "lr takes float values, got 'fast'"),
+        (["grid", "--x", "batchnorm=yes", "--y", "dropout=0.1"], "takes true or false"),
+        (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--repeats", "0"], "--repeats must"),
+        (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--set", "depth=3"], "'depth=3'"),
+        (["grid", "--x", "lr=0.1"], "required: --y"),
+        (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--from-experiment", "nope"], "No exp"),
     ],
 )
 def test_bad_flags_are_refused_before_ray_starts(flags: list[str], message: str) -> None:

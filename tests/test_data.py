@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import src.data as data
+from src.config import SPLIT_FRACTIONS, SPLIT_SEED
 from src.data import (
     BatchStream,
     DataError,
     DataSpec,
-    channel_stats,
     flowers_dir,
     load_cache,
     open_trial_data,
@@ -22,6 +22,7 @@ from src.data import (
     random_resized_crop_flip,
     scan_images,
     split_indices,
+    split_stats,
     write_synthetic_images,
 )
 
@@ -158,31 +159,37 @@ def test_full_size_crop_is_identity_or_mirror() -> None:
     assert 4 < mirrored.sum() < 28  # about half are flipped
 
 
-def test_channel_stats_match_numpy() -> None:
-    images = torch.randint(0, 256, (50, 3, 6, 6), dtype=torch.uint8)
-    mean, std = channel_stats(images, chunk=7)
-    scaled = images.numpy() / 255
-    assert np.allclose(mean, scaled.mean((0, 2, 3)), atol=1e-6)
-    assert np.allclose(std, scaled.std((0, 2, 3)), atol=1e-6)
+def test_split_stats_are_the_split_images_channel_stats(image_dir: Path, tmp_path: Path) -> None:
+    cached = load_cache(prepare_cache(scan_images(image_dir), 32, tmp_path))
+    subset = np.arange(0, 60, 3)
+    mean, std = split_stats(cached.moments, subset)
+    pixels = cached.images[subset] / 255
+    assert np.allclose(mean, pixels.mean((0, 2, 3)), atol=1e-6)
+    assert np.allclose(std, pixels.std((0, 2, 3)), atol=1e-6)
 
 
 def test_an_epoch_visits_every_image_once() -> None:
-    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).clone()
-    labels = torch.arange(10)
+    images = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 3, 2, 2).clone()
+    labels = torch.arange(20)
+    split = torch.arange(5, 15)  # a stream sees only its split's images
     zero, one = torch.zeros(3), torch.ones(3)
-    train = BatchStream(images, labels, 4, zero, one, train=True, seed=0)
+    train = BatchStream(images, labels, split, 4, zero, one, train=True, seed=0)
     seen = torch.cat([y for _, y in train])
-    assert len(train) == 3 and sorted(seen.tolist()) == list(range(10))
-    assert seen.tolist() != list(range(10))  # shuffled
-    val = BatchStream(images, labels, 4, zero, one, train=False, seed=0)
+    assert len(train) == 3 and sorted(seen.tolist()) == list(range(5, 15))
+    assert seen.tolist() != list(range(5, 15))  # shuffled
+    val = BatchStream(images, labels, split, 4, zero, one, train=False, seed=0)
     batches = list(val)
-    assert torch.cat([y for _, y in batches]).tolist() == list(range(10))  # in order
-    assert torch.allclose(batches[0][0][:, 0, 0, 0] * 255, torch.arange(4.0))  # no augmentation
+    assert torch.cat([y for _, y in batches]).tolist() == list(range(5, 15))  # in order
+    assert torch.allclose(batches[0][0][:, 0, 0, 0] * 255, torch.arange(5.0, 9.0))  # as stored
 
 
 def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
     trial = open_trial_data(DataSpec(image_dir, 32), 8, 0, torch.device("cpu"))
     assert trial.train.num_images == 42 and trial.val.num_images == 9  # 70% / 15% of 60
+    labels = np.repeat([0, 1, 2], 20)
+    test = split_indices(labels, SPLIT_FRACTIONS, SPLIT_SEED)["test"]
+    used = set(trial.train.indices.tolist()) | set(trial.val.indices.tolist())
+    assert len(used) == 51 and used.isdisjoint(test.tolist())
     x = torch.cat([x for x, _ in trial.val])
     assert x.shape[1:] == (3, 32, 32)
     assert abs(x.mean().item()) < 0.5 and 0.5 < x.std().item() < 1.5

@@ -14,7 +14,7 @@ from ray import tune
 from src.config import BASELINE, SEARCH_SPACE, RunSettings
 from src.data import DataSpec, write_synthetic_images
 from src.results import HYPERPARAMETERS, SUMMARY_FILE
-from src.search import run_search, trial_resources
+from src.search import run_experiment, trial_resources
 
 
 class ConcurrencyProbe(tune.Callback):
@@ -79,7 +79,7 @@ def test_two_trials_share_a_gpu_and_asha_stops_some(
 ) -> None:
     run = settings(tmp_path)
     probe = ConcurrencyProbe()
-    table = run_search(run, DataSpec(images, run.image_size), callbacks=[probe])
+    table = run_experiment(run, DataSpec(images, run.image_size), callbacks=[probe])
     # 4 CPUs would allow 4 trials; the single GPU at 0.5 per trial allows exactly 2.
     assert probe.max_running == 2
     assert probe.resources == {(("CPU", 1.0), ("GPU", 0.5))}
@@ -94,7 +94,7 @@ def test_two_trials_share_a_gpu_and_asha_stops_some(
 def test_without_gpus_trials_run_on_cpus(ray_cpu_only: None, images: Path, tmp_path: Path) -> None:
     run = settings(tmp_path, num_samples=3, max_epochs=2)
     probe = ConcurrencyProbe()
-    table = run_search(run, DataSpec(images, run.image_size), callbacks=[probe])
+    table = run_experiment(run, DataSpec(images, run.image_size), callbacks=[probe])
     assert probe.resources == {(("CPU", 1.0),)}
     assert probe.max_running == 2
     check_summary(table, tmp_path / "exp", run)

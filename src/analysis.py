@@ -1,0 +1,428 @@
+"""What an experiment learned, as figures: `make analyze` or `python -m src.analysis`.
+
+    python -m src.analysis                                   # latest experiment in logs/ray_results
+    python -m src.analysis logs/ray_results/NAME             # a grid: heatmap of its two axes
+    python -m src.analysis logs/ray_results/NAME --metric val_loss
+    python -m src.analysis logs/ray_results/NAME --x lr --y batch_size --at-epoch 2
+
+Heatmaps only ever hold trials trained for the same number of epochs. A fixed-epoch grid
+(`python hypertune.py grid ...`) gives that by construction. For an ASHA search, whose trials
+stop at different epochs, a heatmap is refused unless --at-epoch K asks to compare every trial
+that reached epoch K at that epoch (the title then says so).
+
+Every experiment also gets learning curves, the best-so-far trace over wall-clock time, each
+hyperparameter against the final metric, and a hyperparameter importance ranking. Everything
+lands in <experiment>/figures/ (replaced as a whole, never half-written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from src.config import BASELINE
+from src.results import EXPERIMENT_INFO
+
+HYPERPARAMETERS = [*BASELINE, "seed"]
+METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
+LOG_SCALE = {"lr", "weight_decay"}  # sampled log-uniformly: plot and bin them on a log axis
+MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
+TOP_TRIALS = 10
+
+
+class AnalysisError(Exception):
+    """Input the analysis cannot use; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    folder: Path
+    info: dict[str, Any]  # hypertune.json: kind ("search" | "grid"), settings, grid
+    trials: pd.DataFrame  # one row per trial: trial_id, hyperparameters, epochs, status
+    history: pd.DataFrame  # one row per trial and epoch: trial_id, epoch, metrics, timestamp
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.info["settings"]["max_epochs"])
+
+    def varied(self) -> list[str]:
+        """Hyperparameters (seed excluded) that take more than one value."""
+        names = [h for h in BASELINE if h in self.trials]
+        return [h for h in names if self.trials[h].nunique() > 1]
+
+
+def latest_experiment(root: Path) -> Path:
+    found = sorted(root.glob(f"*/{EXPERIMENT_INFO}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise AnalysisError(
+            f"No experiment found under {root}. Run `python hypertune.py` first, or pass an "
+            f"experiment folder: python -m src.analysis logs/ray_results/NAME"
+        )
+    return found[-1].parent
+
+
+def load_trial(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    params = json.loads((folder / "params.json").read_text())
+    progress = folder / "progress.csv"
+    has_rows = progress.is_file() and progress.stat().st_size > 0
+    history = pd.read_csv(progress) if has_rows else pd.DataFrame(columns=["epoch"])
+    return params, history.assign(trial_id=folder.name.removeprefix("trial_"))
+
+
+def load_experiment(folder: Path) -> Experiment:
+    if not (folder / EXPERIMENT_INFO).is_file():
+        raise AnalysisError(
+            f"{folder} is not a hypertune experiment (it has no {EXPERIMENT_INFO}). Pass a "
+            f"folder written by `python hypertune.py`, e.g. logs/ray_results/NAME."
+        )
+    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    rows, histories = [], []
+    for trial in sorted(folder.glob("trial_*/params.json")):
+        params, history = load_trial(trial.parent)
+        epochs = int(history["epoch"].max()) if len(history) else 0
+        errored = (trial.parent / "error.txt").exists()
+        status = "error" if errored else "completed"
+        if not errored and epochs < int(info["settings"]["max_epochs"]):
+            status = "stopped_early"
+        tid = trial.parent.name.removeprefix("trial_")
+        rows.append({"trial_id": tid, **params, "epochs": epochs, "status": status})
+        histories.append(history)
+    if not any(len(h) for h in histories):
+        raise AnalysisError(
+            f"No trial of {folder} finished an epoch ({len(rows)} trial folders), so there is "
+            f"nothing to analyse. Look at the trials' error.txt files, or wait for the run."
+        )
+    history = pd.concat([h for h in histories if len(h)], ignore_index=True)
+    return Experiment(folder, info, pd.DataFrame(rows), history)
+
+
+def metric_at(exp: Experiment, metric: str, epoch: int | None) -> pd.DataFrame:
+    """One row per trial with `metric` at `epoch` (its last epoch when None); trials that did
+    not reach `epoch` are left out."""
+    h = exp.history
+    rows = h[h["epoch"] == epoch] if epoch else h.loc[h.groupby("trial_id")["epoch"].idxmax()]
+    values = rows[["trial_id", metric]]
+    return exp.trials.merge(values, on="trial_id")
+
+
+def bins(values: pd.Series, name: str) -> pd.Series:
+    """Categories for a heatmap axis or an importance group: the values themselves when there
+    are few, else quantile bins labelled by their range."""
+    if values.nunique() <= 2 * MAX_BINS:
+        return values
+    cut = np.log10(values) if name in LOG_SCALE else values
+    codes = pd.qcut(cut, MAX_BINS, duplicates="drop")
+    return codes.map(lambda iv: f"{_fmt(iv.left, name)}–{_fmt(iv.right, name)}")
+
+
+def _fmt(edge: float, name: str) -> str:
+    return f"{10**edge:.1e}" if name in LOG_SCALE else f"{edge:.2f}"
+
+
+def check_axis(exp: Experiment, name: str) -> None:
+    if name not in BASELINE:
+        raise AnalysisError(f"{name!r} is not a hyperparameter; choose from {', '.join(BASELINE)}.")
+    if name not in exp.varied():
+        value = exp.trials[name].iloc[0] if name in exp.trials else BASELINE[name]
+        raise AnalysisError(
+            f"{name} was not varied in {exp.folder.name} (every trial has {name}={value}), so a "
+            f"heatmap over it shows nothing. Varied: {', '.join(exp.varied()) or 'none'}."
+        )
+
+
+def heatmap_cells(
+    exp: Experiment, x: str, y: str, metric: str, at_epoch: int | None
+) -> tuple[pd.DataFrame, str]:
+    """Mean, sd and n of `metric` per (x, y) cell, over trials with equal epochs, and a note
+    for the title that says which epoch the cells compare."""
+    check_axis(exp, x)
+    check_axis(exp, y)
+    if at_epoch is None:
+        short = exp.trials[exp.trials["epochs"] < exp.max_epochs]
+        if len(short):
+            stopped = int((short["status"] == "stopped_early").sum())
+            raise AnalysisError(
+                f"{len(short)} of {len(exp.trials)} trials of {exp.folder.name} did not train "
+                f"all {exp.max_epochs} epochs ({stopped} stopped early by ASHA, "
+                f"{len(short) - stopped} errored). A heatmap of their final values would mix "
+                f"runs of different lengths. Run a fixed-epoch grid instead, e.g. `python "
+                f"hypertune.py grid --x {x}=A,B,C --y {y}=D,E,F --max-epochs "
+                f"{exp.max_epochs}`, or pass --at-epoch K to compare every trial that reached "
+                f"epoch K at that epoch (all reached epoch {int(exp.trials['epochs'].min())})."
+            )
+        epoch, note = (
+            exp.max_epochs,
+            f"all {len(exp.trials)} trials trained {exp.max_epochs} epochs",
+        )
+    else:
+        if at_epoch < 1 or at_epoch > exp.trials["epochs"].max():
+            raise AnalysisError(
+                f"--at-epoch {at_epoch} is outside 1..{exp.trials['epochs'].max()}, the epochs "
+                f"trials of {exp.folder.name} reached."
+            )
+        epoch = at_epoch
+        reached = int((exp.trials["epochs"] >= epoch).sum())
+        note = f"{reached} of {len(exp.trials)} trials compared at epoch {epoch}"
+    table = metric_at(exp, metric, epoch)
+    table = table.assign(**{x: bins(table[x], x), y: bins(table[y], y)})
+    cells = table.groupby([y, x], observed=True)[metric].agg(["mean", "std", "count"])
+    return cells.reset_index(), note
+
+
+def plot_heatmap(cells: pd.DataFrame, x: str, y: str, metric: str, note: str) -> plt.Figure:
+    mean = cells.pivot(index=y, columns=x, values="mean")
+    labels = cells.assign(
+        label=[
+            f"{m:.3f}\n± {0 if np.isnan(s) else s:.3f}\nn={n}"
+            for m, s, n in zip(cells["mean"], cells["std"], cells["count"], strict=True)
+        ]
+    ).pivot(index=y, columns=x, values="label")
+    fig, ax = plt.subplots(figsize=(1.8 * mean.shape[1] + 2.5, 1.2 * mean.shape[0] + 2))
+    cmap = "viridis" if METRICS[metric] == "max" else "viridis_r"  # bright = better
+    sns.heatmap(mean, annot=labels, fmt="", cmap=cmap, ax=ax, cbar_kws={"label": metric})
+    ax.invert_yaxis()  # small values at the bottom, like a plot
+    ax.set_title(f"{metric}: {y} × {x}\n{note} (mean ± sd over seeds)")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    return fig
+
+
+def rung_epochs(exp: Experiment) -> list[int]:
+    """Epochs at which ASHA compared trials (none for a grid)."""
+    s = exp.info["settings"]
+    if exp.info["kind"] != "search":
+        return []
+    rungs, epoch = [], s["grace_period"]
+    while epoch < s["max_epochs"]:
+        rungs.append(epoch)
+        epoch *= s["reduction_factor"]
+    return rungs
+
+
+def plot_learning_curves(exp: Experiment, metric: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    status = exp.trials.set_index("trial_id")["status"]
+    styles = {"completed": ("-", "tab:blue"), "stopped_early": ("--", "tab:orange")}
+    for tid, h in exp.history.groupby("trial_id"):
+        style, color = styles.get(status[tid], (":", "tab:red"))
+        ax.plot(h["epoch"], h[metric], style, color=color, alpha=0.7, marker=".")
+        if status[tid] != "completed":
+            ax.plot(h["epoch"].iloc[-1], h[metric].iloc[-1], "x", color=color, ms=9)
+    for rung in rung_epochs(exp):
+        ax.axvline(rung, color="grey", lw=0.8, ls=":")
+    handles = [plt.Line2D([], [], ls=s, color=c, label=k) for k, (s, c) in styles.items()]
+    if rung_epochs(exp):
+        handles.append(plt.Line2D([], [], ls=":", color="grey", label="ASHA rung"))
+    ax.legend(handles=handles)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Learning curves, {len(exp.trials)} trials (x = last epoch of a stopped trial)")
+    return fig
+
+
+def plot_best_so_far(exp: Experiment, metric: str) -> plt.Figure:
+    h = exp.history.sort_values("timestamp")
+    minutes = (h["timestamp"] - (h["timestamp"] - h["time_this_iter_s"]).min()) / 60
+    best = h[metric].cummax() if METRICS[metric] == "max" else h[metric].cummin()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter(minutes, h[metric], s=10, color="lightgrey", label="every epoch of every trial")
+    ax.step(minutes, best, where="post", color="tab:blue", label="best so far")
+    ax.set_xlabel("wall-clock time since the first trial started (minutes)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"How fast the search found its best {metric}: {best.iloc[-1]:.3f}")
+    ax.legend()
+    return fig
+
+
+def plot_hyperparameters(exp: Experiment, metric: str) -> plt.Figure:
+    final = metric_at(exp, metric, None)
+    names = exp.varied()
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, names, strict=True):
+        if final[name].nunique() <= 2 * MAX_BINS:
+            sns.stripplot(final, x=name, y=metric, hue="status", ax=ax, legend=ax is axes[0])
+        else:
+            sns.scatterplot(final, x=name, y=metric, hue="status", ax=ax, legend=False)
+            if name in LOG_SCALE:
+                ax.set_xscale("log")
+    fig.suptitle(f"Each hyperparameter vs the {metric} at a trial's last epoch")
+    fig.tight_layout()
+    return fig
+
+
+def importance(exp: Experiment, metric: str) -> pd.DataFrame:
+    """Share of the metric's variance explained by each hyperparameter alone (eta squared of a
+    one-way grouping, continuous values in quantile bins), at the epoch every trial reached.
+    `chance` is what an unrelated grouping explains on average, (groups - 1) / (trials - 1)."""
+    epoch = int(exp.trials.loc[exp.trials["epochs"] > 0, "epochs"].min())
+    table = metric_at(exp, metric, epoch)
+    y = table[metric]
+    total = ((y - y.mean()) ** 2).sum()
+    rows = []
+    for name in exp.varied():
+        groups = y.groupby(bins(table[name], name), observed=True)
+        between = (groups.count() * (groups.mean() - y.mean()) ** 2).sum()
+        rows.append(
+            {
+                "hyperparameter": name,
+                "variance_share": between / total if total > 0 else 0.0,
+                "chance": (groups.ngroups - 1) / max(len(y) - 1, 1),
+                "groups": groups.ngroups,
+                "epoch": epoch,
+                "trials": len(y),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("variance_share", ascending=False)
+
+
+def plot_importance(ranking: pd.DataFrame, metric: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ranking) + 1.8))
+    ax.barh(ranking["hyperparameter"], ranking["variance_share"], label="variance share")
+    ax.scatter(ranking["chance"], ranking["hyperparameter"], color="black", marker="|", s=200,
+               label="expected by chance")  # fmt: skip
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"share of {metric} variance explained (eta², one-way)")
+    first = ranking.iloc[0]
+    ax.set_title(f"Importance at epoch {first['epoch']} over {first['trials']} trials")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    cells = df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+    lines = [" | ".join(df.columns), " | ".join("---" for _ in df.columns)]
+    lines += [" | ".join(row) for row in cells.to_numpy().tolist()]
+    return "\n".join(f"| {line} |" for line in lines)
+
+
+def top_trials(exp: Experiment, metric: str) -> pd.DataFrame:
+    h, maximise = exp.history, METRICS[metric] == "max"
+    by_trial = h.groupby("trial_id")[metric]
+    pick = by_trial.idxmax() if maximise else by_trial.idxmin()
+    best = h.loc[pick, ["trial_id", "epoch", metric]].rename(
+        columns={"epoch": "best_epoch", metric: f"best_{metric}"}
+    )
+    columns = ["trial_id", *[n for n in HYPERPARAMETERS if n in exp.trials], "epochs", "status"]
+    table = exp.trials[columns].merge(best, on="trial_id")
+    return table.sort_values(f"best_{metric}", ascending=not maximise).head(TOP_TRIALS)
+
+
+@dataclass(frozen=True)
+class Request:
+    x: str | None
+    y: str | None
+    metric: str
+    at_epoch: int | None
+
+
+def render(exp: Experiment, req: Request) -> tuple[dict[str, plt.Figure], dict[str, str], str]:
+    """All figures and tables, in memory: nothing is written until everything succeeded."""
+    figures = {
+        "learning_curves.png": plot_learning_curves(exp, req.metric),
+        "best_so_far.png": plot_best_so_far(exp, req.metric),
+    }
+    notes = []
+    x, y = req.x, req.y
+    if x is None and exp.info["kind"] == "grid":
+        x, y = list(exp.info["grid"]["axes"])
+    if x is not None and y is not None:
+        cells, note = heatmap_cells(exp, x, y, req.metric, req.at_epoch)
+        figures[f"heatmap_{req.metric}_{y}_x_{x}.png"] = plot_heatmap(cells, x, y, req.metric, note)
+        notes.append(f"Heatmap {y} × {x}: {note}.")
+    else:
+        notes.append(
+            "No heatmap: this is an ASHA search, whose trials stopped at different epochs. Run "
+            "`python hypertune.py grid --x NAME=... --y NAME=...`, or pass --x, --y and "
+            "--at-epoch K to compare the trials at epoch K."
+        )
+    tables = {"analysis_summary.csv": top_trials(exp, req.metric).to_csv(index=False)}
+    if exp.varied():
+        figures["hyperparameters.png"] = plot_hyperparameters(exp, req.metric)
+        ranking = importance(exp, req.metric)
+        figures["importance.png"] = plot_importance(ranking, req.metric)
+        tables["importance.csv"] = ranking.to_csv(index=False)
+        notes.append(
+            "Importance: share of the variance of "
+            f"{req.metric} at epoch {ranking['epoch'].iloc[0]} explained by each "
+            "hyperparameter alone (eta², continuous values in quantile bins). It ignores "
+            "interactions, and with few trials even an unrelated hyperparameter explains about "
+            "the 'chance' share.\n\n" + markdown_table(ranking)
+        )
+    summary = f"# {exp.folder.name}: top trials by {req.metric}\n\n"
+    summary += markdown_table(top_trials(exp, req.metric)) + "\n\n" + "\n\n".join(notes) + "\n"
+    tables["analysis_summary.md"] = summary
+    return figures, tables, "\n".join(notes)
+
+
+def write_outputs(folder: Path, figures: dict[str, plt.Figure], tables: dict[str, str]) -> Path:
+    """Into a fresh folder first, then swapped in: a failure never leaves half a result."""
+    target, staging = folder / "figures", folder / "figures.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name, fig in figures.items():
+        fig.savefig(staging / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    for name, text in tables.items():
+        (staging / name).write_text(text)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Figures of a hypertune experiment (see the module docstring).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("experiment", nargs="?", type=Path, help="experiment folder (default: latest)")
+    p.add_argument("--root", type=Path, default=Path("logs/ray_results"), help="where to look")
+    p.add_argument("--x", help="heatmap x-axis hyperparameter (default: a grid's first axis)")
+    p.add_argument("--y", help="heatmap y-axis hyperparameter (default: a grid's second axis)")
+    p.add_argument("--metric", default="val_accuracy", help=f"one of {', '.join(METRICS)}")
+    p.add_argument("--at-epoch", type=int, help="compare trials at this epoch (ASHA searches)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.metric not in METRICS:
+            raise AnalysisError(
+                f"Unknown metric {args.metric!r}; choose from {', '.join(METRICS)}."
+            )
+        if (args.x is None) != (args.y is None):
+            raise AnalysisError("A heatmap needs both --x and --y (or neither, for a grid).")
+        folder = args.experiment or latest_experiment(args.root)
+        if not folder.is_dir():
+            raise AnalysisError(f"Experiment folder {folder} does not exist.")
+        exp = load_experiment(folder)
+        request = Request(args.x, args.y, args.metric, args.at_epoch)
+        figures, tables, notes = render(exp, request)
+    except AnalysisError as err:
+        print(f"analysis: error: {err}", file=sys.stderr)
+        return 2
+    target = write_outputs(folder, figures, tables)
+    print(notes)
+    for name in [*figures, *tables]:
+        print(f"wrote {target / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

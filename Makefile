@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/flowers))
 ARGS    ?=
 
-.PHONY: install test lint format tune smoke analyze lock clean
+.PHONY: install test lint format tune smoke analyze compare bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,12 @@ tune: install  ## the default search (ARGS="--num-samples 20" to change it)
 
 smoke: install  ## a 1-minute search on generated images
 	$(PY) hypertune.py --smoke-test $(ARGS)
+
+compare: install  ## search methods at an equal budget (ARGS="--seeds 5 --budget 60")
+	$(PY) hypertune.py compare $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
+
+bench: install  ## benchmarks -> benchmarks/RESULTS.md (ARGS=--skip-e2e for the quick ones)
+	$(PY) benchmarks/run.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 analyze: install  ## figures of the latest experiment (EXPERIMENT=name for another one)
 	$(PY) -m src.analysis $(if $(EXPERIMENT),logs/ray_results/$(EXPERIMENT)) $(ARGS)

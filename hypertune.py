@@ -17,6 +17,7 @@ Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, 
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 import tempfile
@@ -24,10 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from src.config import BASELINE, Grid, RunSettings
+from src.config import (
+    BASELINE,
+    CHECKPOINT_FILE,
+    EXPERIMENT_INFO,
+    SEARCH_SPACE,
+    SUMMARY_FILE,
+    Grid,
+    RunSettings,
+)
 
 SMOKE = {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "image_size": 32}
-COMMANDS = ("search", "grid")
+COMMANDS = ("search", "grid", "compare", "evaluate")
+METHODS = ("asha+hyperopt", "asha+random", "fifo+random", "grid")  # see src/compare.py
 
 
 def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
@@ -67,6 +77,17 @@ def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
         help="Ray cluster to join, e.g. ray://head:10001 or auto (RAY_ADDRESS works too)",
     )
     p.add_argument(
+        "--max-failures",
+        type=int,
+        default=d.max_failures,
+        help="retries of a trial that raised an exception, from its last checkpoint",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted experiment --name (its own settings; other flags ignored)",
+    )
+    p.add_argument(
         "--smoke-test",
         action="store_true",
         help=f"tiny generated dataset and {SMOKE}: checks the installation in < 1 minute",
@@ -78,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", metavar="{search,grid}")
+    commands = parser.add_subparsers(dest="command", metavar="{search,grid,compare,evaluate}")
     fmt = argparse.ArgumentDefaultsHelpFormatter
     search = commands.add_parser(
         "search", help="ASHA + HyperOpt search (the default)", formatter_class=fmt
@@ -112,6 +133,37 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument(
         "--from-experiment", metavar="NAME", help="start from the best config of this experiment"
     )
+    compare = commands.add_parser(
+        "compare",
+        help="search methods side by side at an equal budget of epochs",
+        formatter_class=fmt,
+        description="Run the search space under asha+hyperopt, asha+random, fifo+random and a "
+        "grid, --seeds times each, every run stopped after --budget training epochs in total, "
+        "and plot best val_accuracy so far against epochs spent.",
+    )
+    add_common_flags(compare, d)
+    compare.add_argument("--seeds", type=int, default=3, help="repetitions of every method")
+    compare.add_argument("--budget", type=int, default=40, help="training epochs per run")
+    compare.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of the methods"
+    )
+    compare.add_argument("--grace-period", type=int, default=1, help="ASHA grace period")
+    compare.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction")
+    # Small defaults: 4 methods x 3 seeds x 40 epochs at 32 px is ~20 minutes on 2 CPUs.
+    compare.set_defaults(max_epochs=4, image_size=32)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a checkpoint on held-out or new images",
+        formatter_class=fmt,
+        description="Evaluate the best checkpoint of experiment --name (or --checkpoint) on the "
+        "experiment's held-out test split, or on --data-dir (same class folders).",
+    )
+    evaluate.add_argument("--name", help="experiment whose best checkpoint to evaluate")
+    evaluate.add_argument(
+        "--storage-path", type=Path, default=Path("logs/ray_results"), help="where --name is"
+    )
+    evaluate.add_argument("--checkpoint", type=Path, help="a trial's checkpoint_* folder")
+    evaluate.add_argument("--data-dir", type=Path, help="folder of <class>/*.jpg|png images")
     return parser
 
 
@@ -155,11 +207,26 @@ def grid_from(args: argparse.Namespace) -> Grid:
 
 def check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the flags, or None. Runs before Ray starts."""
-    positive = ["max_epochs", "cpus_per_trial", "num_samples", "grace_period", "repeats"]
+    if getattr(args, "max_failures", 0) < 0:
+        return f"--max-failures cannot be negative, got {args.max_failures}."
+    positive = [
+        "max_epochs", "cpus_per_trial", "num_samples", "grace_period", "repeats", "seeds"
+    ]  # fmt: skip
     for flag in positive:
         if getattr(args, flag, 1) < 1:
             return f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}."
-    if args.command == "search" and args.grace_period > args.max_epochs:
+    if args.command == "compare":
+        unknown = set(args.methods.split(",")) - set(METHODS)
+        if unknown:
+            return (
+                f"Unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}."
+            )
+        if args.budget < args.max_epochs:
+            return (
+                f"--budget {args.budget} epochs cannot pay for one full trial of --max-epochs "
+                f"{args.max_epochs}; raise --budget or lower --max-epochs."
+            )
+    if args.command in ("search", "compare") and args.grace_period > args.max_epochs:
         return (
             f"--grace-period ({args.grace_period}) cannot exceed --max-epochs "
             f"({args.max_epochs}): no trial would ever reach it."
@@ -183,6 +250,26 @@ def check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+def check_evaluate(args: argparse.Namespace) -> str | None:
+    if args.name is None and args.checkpoint is None:
+        return "evaluate needs --name NAME (an experiment) or --checkpoint PATH."
+    if args.name and not (args.storage_path / args.name).is_dir():
+        return f"There is no experiment {args.name!r} in {args.storage_path}."
+    if args.checkpoint and not (args.checkpoint / CHECKPOINT_FILE).is_file():
+        return f"{args.checkpoint} is not a checkpoint folder (it has no {CHECKPOINT_FILE})."
+    if args.name is None and args.data_dir is None:
+        return "With --checkpoint alone there is no test split: give --data-dir or --name."
+    return None
+
+
+def check_resume(args: argparse.Namespace) -> str | None:
+    if args.name is None:
+        return "--resume needs the --name of the experiment to continue."
+    if not (args.storage_path / args.name / EXPERIMENT_INFO).is_file():
+        return f"There is no experiment {args.name!r} in {args.storage_path} to resume."
+    return None
+
+
 def settings_from(args: argparse.Namespace) -> RunSettings:
     search_only = ("num_samples", "grace_period", "reduction_factor")
     return RunSettings(
@@ -195,6 +282,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         cpus_per_trial=args.cpus_per_trial,
         seed=args.seed,
         address=args.address,
+        max_failures=args.max_failures,
         **{k: getattr(args, k) for k in search_only if hasattr(args, k)},
     )
 
@@ -204,6 +292,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["search", *argv]  # `search` is the default command
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        problem = check_evaluate(args)
+        if problem:
+            parser.error(problem)
+        return args, None
+    if args.resume:
+        problem = check_resume(args)
+        if problem:
+            parser.error(problem)
+        return args, None
     if args.smoke_test:
         vars(args).update({k: v for k, v in SMOKE.items() if k in vars(args)})
     prefix = "smoke" if args.smoke_test else args.command
@@ -211,11 +309,30 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
     problem = check_args(args)
     try:
         grid = grid_from(args) if args.command == "grid" else None
-    except (ValueError, FileNotFoundError) as err:
+    except ValueError as err:
         problem = problem or str(err)
+    problem = problem or config_problem(grid, args.image_size)
     if problem:
         parser.error(problem)
     return args, grid
+
+
+def config_problem(grid: Grid | None, image_size: int) -> str | None:
+    """The first trial configuration the model cannot train, or None: every cell of a grid;
+    for a search, BASELINE with each categorical value of SEARCH_SPACE."""
+    from src.model import config_problem as problem_of
+
+    if grid is None:
+        choices = [
+            (k, v) for k, (kind, values) in SEARCH_SPACE.items() if kind == "choice" for v in values
+        ]
+        configs = [{**BASELINE, k: v} for k, v in choices]
+    else:
+        cells = itertools.product(*grid.axes.values())
+        configs = [
+            {**BASELINE, **grid.fixed, **dict(zip(grid.axes, c, strict=True))} for c in cells
+        ]
+    return next(filter(None, (problem_of(c, image_size) for c in configs)), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,15 +340,46 @@ def main(argv: list[str] | None = None) -> int:
 
     # Heavy imports (torch, Ray) only after the flags are known to be good.
     from src.data import DataError, DataSpec, image_folder, prepare_cache, write_synthetic_images
-    from src.search import SearchError, run_experiment
+    from src.evaluate import evaluate_and_report
+    from src.search import (
+        Interrupted,
+        SearchError,
+        read_experiment_info,
+        resume_experiment,
+        run_experiment,
+    )
 
-    if args.smoke_test:
-        args.data_dir = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-smoke-")))
-    settings = settings_from(args)
     try:
-        folder = image_folder(settings.data_dir)
-        prepare_cache(folder, settings.image_size)  # decode once, before any trial starts
-        run_experiment(settings, DataSpec(folder.root, settings.image_size), grid)
+        if args.command == "evaluate":
+            experiment = args.storage_path.resolve() / args.name if args.name else None
+            evaluate_and_report(experiment, args.checkpoint, args.data_dir)
+            return 0
+        if args.resume:
+            folder = args.storage_path.resolve() / args.name
+            if (folder / SUMMARY_FILE).is_file():
+                print(f"Experiment {args.name!r} is complete; its summary: {folder / SUMMARY_FILE}")
+                return 0
+            settings, data_spec = read_experiment_info(folder)
+            prepare_cache(image_folder(data_spec.root), data_spec.image_size)
+            resume_experiment(settings, data_spec)
+            evaluate_and_report(folder, None, None)
+            return 0
+        if args.smoke_test:
+            args.data_dir = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
+        settings = settings_from(args)
+        images = image_folder(settings.data_dir)
+        prepare_cache(images, settings.image_size)  # decode once, before any trial starts
+        data_spec = DataSpec(images.root, settings.image_size)
+        if args.command == "compare":
+            from src.compare import compare
+
+            compare(settings, data_spec, args.methods.split(","), args.seeds, args.budget)
+            return 0
+        run_experiment(settings, data_spec, grid)
+        evaluate_and_report(settings.storage_path / settings.name, None, None)
+    except Interrupted as stop:
+        print(f"hypertune: {stop}", file=sys.stderr)
+        return 130
     except (DataError, SearchError, ValueError) as err:
         print(f"hypertune: error: {err}", file=sys.stderr)
         return 2

@@ -96,6 +96,18 @@ def in_child(kind: str, data_dir: Path, size: int, cache: str) -> dict[str, floa
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compare(data_dir: Path, size: int, cache: str) -> dict[str, dict[str, float]]:
+    """Every path at one size, each in a fresh process, plus the per-trial ratios."""
+    rows = {kind: in_child(kind, data_dir, size, cache) for kind in PATHS}
+    mads, ours = rows["mads"], rows["ours"]
+    rows["ratio"] = {
+        "faster": mads["seconds"] / ours["seconds"],
+        "less_private": mads["private_mb"] / max(ours["private_mb"], 1),
+        "less_with_shared": mads["private_mb"] / (ours["private_mb"] + ours["shared_mb"]),
+    }
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -113,20 +125,18 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as cache:  # a cold cache: the build is measured too
         for size in args.sizes:
-            rows = {kind: in_child(kind, args.data_dir, size, cache) for kind in PATHS}
+            rows = compare(args.data_dir, size, cache)
             for kind, name in PATHS.items():
                 r = rows[kind]
                 print(
                     f"{size:>5} {name:<30} {r['seconds']:>8.3f} {r['private_mb']:>11.0f} "
                     f"{r['shared_mb']:>10.0f} {r['peak_mb']:>8.0f}"
                 )
-            mads, ours = rows["mads"], rows["ours"]
-            speed = mads["seconds"] / ours["seconds"]
-            private = mads["private_mb"] / max(ours["private_mb"], 1)
-            total = mads["private_mb"] / (ours["private_mb"] + ours["shared_mb"])
+            ratio = rows["ratio"]
             print(
-                f"{size:>5} per trial: {speed:.0f}x faster set-up; {private:.0f}x less private "
-                f"memory ({total:.1f}x even counting the shared pages as the trial's own)"
+                f"{size:>5} per trial: {ratio['faster']:.0f}x faster set-up; "
+                f"{ratio['less_private']:.0f}x less private memory "
+                f"({ratio['less_with_shared']:.1f}x counting the shared pages as the trial's own)"
             )
 
 

@@ -34,8 +34,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from src.config import BASELINE
-from src.results import EXPERIMENT_INFO
+from src.config import BASELINE, EXPERIMENT_INFO
 
 HYPERPARAMETERS = [*BASELINE, "seed"]
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}

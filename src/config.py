@@ -45,6 +45,11 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 SPLIT_SEED = 42
 
+# Files of an experiment folder (logs/ray_results/<name>/) that hypertune itself writes.
+EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings and data: for analysis, resume
+SUMMARY_FILE = "experiment_summary.csv"  # one row per trial; written only once all finished
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders
+
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
 MODE = "max"
 
@@ -64,10 +69,16 @@ class RunSettings:
     gpus_per_trial: float = 0.5  # two trials share one GPU
     cpus_per_trial: int = 1  # also the torch thread count of a trial
     seed: int = 0  # seeds HyperOpt and every trial's torch/numpy
+    max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
     address: str | None = None  # existing Ray cluster, or None for a local one
 
     def as_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunSettings:
+        paths = {k: Path(values[k]) if values[k] else None for k in ("storage_path", "data_dir")}
+        return cls(**{**values, **paths})
 
 
 @dataclass(frozen=True)

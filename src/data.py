@@ -204,10 +204,26 @@ def prepare_cache(folder: ImageFolder, image_size: int, cache_root: Path | None 
     cache_root.mkdir(parents=True, exist_ok=True)
     target = cache_root / cache_key(folder, image_size)
     with FileLock(f"{target}.lock"):
-        if not (target / "meta.json").exists():
+        problem = cache_problem(target, image_size) if target.exists() else "missing"
+        if problem:
+            if problem != "missing":
+                logger.warning(f"Rebuilding the image cache {target}: {problem}")
+                shutil.rmtree(target)
             logger.info(f"Decoding {len(folder.paths)} images at {image_size}px into {target}")
             _build_cache(folder, image_size, target)
     return target
+
+
+def cache_problem(cache_dir: Path, image_size: int) -> str | None:
+    """Why the cache cannot be used (damaged or inconsistent files), or None."""
+    try:
+        cached = load_cache(cache_dir)
+    except (OSError, ValueError, KeyError) as err:  # missing, truncated or unparsable files
+        return f"{type(err).__name__}: {err}"
+    n = len(cached.labels)
+    if cached.images.shape != (n, 3, image_size, image_size) or cached.moments.shape != (n, 2, 3):
+        return f"inconsistent shapes {cached.images.shape}, {cached.moments.shape}, {n} labels"
+    return None
 
 
 @dataclass(frozen=True)

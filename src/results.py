@@ -8,10 +8,8 @@ from typing import Any
 import pandas as pd
 from ray.tune import Result, ResultGrid
 
-from src.config import BASELINE, METRIC
+from src.config import BASELINE, METRIC, SUMMARY_FILE
 
-SUMMARY_FILE = "experiment_summary.csv"
-EXPERIMENT_INFO = "hypertune.json"  # kind of experiment and its settings, for the analysis
 HYPERPARAMETERS = [*BASELINE, "seed"]
 
 
@@ -26,6 +24,8 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
     epochs = int(history["epoch"].max()) if len(history) else 0
     if result.error is not None:
         status = "error"
+    elif last.get("diverged"):
+        status = "diverged"
     else:
         status = "completed" if epochs >= max_epochs else "stopped_early"
     return {
@@ -40,6 +40,7 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
         "final_train_loss": last.get("train_loss"),
         "num_params": last.get("num_params"),
         "wall_seconds": last.get("time_total_s"),
+        "error": str(result.error).strip().splitlines()[-1] if result.error else "",
         "path": result.path,
     }
 

@@ -4,32 +4,49 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from loguru import logger
-
-from src.config import BASELINE, METRIC, MODE, SEARCH_SPACE, Grid, RunSettings
-from src.data import DataSpec
-from src.results import EXPERIMENT_INFO, HYPERPARAMETERS, summarize, write_summary
-from src.train import train_cnn
-
-# Without this Ray >= 2.5x writes an auth token under ~/.ray on first start.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-# Short trials checkpoint every few seconds by design; Tune would warn about it on every epoch.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
 import ray
+from loguru import logger
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.hyperopt import HyperOptSearch
 
+from src.config import BASELINE, EXPERIMENT_INFO, METRIC, MODE, SEARCH_SPACE, Grid, RunSettings
+from src.data import DataSpec
+from src.results import HYPERPARAMETERS, summarize, write_summary
+from src.train import train_cnn
+
+# A new trial reuses a finished trial's worker process instead of starting (and importing torch
+# in) a new one: seconds per trial, which short trials feel (benchmarks/OPTIMISATIONS.md).
+REUSE_ACTORS = True
+
 
 class SearchError(Exception):
     """The search ran but produced nothing usable; the message says where to look."""
+
+
+class Interrupted(Exception):
+    """Tune stopped before every trial finished (Ctrl-C); the experiment can be resumed."""
+
+
+class ConcurrencyMonitor(tune.Callback):
+    """Watches the Tune loop: how many trials ran at once, and what each held."""
+
+    def __init__(self) -> None:
+        self.max_running = 0
+        self.resources: set[tuple[tuple[str, float], ...]] = set()
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        running = [t for t in trials if t.status == "RUNNING"]
+        self.max_running = max(self.max_running, len(running))
+        for trial in running:
+            required = trial.placement_group_factory.required_resources
+            self.resources.add(tuple(sorted(required.items())))
 
 
 @dataclass(frozen=True)
@@ -40,9 +57,11 @@ class TrialResources:
 
 
 def start_ray(address: str | None) -> None:
-    """Connect to `address` (or RAY_ADDRESS) if given, else start a local Ray."""
+    """Connect to `address` (or RAY_ADDRESS) if given, else start a local Ray. The `src`
+    package travels with the job, so workers on every node import the same code."""
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        package = Path(__file__).resolve().parent
+        ray.init(address=address, include_dashboard=False, runtime_env={"py_modules": [package]})
 
 
 def trial_resources(settings: RunSettings, cluster: dict[str, float]) -> TrialResources:
@@ -82,33 +101,44 @@ def make_trainable(
     )
 
 
-def search_plan(settings: RunSettings, concurrent: int) -> tuple[dict[str, Any], tune.TuneConfig]:
-    """ASHA + HyperOpt over SEARCH_SPACE; the other hyperparameters stay at BASELINE."""
-    # TPE learns only from finished trials: limiting concurrency to what runs at once keeps it
-    # from proposing every trial up front (which would make it random search).
-    searcher = ConcurrencyLimiter(
-        HyperOptSearch(
-            points_to_evaluate=[{k: BASELINE[k] for k in SEARCH_SPACE}],
-            random_state_seed=settings.seed,
-        ),
-        max_concurrent=concurrent,
-    )
-    scheduler = ASHAScheduler(
+Plan = tuple[dict[str, Any], tune.TuneConfig]  # param_space and how to search it
+
+
+def asha(settings: RunSettings) -> ASHAScheduler:
+    return ASHAScheduler(
         time_attr="training_iteration",
         max_t=settings.max_epochs,
         grace_period=settings.grace_period,
         reduction_factor=settings.reduction_factor,
     )
-    space = {**BASELINE, **to_tune_space(SEARCH_SPACE), "seed": settings.seed}
-    config = tune.TuneConfig(
-        search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples
+
+
+def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
+    """TPE, starting from BASELINE. It learns only from finished trials: limiting concurrency
+    to what runs at once keeps it from proposing every trial up front (random search)."""
+    searcher = HyperOptSearch(
+        points_to_evaluate=[{k: BASELINE[k] for k in SEARCH_SPACE}],
+        random_state_seed=settings.seed,
     )
-    return space, config
+    return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
 
-def grid_plan(
-    grid: Grid, settings: RunSettings, concurrent: int
-) -> tuple[dict[str, Any], tune.TuneConfig]:
+def search_space(seed: int) -> dict[str, Any]:
+    """SEARCH_SPACE as Tune distributions; every other hyperparameter at BASELINE."""
+    return {**BASELINE, **to_tune_space(SEARCH_SPACE), "seed": seed}
+
+
+def search_plan(settings: RunSettings, concurrent: int) -> Plan:
+    """ASHA + HyperOpt over SEARCH_SPACE."""
+    config = tune.TuneConfig(
+        search_alg=hyperopt(settings, concurrent),
+        scheduler=asha(settings),
+        num_samples=settings.num_samples,
+    )
+    return search_space(settings.seed), config
+
+
+def grid_plan(grid: Grid, settings: RunSettings, concurrent: int) -> Plan:
     """Every (x, y, seed) cell trained for exactly max_epochs: FIFO, nobody stopped early."""
     seeds = [settings.seed + i for i in range(grid.repeats)]
     space = {
@@ -123,20 +153,15 @@ def grid_plan(
 def build_tuner(
     settings: RunSettings,
     data_spec: DataSpec,
-    grid: Grid | None = None,
+    resources: TrialResources,
+    plan: Plan,
     callbacks: list[tune.Callback] | None = None,
+    stop: tune.Stopper | None = None,
 ) -> tune.Tuner:
-    resources = trial_resources(settings, ray.cluster_resources())
-    logger.info(
-        f"{resources.cpu} CPU + {resources.gpu} GPU per trial, {resources.concurrent} at once; "
-        f"results in {settings.storage_path / settings.name}"
-    )
-    if grid is None:
-        space, tune_config = search_plan(settings, resources.concurrent)
-    else:
-        space, tune_config = grid_plan(grid, settings, resources.concurrent)
+    space, tune_config = plan
     tune_config.metric, tune_config.mode = METRIC, MODE
     tune_config.trial_dirname_creator = lambda trial: f"trial_{trial.trial_id}"
+    tune_config.reuse_actors = REUSE_ACTORS
     return tune.Tuner(
         make_trainable(settings, data_spec, resources),
         param_space=space,
@@ -148,35 +173,100 @@ def build_tuner(
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
             ),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             callbacks=callbacks,
+            stop=stop,
         ),
     )
 
 
-def write_experiment_info(settings: RunSettings, grid: Grid | None) -> None:
-    """What kind of experiment this is, for `src.analysis` (grid: fixed epochs; search: ASHA)."""
+def cluster_resources(settings: RunSettings) -> TrialResources:
+    """Start or join Ray, and fit the trials to what it has."""
+    start_ray(settings.address)
+    resources = trial_resources(settings, ray.cluster_resources())
+    logger.info(
+        f"{resources.cpu} CPU + {resources.gpu} GPU per trial, {resources.concurrent} at once; "
+        f"results in {settings.storage_path / settings.name}"
+    )
+    return resources
+
+
+def write_experiment_info(settings: RunSettings, data_spec: DataSpec, grid: Grid | None) -> None:
+    """What this experiment is, for `src.analysis` (grid: fixed epochs; search: ASHA) and for
+    --resume (everything needed to rebuild the trainable)."""
     folder = settings.storage_path / settings.name
     folder.mkdir(parents=True, exist_ok=True)
     info = {
         "kind": "search" if grid is None else "grid",
         "settings": settings.as_dict(),
+        "data_root": str(data_spec.root),
         "grid": None if grid is None else asdict(grid),
     }
     (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
+
+
+def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec]:
+    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    settings = RunSettings.from_dict(info["settings"])
+    return settings, DataSpec(Path(info["data_root"]), settings.image_size)
 
 
 def run_experiment(
     settings: RunSettings,
     data_spec: DataSpec,
     grid: Grid | None = None,
+    monitor: ConcurrencyMonitor | None = None,
     callbacks: list[tune.Callback] | None = None,
 ) -> pd.DataFrame:
     """A search (grid=None) or a fixed-epoch grid; writes experiment_summary.csv, prints the
     best trial and returns the summary."""
-    start_ray(settings.address)
-    tuner = build_tuner(settings, data_spec, grid, callbacks)
-    write_experiment_info(settings, grid)
-    table = summarize(tuner.fit(), settings.max_epochs)
+    resources = cluster_resources(settings)
+    if grid is None:
+        plan = search_plan(settings, resources.concurrent)
+    else:
+        plan = grid_plan(grid, settings, resources.concurrent)
+    monitor = monitor or ConcurrencyMonitor()
+    tuner = build_tuner(settings, data_spec, resources, plan, [monitor, *(callbacks or [])])
+    write_experiment_info(settings, data_spec, grid)
+    results = tuner.fit()
+    logger.info(f"At most {monitor.max_running} trials ran at once.")
+    return finish(results, settings, grid)
+
+
+def resume_experiment(settings: RunSettings, data_spec: DataSpec) -> pd.DataFrame:
+    """Continue an interrupted experiment: finished trials stay as they are, unfinished ones
+    continue from their last checkpoint, and the searcher's state is restored with them."""
+    resources = cluster_resources(settings)
+    tuner = tune.Tuner.restore(
+        str(settings.storage_path / settings.name),
+        trainable=make_trainable(settings, data_spec, resources),
+        resume_unfinished=True,
+        resume_errored=False,  # errored trials already had their --max-failures retries
+    )
+    info = json.loads((settings.storage_path / settings.name / EXPERIMENT_INFO).read_text())
+    return finish(tuner.fit(), settings, Grid(**info["grid"]) if info["grid"] else None)
+
+
+def expected_trials(settings: RunSettings, grid: Grid | None) -> int:
+    if grid is None:
+        return settings.num_samples
+    return math.prod(len(values) for values in grid.axes.values()) * grid.repeats
+
+
+def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -> pd.DataFrame:
+    """Summary and best trial of a finished experiment; an interrupted one gets no summary,
+    so that --resume can tell the two apart."""
+    unfinished = [
+        r for r in (results[i] for i in range(len(results)))
+        if r.error is None and not (r.metrics or {}).get("done")
+    ]  # fmt: skip
+    if unfinished or len(results) < expected_trials(settings, grid):
+        raise Interrupted(
+            f"The experiment stopped before all its trials finished ({len(unfinished)} "
+            f"unfinished). Continue it with: python hypertune.py --resume --name "
+            f"{settings.name} --storage-path {settings.storage_path}"
+        )
+    table = summarize(results, settings.max_epochs)
     path = write_summary(table, settings.storage_path / settings.name)
     if table["best_val_accuracy"].isna().all():
         raise SearchError(

@@ -7,6 +7,7 @@ accuracy are accumulated on the device and read once per epoch: no per-step host
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 import time
@@ -19,10 +20,9 @@ import torch
 from ray import tune
 from torch import nn
 
+from src.config import CHECKPOINT_FILE
 from src.data import DataSpec, TrialData, open_trial_data
 from src.model import Net, count_parameters
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def seed_everything(seed: int) -> None:
@@ -82,6 +82,34 @@ def restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any) -
     return int(state["epoch"])
 
 
+def save_checkpoint(
+    folder: Path,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    config: dict[str, Any],
+    data: TrialData,
+) -> None:
+    """Everything to resume training, and to use the model on new images without the
+    experiment: config, class names, image size and normalisation."""
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "config": plain(config),
+        **data.describe(),
+    }
+    torch.save(state, folder / CHECKPOINT_FILE)
+
+
+def plain(config: dict[str, Any]) -> dict[str, Any]:
+    """HyperOpt hands out numpy scalars; checkpoints hold plain Python values so that they load
+    with torch.load(weights_only=True)."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in config.items()}
+
+
 def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
     """Tune function trainable. `config` holds the hyperparameters (see src.config.BASELINE)
     and `seed`; `data_spec` and `max_epochs` are the same for every trial."""
@@ -95,11 +123,13 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
     )
     # Cosine annealing to 0 at max_epochs: a trial ASHA lets finish ends at a small lr.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
-    num_params = count_parameters(model)
+    node_id = ray.get_runtime_context().get_node_id()  # which machine trained it, on a cluster
+    fixed = {"num_params": count_parameters(model), "node_id": node_id}
     for epoch in range(restore(model, optimizer, schedule) + 1, max_epochs + 1):
         start = time.perf_counter()
         train_loss = train_epoch(model, data, optimizer)
-        val_loss, val_accuracy = evaluate(model, data)
+        diverged = not math.isfinite(train_loss)
+        val_loss, val_accuracy = (math.nan, 0.0) if diverged else evaluate(model, data)
         schedule.step()
         metrics = {
             "epoch": epoch,
@@ -107,16 +137,14 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
             "epoch_seconds": time.perf_counter() - start,
-            "num_params": num_params,
+            "diverged": diverged,
+            **fixed,
         }
-        state = {
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "config": config,
-            **data.describe(),
-        }
+        if diverged:
+            # The trial ends with the worst accuracy: ASHA and HyperOpt see a bad configuration,
+            # not a crash, and no checkpoint of NaN weights is kept.
+            tune.report(metrics)
+            return
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(state, Path(folder) / CHECKPOINT_FILE)
+            save_checkpoint(Path(folder), epoch, model, optimizer, schedule, config, data)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

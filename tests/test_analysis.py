@@ -12,9 +12,8 @@ import pytest
 import ray
 
 from src.analysis import AnalysisError, heatmap_cells, importance, load_experiment, main
-from src.config import BASELINE, Grid, RunSettings
+from src.config import BASELINE, EXPERIMENT_INFO, Grid, RunSettings
 from src.data import DataSpec, write_synthetic_images
-from src.results import EXPERIMENT_INFO
 from src.search import run_experiment
 
 

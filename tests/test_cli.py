@@ -42,6 +42,8 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--set", "depth=3"], "'depth=3'"),
         (["grid", "--x", "lr=0.1"], "required: --y"),
         (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--from-experiment", "nope"], "No exp"),
+        (["compare", "--methods", "grid,bayes"], "Unknown method(s) bayes"),
+        (["compare", "--budget", "3", "--max-epochs", "4"], "cannot pay for one full trial"),
     ],
 )
 def test_bad_flags_are_refused_before_ray_starts(flags: list[str], message: str) -> None:

@@ -9,27 +9,11 @@ from typing import Any
 import pandas as pd
 import pytest
 import ray
-from ray import tune
 
-from src.config import BASELINE, SEARCH_SPACE, RunSettings
+from src.config import BASELINE, SEARCH_SPACE, SUMMARY_FILE, RunSettings
 from src.data import DataSpec, write_synthetic_images
-from src.results import HYPERPARAMETERS, SUMMARY_FILE
-from src.search import run_experiment, trial_resources
-
-
-class ConcurrencyProbe(tune.Callback):
-    """Records, at every step of the Tune loop, which trials are running and what they hold."""
-
-    def __init__(self) -> None:
-        self.max_running = 0
-        self.resources: set[tuple[tuple[str, float], ...]] = set()
-
-    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        running = [t for t in trials if t.status == "RUNNING"]
-        self.max_running = max(self.max_running, len(running))
-        for trial in running:
-            required = trial.placement_group_factory.required_resources
-            self.resources.add(tuple(sorted(required.items())))
+from src.results import HYPERPARAMETERS
+from src.search import ConcurrencyMonitor, run_experiment, trial_resources
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +62,8 @@ def test_two_trials_share_a_gpu_and_asha_stops_some(
     ray_with_one_gpu: None, images: Path, tmp_path: Path
 ) -> None:
     run = settings(tmp_path)
-    probe = ConcurrencyProbe()
-    table = run_experiment(run, DataSpec(images, run.image_size), callbacks=[probe])
+    probe = ConcurrencyMonitor()
+    table = run_experiment(run, DataSpec(images, run.image_size), monitor=probe)
     # 4 CPUs would allow 4 trials; the single GPU at 0.5 per trial allows exactly 2.
     assert probe.max_running == 2
     assert probe.resources == {(("CPU", 1.0), ("GPU", 0.5))}
@@ -93,8 +77,8 @@ def test_two_trials_share_a_gpu_and_asha_stops_some(
 
 def test_without_gpus_trials_run_on_cpus(ray_cpu_only: None, images: Path, tmp_path: Path) -> None:
     run = settings(tmp_path, num_samples=3, max_epochs=2)
-    probe = ConcurrencyProbe()
-    table = run_experiment(run, DataSpec(images, run.image_size), callbacks=[probe])
+    probe = ConcurrencyMonitor()
+    table = run_experiment(run, DataSpec(images, run.image_size), monitor=probe)
     assert probe.resources == {(("CPU", 1.0),)}
     assert probe.max_running == 2
     check_summary(table, tmp_path / "exp", run)

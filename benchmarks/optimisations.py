@@ -1,0 +1,80 @@
+"""Which CPU optimisations pay for a trial: each variant of the real training epoch, timed.
+
+    python benchmarks/optimisations.py --data-dir ../shared/data/flowers --image-size 64
+
+Variants of `src.train.train_epoch` on the baseline CNN with one thread (a 1-CPU trial):
+- eager: the loop as the trainable runs it
+- channels_last: model and batches in NHWC memory layout
+- compile: `torch.compile(model)`; its first epoch (compilation included) is reported apart,
+  since a trial of a few epochs pays it every time
+Findings and the decisions taken are in benchmarks/OPTIMISATIONS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.config import BASELINE  # noqa: E402
+from src.data import DataSpec, open_trial_data, prepare_cache, scan_images  # noqa: E402
+from src.model import Net  # noqa: E402
+from src.train import train_epoch  # noqa: E402
+
+
+class ChannelsLast(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
+def timed_epochs(variant: str, spec: DataSpec, epochs: int) -> tuple[float, float]:
+    """(first epoch seconds, mean seconds of the following epochs)."""
+    torch.manual_seed(0)
+    data = open_trial_data(spec, BASELINE["batch_size"], 0, torch.device("cpu"))
+    model: nn.Module = Net(BASELINE, len(data.class_names))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=BASELINE["lr"])
+    if variant == "channels_last":
+        model = ChannelsLast(model)
+    elif variant == "compile":
+        model = torch.compile(model)  # type: ignore[assignment]
+    times = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        train_epoch(model, data, optimizer)
+        times.append(time.perf_counter() - start)
+    return times[0], sum(times[1:]) / epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data/flowers")
+    parser.add_argument("--image-size", type=int, default=64, help="square side in px")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the first")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    folder = scan_images(args.data_dir)
+    prepare_cache(folder, args.image_size)
+    spec = DataSpec(folder.root, args.image_size)
+    base = None
+    for variant in ("eager", "channels_last", "compile"):
+        first, steady = timed_epochs(variant, spec, args.epochs)
+        base = base or steady
+        print(
+            f"{variant:<14} first epoch {first:6.1f} s, then {steady:6.1f} s/epoch "
+            f"({base / steady:.2f}x eager)"
+        )
+
+
+if __name__ == "__main__":
+    main()

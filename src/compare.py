@@ -1,0 +1,170 @@
+"""Was ASHA + HyperOpt worth it? Four search methods, one search space, an equal budget.
+
+    python hypertune.py compare --seeds 3 --budget 60 --data-dir ../shared/data/flowers
+
+The budget is total training epochs (every epoch of every trial counts, early-stopped or
+not), the cost that dominates on any hardware. Each method runs --seeds times; once its
+trials have trained --budget epochs the run is stopped (trials in flight may finish the epoch
+they are in; the curves are cut at the budget exactly). The result is an anytime curve per
+method, best val_accuracy found so far against epochs spent (mean and min-max over seeds),
+and a table of the final best and the budget needed to reach a target accuracy.
+
+Methods:
+- asha+hyperopt: what `hypertune.py search` does
+- asha+random: ASHA early stopping, configurations sampled at random
+- fifo+random: random configurations, every trial trained --max-epochs
+- grid: COMPARE_GRID (lr x num_conv_layers, 3 x 3, the rest at BASELINE), every trial trained
+  --max-epochs, in grid order
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from loguru import logger
+from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from src.analysis import markdown_table
+from src.config import BASELINE, METRIC, RunSettings
+from src.data import DataSpec
+from src.search import (
+    Plan,
+    asha,
+    build_tuner,
+    cluster_resources,
+    hyperopt,
+    search_space,
+)
+
+METHODS = ("asha+hyperopt", "asha+random", "fifo+random", "grid")
+COMPARE_GRID: dict[str, list[Any]] = {
+    "lr": [3e-4, 1e-3, 3e-3],
+    "num_conv_layers": [2, 3, 4],
+}  # 9 cells
+
+
+class EpochBudget(tune.Stopper):
+    """Stops the whole experiment once its trials have trained `budget` epochs in total."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.epochs: set[tuple[str, int]] = set()  # Tune may pass a result twice (final 'done')
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.epochs.add((trial_id, result["training_iteration"]))
+        return False
+
+    def stop_all(self) -> bool:
+        return len(self.epochs) >= self.budget
+
+
+def method_plan(method: str, settings: RunSettings, concurrent: int, budget: int) -> Plan:
+    """The search space and Tune settings of one method; num_samples is more than the budget
+    can pay for, so the budget is what ends every method."""
+    if method == "grid":
+        space = {**BASELINE, **{k: tune.grid_search(v) for k, v in COMPARE_GRID.items()}}
+        return {**space, "seed": settings.seed}, tune.TuneConfig(max_concurrent_trials=concurrent)
+    random = BasicVariantGenerator(random_state=settings.seed, max_concurrent=concurrent)
+    searcher = hyperopt(settings, concurrent) if method == "asha+hyperopt" else random
+    scheduler = asha(settings) if method.startswith("asha") else None
+    config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=budget)
+    return search_space(settings.seed), config
+
+
+def anytime(folder: Path, budget: int) -> np.ndarray:
+    """Best METRIC found after each of the first `budget` epochs spent, in the order the
+    trials reported them."""
+    reports = [pd.read_csv(p) for p in folder.glob("trial_*/progress.csv") if p.stat().st_size]
+    epochs = pd.concat(reports).sort_values(["timestamp", "time_total_s"])
+    return np.maximum.accumulate(epochs[METRIC].to_numpy()[:budget])
+
+
+def run_comparison(
+    settings: RunSettings, data_spec: DataSpec, methods: list[str], seeds: int, budget: int
+) -> dict[str, list[np.ndarray]]:
+    """Every method `seeds` times, each under <storage>/<name>/<method>-seed<k>/."""
+    curves: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    for seed in range(settings.seed, settings.seed + seeds):
+        for method in methods:
+            run = replace(
+                settings,
+                name=f"{method}-seed{seed}",
+                storage_path=settings.storage_path / settings.name,
+                seed=seed,
+            )
+            resources = cluster_resources(run)
+            plan = method_plan(method, run, resources.concurrent, budget)
+            build_tuner(run, data_spec, resources, plan, stop=EpochBudget(budget)).fit()
+            curves[method].append(anytime(run.storage_path / run.name, budget))
+            logger.info(f"{method}, seed {seed}: best {METRIC} {curves[method][-1][-1]:.4f}")
+    return curves
+
+
+def comparison_table(curves: dict[str, list[np.ndarray]], target: float) -> pd.DataFrame:
+    rows = []
+    for method, runs in curves.items():
+        finals = np.array([run[-1] for run in runs])
+        reached = [int(np.argmax(run >= target)) + 1 for run in runs if run[-1] >= target]
+        rows.append(
+            {
+                "method": method,
+                f"final best {METRIC} (mean)": finals.mean(),
+                "sd": finals.std(ddof=1) if len(finals) > 1 else 0.0,
+                "min": finals.min(),
+                "max": finals.max(),
+                f"epochs to reach {target:.3f} (median)": np.median(reached) if reached else None,
+                "runs that reached it": f"{len(reached)}/{len(runs)}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_anytime(curves: dict[str, list[np.ndarray]], budget: int) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method, runs in curves.items():
+        length = min(len(run) for run in runs)
+        stack = np.stack([run[:length] for run in runs])
+        x = np.arange(1, length + 1)
+        ax.plot(x, stack.mean(0), label=f"{method} (n={len(runs)})")
+        ax.fill_between(x, stack.min(0), stack.max(0), alpha=0.2)
+    ax.set_xlabel("training epochs spent (all trials)")
+    ax.set_ylabel(f"best {METRIC} so far")
+    ax.set_title(f"Search methods at an equal budget of {budget} epochs (mean, min-max over seeds)")
+    ax.legend()
+    return fig
+
+
+def write_comparison(
+    curves: dict[str, list[np.ndarray]], budget: int, folder: Path
+) -> tuple[pd.DataFrame, list[Path]]:
+    """The plot and the table; the target is 95% of the best value any run reached."""
+    target = 0.95 * max(run[-1] for runs in curves.values() for run in runs)
+    table = comparison_table(curves, target)
+    out = folder / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    fig = plot_anytime(curves, budget)
+    paths = [out / "anytime.png", out / "comparison.csv", out / "comparison.md"]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    table.to_csv(paths[1], index=False)
+    paths[2].write_text(markdown_table(table) + "\n")
+    return table, paths
+
+
+def compare(
+    settings: RunSettings, data_spec: DataSpec, methods: list[str], seeds: int, budget: int
+) -> pd.DataFrame:
+    curves = run_comparison(settings, data_spec, methods, seeds, budget)
+    table, paths = write_comparison(curves, budget, settings.storage_path / settings.name)
+    logger.info(f"\n{table.round(4).to_string(index=False)}\nwritten: {', '.join(map(str, paths))}")
+    return table

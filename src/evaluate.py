@@ -1,0 +1,195 @@
+"""How good is the winner really: a checkpoint evaluated once on images it never saw.
+
+By default the best checkpoint of an experiment's best trial is scored on the held-out test
+split of the experiment's own data (never used while tuning). `--data-dir` scores it on any
+folder of `<class>/*.jpg|png` whose classes are the training classes. The checkpoint carries
+the model config, image size, normalisation and class names, so nothing else is needed.
+
+    python hypertune.py evaluate --name NAME
+    python hypertune.py evaluate --name NAME --data-dir other_photos/
+    python hypertune.py evaluate --checkpoint logs/ray_results/NAME/trial_X/checkpoint_000009
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from loguru import logger
+
+from src.config import (
+    CHECKPOINT_FILE,
+    EXPERIMENT_INFO,
+    METRIC,
+    SPLIT_FRACTIONS,
+    SPLIT_SEED,
+    SUMMARY_FILE,
+)
+from src.data import DataError, load_cache, prepare_cache, scan_images, split_indices
+from src.model import Net
+from src.train import pick_device
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    class_names: list[str]
+    confusion: np.ndarray  # [true class, predicted class] counts
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / self.confusion.sum())
+
+    def per_class(self) -> pd.DataFrame:
+        hits = np.diag(self.confusion)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = hits / self.confusion.sum(0)
+            recall = hits / self.confusion.sum(1)
+        return pd.DataFrame(
+            {"class": self.class_names, "precision": precision, "recall": recall,
+             "images": self.confusion.sum(1)}
+        )  # fmt: skip
+
+
+def best_checkpoint(experiment: Path) -> Path:
+    """The checkpoint at the best epoch of the experiment's best trial."""
+    summary_path = experiment / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise DataError(
+            f"{experiment} has no {SUMMARY_FILE}: it is not a finished hypertune experiment "
+            f"(resume it with --resume, or pass --checkpoint)."
+        )
+    summary = pd.read_csv(summary_path).sort_values("best_val_accuracy", ascending=False)
+    for path in summary["path"]:
+        trial = Path(path)
+        checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+        if checkpoints:
+            history = pd.read_csv(trial / "progress.csv")
+            scores = dict(zip(history["checkpoint_dir_name"], history[METRIC], strict=True))
+            return max(checkpoints, key=lambda c: float(scores[c.parent.name])).parent
+    raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
+
+
+def load_model(checkpoint: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+    state = torch.load(checkpoint / CHECKPOINT_FILE, map_location=device, weights_only=True)
+    model = Net(state["config"], len(state["class_names"])).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+@torch.no_grad()
+def confusion_matrix(
+    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    device = next(model.parameters()).device
+    mean = torch.tensor(state["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(state["std"], device=device).view(1, 3, 1, 1)
+    predictions = []
+    for start in range(0, len(images), 256):
+        x = torch.from_numpy(images[start : start + 256]).to(device).float() / 255
+        predictions.append(model((x - mean) / std).argmax(1).cpu())
+    n = len(state["class_names"])
+    counts = np.zeros((n, n), np.int64)
+    np.add.at(counts, (labels, torch.cat(predictions).numpy()), 1)
+    return counts
+
+
+def test_split(experiment: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The held-out test images of the experiment's own data."""
+    info = json.loads((experiment / EXPERIMENT_INFO).read_text())
+    cached = load_cache(prepare_cache(scan_images(Path(info["data_root"])), image_size))
+    test = split_indices(cached.labels, SPLIT_FRACTIONS, SPLIT_SEED)["test"]
+    return cached.images[test], cached.labels[test], cached.class_names
+
+
+def folder_images(data_dir: Path, image_size: int, classes: list[str]) -> tuple[np.ndarray, ...]:
+    """Every image of a user's folder, labelled in the checkpoint's class order."""
+    cached = load_cache(prepare_cache(scan_images(data_dir), image_size))
+    if sorted(cached.class_names) != sorted(classes):
+        missing = sorted(set(classes) - set(cached.class_names))
+        extra = sorted(set(cached.class_names) - set(classes))
+        raise DataError(
+            f"The classes of {data_dir} do not match the model's. Missing: "
+            f"{', '.join(missing) or 'none'}; not trained on: {', '.join(extra) or 'none'}. "
+            f"Use a folder with exactly these class folders: {', '.join(classes)}."
+        )
+    remap = np.array([classes.index(name) for name in cached.class_names])
+    return np.asarray(cached.images), remap[cached.labels]
+
+
+def plot_confusion(result: Evaluation, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sns.heatmap(result.confusion, annot=True, fmt="d", cmap="Blues", ax=ax,
+                xticklabels=result.class_names, yticklabels=result.class_names)  # fmt: skip
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    return fig
+
+
+def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -> Evaluation:
+    """Score `checkpoint` on `data_dir`, or else on the test split of `experiment`'s data."""
+    model, state = load_model(checkpoint, pick_device())
+    classes = state["class_names"]
+    if data_dir is not None:
+        images, labels = folder_images(data_dir, state["image_size"], classes)
+    elif experiment is not None:
+        images, labels, test_classes = test_split(experiment, state["image_size"])
+        if test_classes != classes:
+            raise DataError(f"The classes of {experiment}'s data changed since training.")
+    else:
+        raise DataError("Say what to evaluate on: --name NAME (its test split) or --data-dir.")
+    return Evaluation(classes, confusion_matrix(model, state, images, labels))
+
+
+def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    table = result.per_class()
+    paths = [folder / "confusion_matrix.png", folder / "per_class.csv", folder / "summary.json"]
+    fig = plot_confusion(result, f"{title}\naccuracy {result.accuracy:.3f}")
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    table.to_csv(paths[1], index=False)
+    summary = {
+        "accuracy": result.accuracy,
+        "images": int(result.confusion.sum()),
+        "title": title,
+        "confusion": result.confusion.tolist(),
+        "class_names": result.class_names,
+    }
+    paths[2].write_text(json.dumps(summary, indent=1))
+    return paths
+
+
+def evaluate_and_report(
+    experiment: Path | None, checkpoint: Path | None, data_dir: Path | None
+) -> Evaluation:
+    """Evaluate, print accuracy and per-class precision / recall, and write the figures into
+    the experiment folder (or the checkpoint's trial folder): evaluation/ for the test split,
+    evaluation-<folder>/ for another folder."""
+    if checkpoint is None:
+        if experiment is None:
+            raise DataError("Nothing to evaluate: give an experiment or a checkpoint.")
+        checkpoint = best_checkpoint(experiment)
+    result = evaluate(checkpoint, data_dir, experiment)
+    on = "the test split" if data_dir is None else str(data_dir)
+    title = f"{checkpoint.parent.name}/{checkpoint.name} on {on}"
+    folder = "evaluation" if data_dir is None else f"evaluation-{data_dir.name}"
+    out = (experiment or checkpoint.parent) / folder
+    paths = write_evaluation(result, out, title)
+    logger.info(
+        f"Evaluation of {title}: accuracy {result.accuracy:.4f} on {result.confusion.sum()} "
+        f"images\n{result.per_class().round(3).to_string(index=False)}\nwritten: "
+        f"{', '.join(str(p) for p in paths)}"
+    )
+    return result

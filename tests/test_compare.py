@@ -1,0 +1,46 @@
+"""Search methods compared end to end at an equal budget, on generated images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import ray
+
+from src.compare import METHODS, comparison_table, run_comparison, write_comparison
+from src.config import RunSettings
+from src.data import DataSpec, write_synthetic_images
+
+
+def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
+    images = write_synthetic_images(tmp_path / "images", classes=3, per_class=12, size=32)
+    settings = RunSettings(name="cmp", storage_path=tmp_path, data_dir=None, image_size=32,
+                           max_epochs=2, grace_period=1, reduction_factor=2)  # fmt: skip
+    budget = 6
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        curves = run_comparison(settings, DataSpec(images, 32), list(METHODS), 1, budget)
+    finally:
+        ray.shutdown()
+    for method in METHODS:
+        (curve,) = curves[method]
+        assert len(curve) == budget  # cut at the budget exactly
+        assert np.all(np.diff(curve) >= 0)  # best so far never decreases
+        run = tmp_path / "cmp" / f"{method}-seed0"
+        spent = sum(len(pd.read_csv(p)) for p in run.glob("trial_*/progress.csv"))
+        assert budget <= spent <= budget + 2  # at most the 2 epochs in flight beyond it
+    table, paths = write_comparison(curves, budget, tmp_path / "cmp")
+    assert list(table["method"]) == list(METHODS)
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_table_counts_budget_to_target() -> None:
+    curves = {
+        "fast": [np.array([0.5, 0.8, 0.9]), np.array([0.6, 0.9, 0.9])],
+        "slow": [np.array([0.4, 0.5, 0.85]), np.array([0.3, 0.4, 0.5])],
+    }
+    rows = {r["method"]: r for r in comparison_table(curves, target=0.85).to_dict("records")}
+    assert rows["fast"]["epochs to reach 0.850 (median)"] == 2.5
+    assert rows["slow"]["runs that reached it"] == "1/2"
+    assert rows["fast"]["final best val_accuracy (mean)"] == 0.9

@@ -1,0 +1,97 @@
+"""Evaluation on generated images with known labels."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.config import BASELINE
+from src.data import DataError, DataSpec, open_trial_data, write_synthetic_images
+from src.evaluate import evaluate, evaluate_and_report
+from src.model import Net
+from src.train import save_checkpoint, train_epoch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {**BASELINE, "seed": 0, "lr": 3e-3, "num_conv_layers": 2, "start_filters": 16}
+
+
+def checkpoint_after(epochs: int, images: Path, folder: Path) -> Path:
+    """A checkpoint as the trainable writes it, after `epochs` epochs (0 = untrained)."""
+    torch.manual_seed(0)
+    data = open_trial_data(DataSpec(images, 32), 16, 0, torch.device("cpu"))
+    model = Net(CONFIG, len(data.class_names))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=CONFIG["lr"])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    for _ in range(epochs):
+        train_epoch(model, data, optimizer)
+    folder.mkdir(parents=True)
+    save_checkpoint(folder, epochs, model, optimizer, schedule, CONFIG, data)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def train_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_images(tmp_path_factory.mktemp("train"), 3, 40, 32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def new_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same three classes, other images: never seen in training."""
+    return write_synthetic_images(tmp_path_factory.mktemp("new"), 3, 20, 32, seed=0)
+
+
+def test_trained_model_scores_high_and_random_one_near_chance(
+    train_images: Path, new_images: Path, tmp_path: Path
+) -> None:
+    trained = evaluate(checkpoint_after(8, train_images, tmp_path / "a"), new_images, None)
+    untrained = evaluate(checkpoint_after(0, train_images, tmp_path / "b"), new_images, None)
+    assert trained.accuracy >= 0.9
+    assert untrained.accuracy <= 0.6  # chance is 1/3
+    assert trained.confusion.sum() == untrained.confusion.sum() == 60
+    per_class = trained.per_class()
+    assert list(per_class["images"]) == [20, 20, 20]
+    assert per_class["recall"].between(0, 1).all()
+
+
+def test_report_writes_confusion_matrix_and_tables(
+    train_images: Path, new_images: Path, tmp_path: Path
+) -> None:
+    checkpoint = checkpoint_after(1, train_images, tmp_path / "trial" / "checkpoint_000000")
+    result = evaluate_and_report(None, checkpoint, new_images)
+    out = tmp_path / "trial" / f"evaluation-{new_images.name}"
+    assert (out / "confusion_matrix.png").stat().st_size > 5000
+    assert (out / "per_class.csv").read_text().count("\n") == 4  # header + 3 classes
+    assert f'"accuracy": {result.accuracy}' in (out / "summary.json").read_text()
+
+
+def test_mismatched_classes_are_refused(train_images: Path, tmp_path: Path) -> None:
+    checkpoint = checkpoint_after(0, train_images, tmp_path / "c")
+    other = write_synthetic_images(tmp_path / "other", 2, 5, 32)
+    (other / "class_1").rename(other / "tulips")
+    with pytest.raises(DataError, match="Missing: class_1, class_2; not trained on: tulips"):
+        evaluate(checkpoint, other, None)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--name", "nope"], "There is no experiment 'nope'"),
+        (["--checkpoint", "{tmp}"], "is not a checkpoint folder"),
+        ([], "needs --name NAME"),
+        (["--name", "empty"], "not a finished hypertune experiment"),
+    ],
+)
+def test_bad_evaluate_requests_get_one_error(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(tmp=tmp_path) for a in args]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hypertune.py"), "evaluate", "--storage-path",
+         str(tmp_path), *argv],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,185 @@
+"""Nothing that goes wrong may lose finished work or end in a traceback."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import ray
+import torch
+from ray import tune
+from ray.cluster_utils import Cluster
+
+from src.config import CHECKPOINT_FILE, Grid, RunSettings
+from src.data import DataSpec, load_cache, prepare_cache, scan_images, write_synthetic_images
+from src.search import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_images(tmp_path_factory.mktemp("images"), 3, 16, 32)
+
+
+@pytest.fixture
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+class RetryProbe(tune.Callback):
+    def __init__(self) -> None:
+        self.retries: dict[str, int] = {}
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+
+
+def grid_settings(tmp_path: Path, **changes: Any) -> RunSettings:
+    return RunSettings(
+        **{"name": "exp", "storage_path": tmp_path, "data_dir": None, "image_size": 32,
+           "max_epochs": 2, **changes}
+    )  # fmt: skip
+
+
+def test_diverging_trial_ends_cleanly_as_a_bad_result(
+    local_ray: None, images: Path, tmp_path: Path
+) -> None:
+    grid = Grid(axes={"lr": [3e-3, math.inf], "batch_size": [16]})
+    summary = run_experiment(grid_settings(tmp_path), DataSpec(images, 32), grid)
+    trials = {row["lr"]: row for row in summary.to_dict("records")}
+    assert trials[math.inf]["status"] == "diverged"
+    assert trials[math.inf]["epochs"] == 1  # ended at the first non-finite loss
+    assert trials[math.inf]["final_val_accuracy"] == 0.0  # what ASHA and HyperOpt see
+    assert trials[3e-3]["status"] == "completed" and trials[3e-3]["epochs"] == 2
+    # Checkpoints hold plain values only: they load with weights_only=True.
+    checkpoint = next((tmp_path / "exp").glob(f"trial_*/checkpoint_*/{CHECKPOINT_FILE}"))
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["class_names"] == ["class_0", "class_1", "class_2"] and state["epoch"] >= 1
+
+
+def test_raising_trial_is_retried_then_recorded_as_errored(
+    local_ray: None, images: Path, tmp_path: Path
+) -> None:
+    probe = RetryProbe()
+    grid = Grid(axes={"batch_size": [16, 0], "dropout": [0.2]})  # batch_size 0 raises
+    settings = grid_settings(tmp_path, max_failures=1)
+    summary = run_experiment(settings, DataSpec(images, 32), grid, callbacks=[probe])
+    trials = {row["batch_size"]: row for row in summary.to_dict("records")}
+    assert trials[0]["status"] == "error" and "split_size" in trials[0]["error"]
+    assert trials[16]["status"] == "completed"
+    assert sorted(probe.retries.values()) == [1]  # the failing trial, retried once
+    on_disk = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
+    assert sorted(on_disk["status"]) == ["completed", "error"]
+
+
+def finished_trials(folder: Path, epochs: int) -> dict[str, bytes]:
+    """progress.csv of every trial that has reported all its epochs."""
+    done = {}
+    for progress in folder.glob("trial_*/progress.csv"):
+        content = progress.read_bytes()
+        if content.count(b"\n") == epochs + 1:  # header + one line per epoch
+            done[progress.parent.name] = content
+    return done
+
+
+def search_command(images: Path, storage: Path, samples: int) -> list[str]:
+    """A search without early stopping (grace period = max epochs): finished = 3 epochs."""
+    return [sys.executable, str(ROOT / "hypertune.py"), "--data-dir", str(images),
+            "--storage-path", str(storage), "--name", "exp", "--num-samples", str(samples),
+            "--max-epochs", "3", "--grace-period", "3", "--image-size", "32"]  # fmt: skip
+
+
+def interrupt_after(
+    cmd: list[str], folder: Path, finished: int, sig: signal.Signals
+) -> tuple[int, str]:
+    """Start `cmd`, send `sig` once `finished` trials are done; its exit code and stderr."""
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(finished_trials(folder, 3)) < finished and time.monotonic() < deadline:
+        time.sleep(0.5)
+    driver.send_signal(sig)
+    _, stderr = driver.communicate(timeout=120)
+    return driver.returncode, stderr
+
+
+def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path) -> None:
+    cmd = search_command(images, tmp_path, samples=6)
+    code, _ = interrupt_after(cmd, tmp_path / "exp", 2, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    before = finished_trials(tmp_path / "exp", 3)
+    assert 2 <= len(before) < 6, "the kill should land mid-experiment"
+    assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
+
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = finished_trials(tmp_path / "exp", 3)
+    assert len(after) == 6  # the total asked for, none duplicated
+    assert all(after[name] == content for name, content in before.items())  # byte-identical
+    summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
+    assert len(summary) == 6 and summary["trial_id"].is_unique
+    assert (summary["status"] == "completed").all()
+
+    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0 and "is complete" in again.stdout
+
+
+def test_ctrl_c_leaves_a_resumable_experiment_without_summary(images: Path, tmp_path: Path) -> None:
+    cmd = search_command(images, tmp_path, samples=4)
+    code, stderr = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
+    assert code == 130 and "--resume --name exp" in stderr
+    assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
+
+
+def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:
+    folder = scan_images(write_synthetic_images(tmp_path / "images", 2, 5, 32))
+    cache = prepare_cache(folder, 32, tmp_path / "cache")
+    images = cache / "images.npy"
+    images.write_bytes(images.read_bytes()[: images.stat().st_size // 2])  # truncated
+    assert prepare_cache(folder, 32, tmp_path / "cache") == cache
+    assert load_cache(cache).images.shape == (10, 3, 32, 32)
+
+
+def test_trials_spread_over_the_nodes_of_a_cluster(images: Path, tmp_path: Path) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        cmd = [sys.executable, str(ROOT / "hypertune.py"), "--data-dir", str(images),
+               "--storage-path", str(tmp_path), "--name", "exp", "--num-samples", "4",
+               "--max-epochs", "2", "--grace-period", "2", "--image-size", "32",
+               "--address", cluster.address]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    finally:
+        cluster.shutdown()
+    assert result.returncode == 0, result.stderr[-3000:]
+    nodes = {
+        pd.read_csv(p)["node_id"].iloc[0] for p in (tmp_path / "exp").glob("trial_*/progress.csv")
+    }
+    assert len(nodes) == 2
+    assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
+
+
+def test_depth_too_large_for_the_image_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hypertune.py"), "grid", "--x", "num_conv_layers=5,6",
+         "--y", "dropout=0.1", "--image-size", "32", "--storage-path", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "num_conv_layers=6 does not fit 32 px images" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -23,15 +23,16 @@ sys.path.insert(0, str(ROOT))
 
 from src.config import BASELINE  # noqa: E402
 from src.data import DataSpec, open_trial_data, prepare_cache, scan_images  # noqa: E402
-from src.model import Net  # noqa: E402
+from src.model import build_model  # noqa: E402
 from src.train import train_epoch  # noqa: E402
 
 
 def model_only(config: dict, image_size: int, steps: int) -> float:
     """Images per second of forward + backward + step on a fixed in-memory batch."""
-    model = Net(config, 5)
+    model = build_model(config, 5, torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"])
     x = torch.randn(config["batch_size"], 3, image_size, image_size)
+    x = x.contiguous(memory_format=torch.channels_last)  # as the trial's batches
     y = torch.randint(0, 5, (config["batch_size"],))
     model.train()
 
@@ -52,7 +53,7 @@ def model_only(config: dict, image_size: int, steps: int) -> float:
 def real_loop(config: dict, spec: DataSpec, epochs: int) -> float:
     """Images per second of the trainable's own training epoch."""
     data = open_trial_data(spec, config["batch_size"], seed=0, device=torch.device("cpu"))
-    model = Net(config, len(data.class_names))
+    model = build_model(config, len(data.class_names), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"])
     train_epoch(model, data, optimizer)  # warm-up epoch
     start = time.perf_counter()

@@ -87,7 +87,7 @@ def scan_images(data_dir: Path) -> ImageFolder:
     """All images below `data_dir`, labelled by the name of their class folder."""
     if not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} does not exist or is not a folder.")
-    root = find_class_root(data_dir)
+    root = find_class_root(data_dir.resolve())  # absolute: trials run in their own folders
     class_dirs = _class_dirs(root)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if empty := [d.name for d in subdirs if d not in class_dirs]:
@@ -331,7 +331,8 @@ class BatchStream:
             x = self.images[idx].float() / 255
             if self.train:
                 x = random_resized_crop_flip(x, self.generator)
-            yield (x - self.mean) / self.std, self.labels[idx]
+            x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]
 
 
 @dataclass(frozen=True)

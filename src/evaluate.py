@@ -37,7 +37,7 @@ from src.config import (
     SUMMARY_FILE,
 )
 from src.data import DataError, load_cache, prepare_cache, scan_images, split_indices
-from src.model import Net
+from src.model import Net, build_model
 from src.train import pick_device
 
 
@@ -82,7 +82,7 @@ def best_checkpoint(experiment: Path) -> Path:
 
 def load_model(checkpoint: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
     state = torch.load(checkpoint / CHECKPOINT_FILE, map_location=device, weights_only=True)
-    model = Net(state["config"], len(state["class_names"])).to(device)
+    model = build_model(state["config"], len(state["class_names"]), device)
     model.load_state_dict(state["model"])
     return model.eval(), state
 

@@ -60,6 +60,12 @@ class Net(nn.Module):
         return self.head(self.features(x))
 
 
+def build_model(config: dict[str, Any], num_classes: int, device: torch.device) -> Net:
+    """The model on `device` in channels-last (NHWC) layout: 1.33x faster training epochs on
+    CPU (benchmarks/OPTIMISATIONS.md). Batches come in the same layout (src.data.BatchStream)."""
+    return Net(config, num_classes).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

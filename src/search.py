@@ -119,6 +119,9 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     searcher = HyperOptSearch(
         points_to_evaluate=[{k: BASELINE[k] for k in SEARCH_SPACE}],
         random_state_seed=settings.seed,
+        # HyperOpt's default of 20 random trials before TPE starts would make a 10-trial search
+        # pure random search; a third of the trials (the baseline included) are random here.
+        n_initial_points=max(3, settings.num_samples // 3),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 

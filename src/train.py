@@ -22,7 +22,7 @@ from torch import nn
 
 from src.config import CHECKPOINT_FILE
 from src.data import DataSpec, TrialData, open_trial_data
-from src.model import Net, count_parameters
+from src.model import build_model, count_parameters
 
 
 def seed_everything(seed: int) -> None:
@@ -117,7 +117,7 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
     seed_everything(config["seed"])
     device = pick_device()
     data = open_trial_data(data_spec, config["batch_size"], config["seed"], device)
-    model = Net(config, len(data.class_names)).to(device)
+    model = build_model(config, len(data.class_names), device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
     )

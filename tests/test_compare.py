@@ -17,7 +17,7 @@ def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
     images = write_synthetic_images(tmp_path / "images", classes=3, per_class=12, size=32)
     settings = RunSettings(name="cmp", storage_path=tmp_path, data_dir=None, image_size=32,
                            max_epochs=2, grace_period=1, reduction_factor=2)  # fmt: skip
-    budget = 6
+    budget = 4
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         curves = run_comparison(settings, DataSpec(images, 32), list(METHODS), 1, budget)

@@ -1,14 +1,17 @@
 """hypertune: tune a configurable CNN on Flowers (or your own images) with Ray Tune.
 
-`search` (the default): ASHA stops weak trials early and HyperOpt (TPE) proposes the next
-configuration from the finished ones. `grid`: two hyperparameters on a full grid, every trial
-trained for exactly --max-epochs (what heatmaps need). Two trials share each GPU (0.5 GPU per
-trial); CPU-only machines run on CPUs.
+`search` (the default: `python hypertune.py --flags` runs it): ASHA stops weak trials early
+and HyperOpt (TPE) proposes the next configuration from the finished ones. `grid`: two
+hyperparameters on a full grid, every trial trained for exactly --max-epochs (what heatmaps
+need). `compare`: four search methods at an equal budget. `evaluate`: a checkpoint on held-out
+or new images. Two trials share each GPU (0.5 GPU per trial); CPU-only machines run on CPUs.
 
     python hypertune.py --smoke-test                              # < 1 min, generated images
     python hypertune.py --data-dir ../shared/data/flowers         # the default search
     python hypertune.py grid --x dropout=0.1,0.3,0.5 --y fc_units=64,128,256 --repeats 2 \\
         --data-dir ../shared/data/flowers
+    python hypertune.py compare --seeds 3 --data-dir ../shared/data/flowers
+    python hypertune.py evaluate --name NAME                      # its best checkpoint, test split
     python -m src.analysis                                        # figures of the latest run
 
 Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, hypertune.json).
@@ -28,6 +31,7 @@ from typing import Any
 from src.config import (
     BASELINE,
     CHECKPOINT_FILE,
+    COMPARE_METHODS,
     EXPERIMENT_INFO,
     SEARCH_SPACE,
     SUMMARY_FILE,
@@ -37,7 +41,6 @@ from src.config import (
 
 SMOKE = {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "image_size": 32}
 COMMANDS = ("search", "grid", "compare", "evaluate")
-METHODS = ("asha+hyperopt", "asha+random", "fifo+random", "grid")  # see src/compare.py
 
 
 def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
@@ -145,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=int, default=3, help="repetitions of every method")
     compare.add_argument("--budget", type=int, default=40, help="training epochs per run")
     compare.add_argument(
-        "--methods", default=",".join(METHODS), help="comma-separated subset of the methods"
+        "--methods", default=",".join(COMPARE_METHODS), help="comma-separated subset of the methods"
     )
     compare.add_argument("--grace-period", type=int, default=1, help="ASHA grace period")
     compare.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction")
@@ -216,11 +219,10 @@ def check_args(args: argparse.Namespace) -> str | None:
         if getattr(args, flag, 1) < 1:
             return f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}."
     if args.command == "compare":
-        unknown = set(args.methods.split(",")) - set(METHODS)
+        unknown = set(args.methods.split(",")) - set(COMPARE_METHODS)
         if unknown:
-            return (
-                f"Unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}."
-            )
+            names = ", ".join(COMPARE_METHODS)
+            return f"Unknown method(s) {', '.join(sorted(unknown))}; choose from {names}."
         if args.budget < args.max_epochs:
             return (
                 f"--budget {args.budget} epochs cannot pay for one full trial of --max-epochs "

@@ -46,7 +46,6 @@ from src.search import (
     search_space,
 )
 
-METHODS = ("asha+hyperopt", "asha+random", "fifo+random", "grid")
 COMPARE_GRID: dict[str, list[Any]] = {
     "lr": [3e-4, 1e-3, 3e-3],
     "num_conv_layers": [2, 3, 4],

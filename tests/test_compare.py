@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import ray
 
-from src.compare import METHODS, comparison_table, run_comparison, write_comparison
+from src.compare import comparison_table, run_comparison, write_comparison
+from src.config import COMPARE_METHODS as METHODS
 from src.config import RunSettings
 from src.data import DataSpec, write_synthetic_images
 

@@ -123,6 +123,8 @@ def comparison_table(curves: dict[str, list[np.ndarray]], target: float) -> pd.D
                 "max": finals.max(),
                 f"epochs to reach {target:.3f} (median)": np.median(reached) if reached else None,
                 "runs that reached it": f"{len(reached)}/{len(runs)}",
+                # A grid can run out of cells before the budget runs out.
+                "epochs used (min)": min(len(run) for run in runs),
             }
         )
     return pd.DataFrame(rows)

@@ -45,3 +45,4 @@ def test_table_counts_budget_to_target() -> None:
     assert rows["fast"]["epochs to reach 0.850 (median)"] == 2.5
     assert rows["slow"]["runs that reached it"] == "1/2"
     assert rows["fast"]["final best val_accuracy (mean)"] == 0.9
+    assert rows["slow"]["epochs used (min)"] == 3

@@ -34,9 +34,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from src.config import BASELINE, EXPERIMENT_INFO
+from src.config import BASELINE, EXPERIMENT_INFO, HYPERPARAMETERS
 
-HYPERPARAMETERS = [*BASELINE, "seed"]
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
 LOG_SCALE = {"lr", "weight_decay"}  # sampled log-uniformly: plot and bin them on a log axis
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins

@@ -50,6 +50,9 @@ EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings and data: for
 SUMMARY_FILE = "experiment_summary.csv"  # one row per trial; written only once all finished
 CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders
 
+# Every value a trial's config holds: the hyperparameters and the seed of its torch/numpy RNGs.
+HYPERPARAMETERS = [*BASELINE, "seed"]
+
 # Search methods of `hypertune.py compare` (src/compare.py says what each one is).
 COMPARE_METHODS = ("asha+hyperopt", "asha+random", "fifo+random", "grid")
 

@@ -8,9 +8,7 @@ from typing import Any
 import pandas as pd
 from ray.tune import Result, ResultGrid
 
-from src.config import BASELINE, METRIC, SUMMARY_FILE
-
-HYPERPARAMETERS = [*BASELINE, "seed"]
+from src.config import BASELINE, HYPERPARAMETERS, METRIC, SUMMARY_FILE
 
 
 def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:

@@ -16,9 +16,18 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from src.config import BASELINE, EXPERIMENT_INFO, METRIC, MODE, SEARCH_SPACE, Grid, RunSettings
+from src.config import (
+    BASELINE,
+    EXPERIMENT_INFO,
+    HYPERPARAMETERS,
+    METRIC,
+    MODE,
+    SEARCH_SPACE,
+    Grid,
+    RunSettings,
+)
 from src.data import DataSpec
-from src.results import HYPERPARAMETERS, summarize, write_summary
+from src.results import summarize, write_summary
 from src.train import train_cnn
 
 # A new trial reuses a finished trial's worker process instead of starting (and importing torch

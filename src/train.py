@@ -37,9 +37,7 @@ def pick_device() -> torch.device:
 
 
 def trial_cpus() -> int:
-    """CPUs Ray assigned to this trial (1 outside Ray): the torch thread count."""
-    if not ray.is_initialized():
-        return 1
+    """CPUs Ray assigned to this trial: the torch thread count."""
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 import ray
 
-from src.config import BASELINE, SEARCH_SPACE, SUMMARY_FILE, RunSettings
+from src.config import BASELINE, HYPERPARAMETERS, SEARCH_SPACE, SUMMARY_FILE, RunSettings
 from src.data import DataSpec, write_synthetic_images
-from src.results import HYPERPARAMETERS
 from src.search import ConcurrencyMonitor, run_experiment, trial_resources
 
 

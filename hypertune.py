@@ -361,9 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             if (folder / SUMMARY_FILE).is_file():
                 print(f"Experiment {args.name!r} is complete; its summary: {folder / SUMMARY_FILE}")
                 return 0
-            settings, data_spec = read_experiment_info(folder)
+            settings, data_spec, grid = read_experiment_info(folder)
             prepare_cache(image_folder(data_spec.root), data_spec.image_size)
-            resume_experiment(settings, data_spec)
+            resume_experiment(settings, data_spec, grid)
             evaluate_and_report(folder, None, None)
             return 0
         if args.smoke_test:

@@ -35,6 +35,7 @@ import pandas as pd
 import seaborn as sns
 
 from src.config import BASELINE, EXPERIMENT_INFO, HYPERPARAMETERS
+from src.results import trial_status
 
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
 LOG_SCALE = {"lr", "weight_decay"}  # sampled log-uniformly: plot and bin them on a log axis
@@ -93,9 +94,8 @@ def load_experiment(folder: Path) -> Experiment:
         params, history = load_trial(trial.parent)
         epochs = int(history["epoch"].max()) if len(history) else 0
         errored = (trial.parent / "error.txt").exists()
-        status = "error" if errored else "completed"
-        if not errored and epochs < int(info["settings"]["max_epochs"]):
-            status = "stopped_early"
+        diverged = "diverged" in history and bool(history["diverged"].iloc[-1])
+        status = trial_status(errored, diverged, epochs, int(info["settings"]["max_epochs"]))
         tid = trial.parent.name.removeprefix("trial_")
         rows.append({"trial_id": tid, **params, "epochs": epochs, "status": status})
         histories.append(history)

@@ -30,7 +30,6 @@ from loguru import logger
 
 from src.config import (
     CHECKPOINT_FILE,
-    EXPERIMENT_INFO,
     METRIC,
     SPLIT_FRACTIONS,
     SPLIT_SEED,
@@ -38,6 +37,7 @@ from src.config import (
 )
 from src.data import DataError, load_cache, prepare_cache, scan_images, split_indices
 from src.model import Net, build_model
+from src.search import read_experiment_info
 from src.train import pick_device
 
 
@@ -106,8 +106,8 @@ def confusion_matrix(
 
 def test_split(experiment: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The held-out test images of the experiment's own data."""
-    info = json.loads((experiment / EXPERIMENT_INFO).read_text())
-    cached = load_cache(prepare_cache(scan_images(Path(info["data_root"])), image_size))
+    _, data_spec, _ = read_experiment_info(experiment)
+    cached = load_cache(prepare_cache(scan_images(data_spec.root), image_size))
     test = split_indices(cached.labels, SPLIT_FRACTIONS, SPLIT_SEED)["test"]
     return cached.images[test], cached.labels[test], cached.class_names
 

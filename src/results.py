@@ -11,6 +11,15 @@ from ray.tune import Result, ResultGrid
 from src.config import BASELINE, HYPERPARAMETERS, METRIC, SUMMARY_FILE
 
 
+def trial_status(errored: bool, diverged: bool, epochs: int, max_epochs: int) -> str:
+    """error, diverged, completed (all epochs) or stopped_early (by ASHA, or still running)."""
+    if errored:
+        return "error"
+    if diverged:
+        return "diverged"
+    return "completed" if epochs >= max_epochs else "stopped_early"
+
+
 def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
     last, config = result.metrics or {}, result.config or {}
     history = result.metrics_dataframe
@@ -20,12 +29,7 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
         history.iloc[history[METRIC].to_numpy().argmax()] if len(history) else {}
     )
     epochs = int(history["epoch"].max()) if len(history) else 0
-    if result.error is not None:
-        status = "error"
-    elif last.get("diverged"):
-        status = "diverged"
-    else:
-        status = "completed" if epochs >= max_epochs else "stopped_early"
+    status = trial_status(result.error is not None, bool(last.get("diverged")), epochs, max_epochs)
     return {
         "trial_id": last.get("trial_id", Path(result.path).name),
         **{name: config.get(name) for name in HYPERPARAMETERS},

@@ -217,10 +217,12 @@ def write_experiment_info(settings: RunSettings, data_spec: DataSpec, grid: Grid
     (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
 
 
-def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec]:
+def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | None]:
+    """What write_experiment_info wrote: the settings, the data and the grid (None: search)."""
     info = json.loads((folder / EXPERIMENT_INFO).read_text())
     settings = RunSettings.from_dict(info["settings"])
-    return settings, DataSpec(Path(info["data_root"]), settings.image_size)
+    grid = Grid(**info["grid"]) if info["grid"] else None
+    return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
 
 
 def run_experiment(
@@ -245,7 +247,9 @@ def run_experiment(
     return finish(results, settings, grid)
 
 
-def resume_experiment(settings: RunSettings, data_spec: DataSpec) -> pd.DataFrame:
+def resume_experiment(
+    settings: RunSettings, data_spec: DataSpec, grid: Grid | None
+) -> pd.DataFrame:
     """Continue an interrupted experiment: finished trials stay as they are, unfinished ones
     continue from their last checkpoint, and the searcher's state is restored with them."""
     resources = cluster_resources(settings)
@@ -255,8 +259,7 @@ def resume_experiment(settings: RunSettings, data_spec: DataSpec) -> pd.DataFram
         resume_unfinished=True,
         resume_errored=False,  # errored trials already had their --max-failures retries
     )
-    info = json.loads((settings.storage_path / settings.name / EXPERIMENT_INFO).read_text())
-    return finish(tuner.fit(), settings, Grid(**info["grid"]) if info["grid"] else None)
+    return finish(tuner.fit(), settings, grid)
 
 
 def expected_trials(settings: RunSettings, grid: Grid | None) -> int:

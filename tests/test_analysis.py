@@ -183,3 +183,13 @@ def test_real_grid_trains_every_cell_for_all_epochs(tmp_path: Path) -> None:
     cells, _ = heatmap_cells(load_experiment(tmp_path / "grid"), "dropout", "batch_size",
                              "val_accuracy", None)  # fmt: skip
     assert len(cells) == 4 and (cells["count"] == 2).all()
+
+
+def test_status_follows_the_summary_rules(asha_dir: Path) -> None:
+    progress = asha_dir / "trial_0001" / "progress.csv"
+    pd.read_csv(progress).assign(diverged=[False, True]).to_csv(progress, index=False)
+    (asha_dir / "trial_0002" / "error.txt").write_text("boom")
+    status = load_experiment(asha_dir).trials.set_index("trial_id")["status"]
+    assert status.to_dict() == {
+        "0000": "completed", "0001": "diverged", "0002": "error", "0003": "completed"
+    }  # fmt: skip

@@ -102,22 +102,25 @@ def search_command(images: Path, storage: Path, samples: int) -> list[str]:
 
 def interrupt_after(
     cmd: list[str], folder: Path, finished: int, sig: signal.Signals
-) -> tuple[int, str]:
-    """Start `cmd`, send `sig` once `finished` trials are done; its exit code and stderr."""
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while len(finished_trials(folder, 3)) < finished and time.monotonic() < deadline:
-        time.sleep(0.5)
-    driver.send_signal(sig)
-    _, stderr = driver.communicate(timeout=120)
-    return driver.returncode, stderr
+) -> tuple[int, str, dict[str, bytes]]:
+    """Start `cmd`, send `sig` once `finished` trials are done. Returns its exit code, its
+    stderr, and the finished trials' progress.csv as they were when the signal was sent."""
+    log = folder.parent / "driver.log"
+    with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the driver
+        driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 240
+        while len(done := finished_trials(folder, 3)) < finished:
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(0.2)
+        driver.send_signal(sig)
+        driver.wait(timeout=120)
+    return driver.returncode, log.read_text(), done
 
 
 def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path) -> None:
     cmd = search_command(images, tmp_path, samples=5)
-    code, _ = interrupt_after(cmd, tmp_path / "exp", 2, signal.SIGKILL)
+    code, _, before = interrupt_after(cmd, tmp_path / "exp", 2, signal.SIGKILL)
     assert code == -signal.SIGKILL
-    before = finished_trials(tmp_path / "exp", 3)
     assert 2 <= len(before) < 5, "the kill should land mid-experiment"
     assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
 
@@ -138,7 +141,7 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
 
 def test_ctrl_c_leaves_a_resumable_experiment_without_summary(images: Path, tmp_path: Path) -> None:
     cmd = search_command(images, tmp_path, samples=3)
-    code, stderr = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
+    code, stderr, _ = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
     assert code == 130 and "--resume --name exp" in stderr
     assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)

@@ -1,20 +1,24 @@
 """hypertune: tune a configurable CNN on Flowers (or your own images) with Ray Tune.
 
-`search` (the default: `python hypertune.py --flags` runs it): ASHA stops weak trials early
-and HyperOpt (TPE) proposes the next configuration from the finished ones. `grid`: two
-hyperparameters on a full grid, every trial trained for exactly --max-epochs (what heatmaps
+`search` (the default: `python hypertune.py --flags` runs it): ASHA stops weak trials early,
+HyperOpt (TPE) proposes the next configuration from the finished ones, and at the end the best
+configuration is refit from scratch on train + validation into one model file, scored once on
+the test split. `refit`: that last step on its own. `predict`: the model on new photos. `grid`:
+two hyperparameters on a full grid, every trial trained for exactly --max-epochs (what heatmaps
 need). `compare`: four search methods at an equal budget. `evaluate`: a checkpoint on held-out
 or new images. Two trials share each GPU (0.5 GPU per trial); CPU-only machines run on CPUs.
 
     python hypertune.py --smoke-test                              # < 1 min, generated images
-    python hypertune.py --data-dir ../shared/data/flowers         # the default search
+    python hypertune.py --data-dir ../shared/data/flowers         # search + refit, ~17 min
+    python hypertune.py --preset long --data-dir ../shared/data/flowers
+    python hypertune.py predict --name NAME my_photos/            # the final model on photos
     python hypertune.py grid --x dropout=0.1,0.3,0.5 --y fc_units=64,128,256 --repeats 2 \\
         --data-dir ../shared/data/flowers
     python hypertune.py compare --seeds 3 --data-dir ../shared/data/flowers
-    python hypertune.py evaluate --name NAME                      # its best checkpoint, test split
     python -m src.analysis                                        # figures of the latest run
 
-Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, hypertune.json).
+Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, hypertune.json,
+final_model.pt).
 """
 
 from __future__ import annotations
@@ -22,25 +26,32 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
+import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
 
 from src.config import (
     BASELINE,
     CHECKPOINT_FILE,
     COMPARE_METHODS,
     EXPERIMENT_INFO,
+    MODEL_FILE,
+    PRESETS,
     SEARCH_SPACE,
     SUMMARY_FILE,
     Grid,
     RunSettings,
 )
 
-SMOKE = {"num_samples": 4, "max_epochs": 3, "grace_period": 1, "image_size": 32}
-COMMANDS = ("search", "grid", "compare", "evaluate")
+if TYPE_CHECKING:
+    from src.evaluate import Evaluation
+
+COMMANDS = ("search", "refit", "predict", "grid", "compare", "evaluate")
 
 
 def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
@@ -91,9 +102,15 @@ def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
         help="continue the interrupted experiment --name (its own settings; other flags ignored)",
     )
     p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's own output (trial tables, worker logs) instead of the progress line",
+    )
+    p.add_argument(
         "--smoke-test",
         action="store_true",
-        help=f"tiny generated dataset and {SMOKE}: checks the installation in < 1 minute",
+        help=f"tiny generated dataset and {PRESETS['smoke']}: checks the installation in "
+        f"< 1 minute (flags you type still win)",
     )
 
 
@@ -102,12 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    commands = parser.add_subparsers(dest="command", metavar="{search,grid,compare,evaluate}")
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    # No abbreviated flags: what the user typed must be recognisable, so that it beats a preset.
     fmt = argparse.ArgumentDefaultsHelpFormatter
     search = commands.add_parser(
-        "search", help="ASHA + HyperOpt search (the default)", formatter_class=fmt
+        "search",
+        help="ASHA + HyperOpt search, then refit the best (the default)",
+        formatter_class=fmt,
+        allow_abbrev=False,
     )
     add_common_flags(search, d)
+    search.add_argument(
+        "--preset",
+        choices=[k for k in PRESETS if k != "smoke"],
+        default="quick",
+        help=f"defaults for the flags you do not type: {PRESETS}",
+    )
     search.add_argument("--num-samples", type=int, default=d.num_samples, help="trials to run")
     search.add_argument(
         "--grace-period", type=int, default=d.grace_period, help="epochs before ASHA may stop"
@@ -118,10 +145,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.reduction_factor,
         help="ASHA keeps the best 1/N of trials at each rung",
     )
+    search.add_argument(
+        "--refit-epochs",
+        type=int,
+        default=d.refit_epochs,
+        help="epochs of the final model on train + val after the search",
+    )
+    search.add_argument(
+        "--refit-image-size", type=int, help="image size of the final model (default: --image-size)"
+    )
+    search.add_argument(
+        "--no-refit", action="store_true", help="stop after the search: no final model, no test"
+    )
+    refit = commands.add_parser(
+        "refit",
+        help="train the best configuration on train + val into final_model.pt",
+        description="Train the best configuration of experiment --name from scratch on its "
+        "train + validation images, save it as <experiment>/final_model.pt and score it once on "
+        "the test split. Interrupted? Run the same command again: it continues.",
+        formatter_class=fmt,
+        allow_abbrev=False,
+    )
+    refit.add_argument("--name", required=True, help="the experiment whose best configuration")
+    refit.add_argument(
+        "--storage-path", type=Path, default=Path("logs/ray_results"), help="where --name is"
+    )
+    refit.add_argument(
+        "--epochs", type=int, help="training epochs (default: the experiment's --refit-epochs)"
+    )
+    refit.add_argument("--image-size", type=int, help="px (default: the experiment's)")
+    refit.add_argument("--seed", type=int, help="seed (default: the experiment's)")
+    predict = commands.add_parser(
+        "predict",
+        help="classify photos with a final model",
+        description="Class and probability of every image (folders are walked). Sub-folders "
+        "named like the model's classes count as true labels: accuracy is printed too.",
+        formatter_class=fmt,
+        allow_abbrev=False,
+    )
+    predict.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
+    predict.add_argument("--model", type=Path, help="a final_model.pt")
+    predict.add_argument("--name", help="an experiment: its final_model.pt")
+    predict.add_argument(
+        "--storage-path", type=Path, default=Path("logs/ray_results"), help="where --name is"
+    )
+    predict.add_argument("--top-k", type=int, default=1, help="classes shown per image")
+    predict.add_argument("--output", type=Path, help="also write the predictions to this CSV")
     grid = commands.add_parser(
         "grid",
         help="fixed-epoch grid over two hyperparameters",
         formatter_class=fmt,
+        allow_abbrev=False,
         description="Train every combination of two hyperparameters for exactly --max-epochs "
         "(no early stopping), --repeats seeds per cell. Every other hyperparameter is fixed: "
         "BASELINE, the best trial of --from-experiment, then --set, in that order.",
@@ -140,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="search methods side by side at an equal budget of epochs",
         formatter_class=fmt,
+        allow_abbrev=False,
         description="Run the search space under asha+hyperopt, asha+random, fifo+random and a "
         "grid, --seeds times each, every run stopped after --budget training epochs in total, "
         "and plot best val_accuracy so far against epochs spent.",
@@ -158,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="score a checkpoint on held-out or new images",
         formatter_class=fmt,
+        allow_abbrev=False,
         description="Evaluate the best checkpoint of experiment --name (or --checkpoint) on the "
         "experiment's held-out test split, or on --data-dir (same class folders).",
     )
@@ -213,7 +289,8 @@ def check_args(args: argparse.Namespace) -> str | None:
     if getattr(args, "max_failures", 0) < 0:
         return f"--max-failures cannot be negative, got {args.max_failures}."
     positive = [
-        "max_epochs", "cpus_per_trial", "num_samples", "grace_period", "repeats", "seeds"
+        "max_epochs", "cpus_per_trial", "num_samples", "grace_period", "repeats", "seeds",
+        "refit_epochs",
     ]  # fmt: skip
     for flag in positive:
         if getattr(args, flag, 1) < 1:
@@ -237,17 +314,33 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--reduction-factor must be at least 2, got {args.reduction_factor}."
     if args.gpus_per_trial < 0:
         return f"--gpus-per-trial cannot be negative, got {args.gpus_per_trial}."
-    if args.image_size < 32:
-        return (
-            f"--image-size must be at least 32 px (4 conv blocks halve it 4 times), "
-            f"got {args.image_size}."
-        )
+    for flag in ("image_size", "refit_image_size"):
+        if (getattr(args, flag, None) or 32) < 32:
+            return (
+                f"--{flag.replace('_', '-')} must be at least 32 px (4 conv blocks halve it 4 "
+                f"times), got {getattr(args, flag)}."
+            )
     if not re.fullmatch(r"[\w.-]+", args.name):
         return f"--name may hold letters, digits, '_', '.' and '-' only, got {args.name!r}."
     if (args.storage_path / args.name).exists():
         return (
             f"An experiment named {args.name!r} already exists in {args.storage_path}. Choose "
             f"another --name, or move the old folder away."
+        )
+    return unwritable(args.storage_path)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written into `folder` (created if missing), or None. Tried for
+    real, before any work starts: permissions alone do not tell (root, read-only mounts)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return (
+            f"Cannot write into {folder} ({err.strerror or err}). Choose a folder you can "
+            f"write to (--storage-path for experiments, --output for predictions)."
         )
     return None
 
@@ -272,8 +365,46 @@ def check_resume(args: argparse.Namespace) -> str | None:
     return None
 
 
+def check_refit(args: argparse.Namespace) -> str | None:
+    if not (args.storage_path / args.name / SUMMARY_FILE).is_file():
+        return (
+            f"There is no finished experiment {args.name!r} in {args.storage_path} (no "
+            f"{SUMMARY_FILE}); refit needs a search or grid that ran to the end."
+        )
+    if (args.epochs or 1) < 1:
+        return f"--epochs must be at least 1, got {args.epochs}."
+    if (args.image_size or 32) < 32:
+        return f"--image-size must be at least 32 px, got {args.image_size}."
+    return unwritable(args.storage_path / args.name)
+
+
+def check_predict(args: argparse.Namespace) -> str | None:
+    if (args.model is None) == (args.name is None):
+        return "predict needs either --model PATH (a final_model.pt) or --name NAME."
+    if args.top_k < 1:
+        return f"--top-k must be at least 1, got {args.top_k}."
+    if args.output is not None:
+        if args.output.is_dir():
+            return f"--output {args.output} is a folder; give a file name such as preds.csv."
+        return unwritable(args.output.parent)
+    return None
+
+
+def typed_flags(argv: list[str]) -> set[str]:
+    """The destinations of the --flags on the command line (no abbreviations are allowed)."""
+    return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+
+
+def apply_preset(args: argparse.Namespace, typed: set[str]) -> None:
+    """The preset's value for every flag the user did not type: typed flags always win."""
+    preset = "smoke" if args.smoke_test else getattr(args, "preset", "quick")
+    for key, value in PRESETS[preset].items():
+        if key in vars(args) and key not in typed:
+            setattr(args, key, value)
+
+
 def settings_from(args: argparse.Namespace) -> RunSettings:
-    search_only = ("num_samples", "grace_period", "reduction_factor")
+    search_only = ("num_samples", "grace_period", "reduction_factor", "refit_image_size")
     return RunSettings(
         name=args.name,
         storage_path=args.storage_path.resolve(),
@@ -285,6 +416,8 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         seed=args.seed,
         address=args.address,
         max_failures=args.max_failures,
+        verbose=args.verbose,
+        refit_epochs=0 if getattr(args, "no_refit", True) else args.refit_epochs,
         **{k: getattr(args, k) for k in search_only if hasattr(args, k)},
     )
 
@@ -294,18 +427,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["search", *argv]  # `search` is the default command
     args = parser.parse_args(argv)
-    if args.command == "evaluate":
-        problem = check_evaluate(args)
+    checks = {"evaluate": check_evaluate, "refit": check_refit, "predict": check_predict}
+    if args.command in checks or args.resume:
+        problem = check_resume(args) if args.command not in checks else checks[args.command](args)
         if problem:
             parser.error(problem)
         return args, None
-    if args.resume:
-        problem = check_resume(args)
-        if problem:
-            parser.error(problem)
-        return args, None
-    if args.smoke_test:
-        vars(args).update({k: v for k, v in SMOKE.items() if k in vars(args)})
+    apply_preset(args, typed_flags(argv))
     prefix = "smoke" if args.smoke_test else args.command
     args.name = args.name or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
     problem = check_args(args)
@@ -338,11 +466,31 @@ def config_problem(grid: Grid | None, image_size: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, grid = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args, grid = parse_args(argv)
+    command = shlex.join(["python", "hypertune.py", *argv])  # recorded in the model file
+    logger.remove()  # one short line per message: time and text
+    logger.add(sys.stderr, format="<green>{time:HH:mm:ss}</green> {message}", level="INFO")
 
-    # Heavy imports (torch, Ray) only after the flags are known to be good.
+    try:
+        return run_command(args, grid, command)
+    except KeyboardInterrupt:  # Ray handles Ctrl-C during a search; this is the rest (refit)
+        again = command
+        if args.command == "search":
+            again = f"python hypertune.py --resume --name {args.name} --storage-path " + str(
+                args.storage_path
+            )
+        print(f"hypertune: interrupted. Continue with: {again}", file=sys.stderr)
+        return 130
+
+
+def run_command(args: argparse.Namespace, grid: Grid | None, command: str) -> int:
+    # Heavy imports (torch, Ray, pandas) only after the flags are known to be good.
+    import pandas as pd
+
     from src.data import DataError, DataSpec, image_folder, prepare_cache, write_synthetic_images
     from src.evaluate import evaluate_and_report
+    from src.progress import summary_block
     from src.search import (
         Interrupted,
         SearchError,
@@ -356,15 +504,26 @@ def main(argv: list[str] | None = None) -> int:
             experiment = args.storage_path.resolve() / args.name if args.name else None
             evaluate_and_report(experiment, args.checkpoint, args.data_dir)
             return 0
+        if args.command == "predict":
+            return predict(args)
+        if args.command == "refit":
+            folder = args.storage_path.resolve() / args.name
+            settings, _, _ = read_experiment_info(folder)
+            refit_best(folder, settings, command, args.epochs, args.image_size, args.seed)
+            return 0
         if args.resume:
             folder = args.storage_path.resolve() / args.name
-            if (folder / SUMMARY_FILE).is_file():
-                print(f"Experiment {args.name!r} is complete; its summary: {folder / SUMMARY_FILE}")
-                return 0
             settings, data_spec, grid = read_experiment_info(folder)
-            prepare_cache(image_folder(data_spec.root), data_spec.image_size)
-            resume_experiment(settings, data_spec, grid)
-            evaluate_and_report(folder, None, None)
+            if (folder / SUMMARY_FILE).is_file():
+                table = pd.read_csv(folder / SUMMARY_FILE)
+            else:
+                prepare_cache(image_folder(data_spec.root), data_spec.image_size)
+                table = resume_experiment(settings, data_spec, grid)
+            if grid is None and settings.refit_epochs and not (folder / MODEL_FILE).is_file():
+                evaluation = refit_best(folder, settings, command)  # continues a refit
+                print(summary_block(folder, table, evaluation.accuracy))
+            else:
+                print(f"Experiment {args.name!r} is complete; its summary: {folder / SUMMARY_FILE}")
             return 0
         if args.smoke_test:
             args.data_dir = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
@@ -377,14 +536,57 @@ def main(argv: list[str] | None = None) -> int:
 
             compare(settings, data_spec, args.methods.split(","), args.seeds, args.budget)
             return 0
-        run_experiment(settings, data_spec, grid)
-        evaluate_and_report(settings.storage_path / settings.name, None, None)
+        table = run_experiment(settings, data_spec, grid)
+        folder = settings.storage_path / settings.name
+        test: float | None = None
+        if grid is None and settings.refit_epochs:
+            test = refit_best(folder, settings, command).accuracy
+        print(summary_block(folder, table, test))
     except Interrupted as stop:
         print(f"hypertune: {stop}", file=sys.stderr)
         return 130
     except (DataError, SearchError, ValueError) as err:
         print(f"hypertune: error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def refit_best(
+    folder: Path,
+    settings: RunSettings,
+    command: str,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    seed: int | None = None,
+) -> Evaluation:
+    """The final model of an experiment and its test evaluation; unset values come from the
+    experiment's settings."""
+    from src.refit import plan_refit, refit
+
+    plan = plan_refit(
+        folder,
+        epochs or settings.refit_epochs or RunSettings.refit_epochs,
+        image_size or settings.refit_image_size,
+        settings.seed if seed is None else seed,
+    )
+    return refit(plan, command)
+
+
+def predict(args: argparse.Namespace) -> int:
+    from src.predict import accuracy_note, run_predict
+
+    model = args.model or args.storage_path / args.name / MODEL_FILE
+    table = run_predict(model, args.images, args.top_k)
+    shown = table.drop(columns=[c for c in ("true_class", "error") if not table[c].any()])
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+    unreadable = int((table["error"] != "").sum())
+    if unreadable:
+        print(f"{unreadable} of {len(table)} files were not readable images (error rows).")
+    if note := accuracy_note(table):
+        print(note)
+    if args.output:
+        table.to_csv(args.output, index=False)
+        print(f"written: {args.output}")
     return 0
 
 

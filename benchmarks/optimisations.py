@@ -54,7 +54,7 @@ def timed_epochs(variant: str, spec: DataSpec, epochs: int) -> tuple[float, floa
     times = []
     for _ in range(epochs + 1):
         start = time.perf_counter()
-        train_epoch(model, data, optimizer)
+        train_epoch(model, data.train, optimizer)
         times.append(time.perf_counter() - start)
     return times[0], sum(times[1:]) / epochs
 

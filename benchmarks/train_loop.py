@@ -55,10 +55,10 @@ def real_loop(config: dict, spec: DataSpec, epochs: int) -> float:
     data = open_trial_data(spec, config["batch_size"], seed=0, device=torch.device("cpu"))
     model = build_model(config, len(data.class_names), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"])
-    train_epoch(model, data, optimizer)  # warm-up epoch
+    train_epoch(model, data.train, optimizer)  # warm-up epoch
     start = time.perf_counter()
     for _ in range(epochs):
-        train_epoch(model, data, optimizer)
+        train_epoch(model, data.train, optimizer)
     return epochs * data.train.num_images / (time.perf_counter() - start)
 
 

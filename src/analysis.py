@@ -41,6 +41,13 @@ METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
 LOG_SCALE = {"lr", "weight_decay"}  # sampled log-uniformly: plot and bin them on a log axis
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
 TOP_TRIALS = 10
+# One colour per trial status, the same in every figure.
+STATUS_COLOURS = {
+    "completed": "tab:blue",
+    "stopped_early": "tab:orange",
+    "diverged": "tab:purple",
+    "error": "tab:red",
+}
 
 
 class AnalysisError(Exception):
@@ -214,15 +221,19 @@ def rung_epochs(exp: Experiment) -> list[int]:
 def plot_learning_curves(exp: Experiment, metric: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 5))
     status = exp.trials.set_index("trial_id")["status"]
-    styles = {"completed": ("-", "tab:blue"), "stopped_early": ("--", "tab:orange")}
+    lines = {"completed": "-", "stopped_early": "--"}  # diverged and errored: dotted
+    styles = {k: (lines.get(k, ":"), colour) for k, colour in STATUS_COLOURS.items()}
     for tid, h in exp.history.groupby("trial_id"):
-        style, color = styles.get(status[tid], (":", "tab:red"))
+        style, color = styles[status[tid]]
         ax.plot(h["epoch"], h[metric], style, color=color, alpha=0.7, marker=".")
         if status[tid] != "completed":
             ax.plot(h["epoch"].iloc[-1], h[metric].iloc[-1], "x", color=color, ms=9)
     for rung in rung_epochs(exp):
         ax.axvline(rung, color="grey", lw=0.8, ls=":")
-    handles = [plt.Line2D([], [], ls=s, color=c, label=k) for k, (s, c) in styles.items()]
+    shown = set(status)
+    handles = [
+        plt.Line2D([], [], ls=s, color=c, label=k) for k, (s, c) in styles.items() if k in shown
+    ]
     if rung_epochs(exp):
         handles.append(plt.Line2D([], [], ls=":", color="grey", label="ASHA rung"))
     ax.legend(handles=handles)
@@ -252,14 +263,57 @@ def plot_hyperparameters(exp: Experiment, metric: str) -> plt.Figure:
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6), sharey=True)
     axes = np.atleast_1d(axes)
     for ax, name in zip(axes, names, strict=True):
+        colours = {"hue": "status", "palette": STATUS_COLOURS, "ax": ax}
         if final[name].nunique() <= 2 * MAX_BINS:
-            sns.stripplot(final, x=name, y=metric, hue="status", ax=ax, legend=ax is axes[0])
+            sns.stripplot(final, x=name, y=metric, legend=ax is axes[0], **colours)
         else:
-            sns.scatterplot(final, x=name, y=metric, hue="status", ax=ax, legend=False)
+            sns.scatterplot(final, x=name, y=metric, legend=False, **colours)
             if name in LOG_SCALE:
                 ax.set_xscale("log")
     fig.suptitle(f"Each hyperparameter vs the {metric} at a trial's last epoch")
     fig.tight_layout()
+    return fig
+
+
+def cost_table(exp: Experiment, metric: str) -> pd.DataFrame:
+    """Per trial: its best `metric`, the compute seconds it used in all, its status, and
+    whether it is on the Pareto front (no trial is both cheaper and at least as good)."""
+    h = exp.history
+    maximise = METRICS[metric] == "max"
+    table = pd.DataFrame(
+        {
+            "best": (
+                h.groupby("trial_id")[metric].max()
+                if maximise
+                else h.groupby("trial_id")[metric].min()
+            ),
+            "compute_seconds": h.groupby("trial_id")["time_total_s"].max(),
+        }
+    ).join(exp.trials.set_index("trial_id")["status"])
+    table = table.sort_values(["compute_seconds", "best"], ascending=[True, not maximise])
+    sign = 1 if maximise else -1
+    record = (sign * table["best"]).cummax()
+    table["pareto"] = (sign * table["best"] >= record) & ~record.duplicated()
+    return table.reset_index()
+
+
+def plot_cost(exp: Experiment, metric: str) -> plt.Figure:
+    table = cost_table(exp, metric)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    sns.scatterplot(
+        table, x="compute_seconds", y="best", hue="status", palette=STATUS_COLOURS, ax=ax
+    )
+    front = table[table["pareto"]]
+    ax.step(front["compute_seconds"], front["best"], where="post", color="black", lw=1,
+            label="Pareto front")  # fmt: skip
+    for _, row in front.iterrows():
+        ax.annotate(row["trial_id"][:8], (row["compute_seconds"], row["best"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("compute seconds of the trial (log scale)")
+    ax.set_ylabel(f"best {metric} of the trial")
+    ax.set_title(f"Accuracy against cost: {len(front)} of {len(table)} trials on the Pareto front")
+    ax.legend()
     return fig
 
 
@@ -334,6 +388,7 @@ def render(exp: Experiment, req: Request) -> tuple[dict[str, plt.Figure], dict[s
     figures = {
         "learning_curves.png": plot_learning_curves(exp, req.metric),
         "best_so_far.png": plot_best_so_far(exp, req.metric),
+        "cost.png": plot_cost(exp, req.metric),
     }
     notes = []
     x, y = req.x, req.y

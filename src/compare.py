@@ -103,7 +103,8 @@ def run_comparison(
             )
             resources = cluster_resources(run)
             plan = method_plan(method, run, resources.concurrent, budget)
-            build_tuner(run, data_spec, resources, plan, stop=EpochBudget(budget)).fit()
+            stop = EpochBudget(budget)
+            build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget).fit()
             curves[method].append(anytime(run.storage_path / run.name, budget))
             logger.info(f"{method}, seed {seed}: best {METRIC} {curves[method][-1][-1]:.4f}")
     return curves

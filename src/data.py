@@ -35,10 +35,11 @@ from PIL import Image, ImageOps
 
 from src.config import SPLIT_FRACTIONS, SPLIT_SEED
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}  # what Pillow decodes here
 CACHE_FORMAT = 2  # bump when the cache layout or decoding changes: old caches are then ignored
 DEFAULT_CACHE_ROOT = Path.home() / ".cache" / "hypertune"
 MADS_CACHE = Path.home() / ".cache" / "mads_datasets"  # where mads_datasets keeps Flowers
+LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB weights of perceived brightness (ITU-R 601)
 
 
 class DataError(Exception):
@@ -136,7 +137,7 @@ def image_folder(data_dir: Path | None) -> ImageFolder:
     return scan_images(data_dir if data_dir is not None else flowers_dir())
 
 
-def _decode(path: Path, size: int) -> np.ndarray | None:
+def decode_image(path: Path, size: int) -> np.ndarray | None:
     """RGB uint8 (3, size, size): shorter side resized to `size`, centre-cropped.
     None for a file that is not a readable image."""
     try:
@@ -175,7 +176,7 @@ def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
     moments = np.zeros((len(folder.paths), 2, 3))
 
     def decode(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-        pixels = _decode(path, image_size)
+        pixels = decode_image(path, image_size)
         return None if pixels is None else (pixels, pixel_moments(pixels))
 
     # PIL and numpy release the GIL while decoding, resizing and summing: threads use every core.
@@ -294,6 +295,22 @@ def random_resized_crop_flip(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+def colour_jitter(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Per image: brightness, contrast and saturation each scaled by a factor drawn from
+    [1 - strength, 1 + strength]; pixels in [0, 1] in and out. Batched on x's device."""
+    n, dev = x.shape[0], x.device
+
+    def factor() -> torch.Tensor:
+        u = torch.rand(n, 1, 1, 1, device=dev, generator=generator)
+        return 1 + strength * (2 * u - 1)
+
+    x = x * factor()
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * factor() + mean
+    grey = (x * LUMA.to(dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return ((x - grey) * factor() + grey).clamp(0, 1)
+
+
 class BatchStream:
     """One split of the images; iterating yields one epoch of normalised float batches,
     shuffled and augmented when `train`. Everything happens on the images' device."""
@@ -308,9 +325,10 @@ class BatchStream:
         std: torch.Tensor,
         train: bool,
         seed: int,
+        jitter: float = 0.0,
     ) -> None:
         self.images, self.labels, self.indices = images, labels, indices
-        self.batch_size, self.train = batch_size, train
+        self.batch_size, self.train, self.jitter = batch_size, train, jitter
         dev = images.device
         self.mean, self.std = mean.view(1, 3, 1, 1).to(dev), std.view(1, 3, 1, 1).to(dev)
         self.generator = torch.Generator(device=dev).manual_seed(seed)
@@ -331,6 +349,8 @@ class BatchStream:
             x = self.images[idx].float() / 255
             if self.train:
                 x = random_resized_crop_flip(x, self.generator)
+                if self.jitter > 0:
+                    x = colour_jitter(x, self.jitter, self.generator)
             x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
 
@@ -345,10 +365,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrialData:
-    """The train and validation splits of one trial, on its device. The test split stays out."""
+    """The training stream of one trial (or of a refit) and the split it is judged on, on its
+    device. The test split stays out of tuning: only a refit's final evaluation reads it."""
 
     train: BatchStream
-    val: BatchStream
+    val: BatchStream | None  # None for a refit, which trains on train + val
     class_names: list[str]
     image_size: int
     mean: torch.Tensor
@@ -368,25 +389,34 @@ class TrialData:
         }
 
 
-def open_trial_data(spec: DataSpec, batch_size: int, seed: int, device: torch.device) -> TrialData:
-    """The trial's train and val streams over the shared cache (built once per node and size).
+def open_trial_data(
+    spec: DataSpec,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    jitter: float = 0.0,
+    fit_on: tuple[str, ...] = ("train",),
+) -> TrialData:
+    """Streams over the shared cache (built once per node and size): training on the splits
+    `fit_on` (normalised with their statistics), validation on "val" unless it is trained on.
 
     On CPU the images stay the memory-mapped cache: trials on one machine share its pages and
     a batch copies only its own images. On a GPU the whole array is uploaded once; the test
     split's images travel along but are never indexed."""
     cached = load_cache(prepare_cache(scan_images(spec.root), spec.image_size))
     split = split_indices(cached.labels, SPLIT_FRACTIONS, SPLIT_SEED)
+    fit = np.sort(np.concatenate([split[name] for name in fit_on]))
     images = torch.from_numpy(cached.images).to(device)
     labels = torch.from_numpy(cached.labels).to(device)
-    mean, std = split_stats(cached.moments, split["train"])  # from the training split only
+    mean, std = split_stats(cached.moments, fit)
 
-    def stream(name: str, train: bool) -> BatchStream:
-        indices = torch.from_numpy(split[name]).to(device)
-        return BatchStream(images, labels, indices, batch_size, mean, std, train, seed)
+    def stream(indices: np.ndarray, train: bool) -> BatchStream:
+        on_device = torch.from_numpy(indices).to(device)
+        return BatchStream(images, labels, on_device, batch_size, mean, std, train, seed, jitter)
 
     return TrialData(
-        train=stream("train", train=True),
-        val=stream("val", train=False),
+        train=stream(fit, train=True),
+        val=None if "val" in fit_on else stream(split["val"], train=False),
         class_names=cached.class_names,
         image_size=spec.image_size,
         mean=mean,

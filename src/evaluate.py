@@ -31,6 +31,7 @@ from loguru import logger
 from src.config import (
     CHECKPOINT_FILE,
     METRIC,
+    MODEL_FILE,
     SPLIT_FRACTIONS,
     SPLIT_SEED,
     SUMMARY_FILE,
@@ -80,8 +81,13 @@ def best_checkpoint(experiment: Path) -> Path:
     raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
 
 
-def load_model(checkpoint: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
-    state = torch.load(checkpoint / CHECKPOINT_FILE, map_location=device, weights_only=True)
+def load_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+    """A trial's checkpoint folder, or a model file (final_model.pt), ready to predict."""
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    return model_from_state(torch.load(file, map_location=device, weights_only=True), device)
+
+
+def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[Net, dict[str, Any]]:
     model = build_model(state["config"], len(state["class_names"]), device)
     model.load_state_dict(state["model"])
     return model.eval(), state
@@ -172,20 +178,26 @@ def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]
 
 
 def evaluate_and_report(
-    experiment: Path | None, checkpoint: Path | None, data_dir: Path | None
+    experiment: Path | None,
+    checkpoint: Path | None,
+    data_dir: Path | None,
+    out: Path | None = None,
 ) -> Evaluation:
     """Evaluate, print accuracy and per-class precision / recall, and write the figures into
-    the experiment folder (or the checkpoint's trial folder): evaluation/ for the test split,
-    evaluation-<folder>/ for another folder."""
+    `out`, by default into the experiment folder (or the checkpoint's trial folder):
+    evaluation/ for the test split, evaluation-<folder>/ for another folder. `checkpoint` is a
+    trial's checkpoint folder or a model file; None means the experiment's final model where it
+    has one, else its best checkpoint."""
     if checkpoint is None:
         if experiment is None:
             raise DataError("Nothing to evaluate: give an experiment or a checkpoint.")
-        checkpoint = best_checkpoint(experiment)
+        final = experiment / MODEL_FILE
+        checkpoint = final if final.is_file() else best_checkpoint(experiment)
     result = evaluate(checkpoint, data_dir, experiment)
     on = "the test split" if data_dir is None else str(data_dir)
     title = f"{checkpoint.parent.name}/{checkpoint.name} on {on}"
     folder = "evaluation" if data_dir is None else f"evaluation-{data_dir.name}"
-    out = (experiment or checkpoint.parent) / folder
+    out = out or (experiment or checkpoint.parent) / folder
     paths = write_evaluation(result, out, title)
     logger.info(
         f"Evaluation of {title}: accuracy {result.accuracy:.4f} on {result.confusion.sum()} "

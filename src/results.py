@@ -41,7 +41,9 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
         "final_val_loss": last.get("val_loss"),
         "final_train_loss": last.get("train_loss"),
         "num_params": last.get("num_params"),
-        "wall_seconds": last.get("time_total_s"),
+        # Seconds the trial trained and validated (its own clock, from start to last report):
+        # the cost a user weighs against accuracy, comparable across trials run in parallel.
+        "compute_seconds": last.get("time_total_s"),
         "error": str(result.error).strip().splitlines()[-1] if result.error else "",
         "path": result.path,
     }
@@ -69,3 +71,11 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
         )
     best = pd.read_csv(path).sort_values("best_val_accuracy", ascending=False).iloc[0]
     return {name: type(value)(best[name]) for name, value in BASELINE.items()}
+
+
+def cheapest_close_to_best(table: pd.DataFrame, within: float = 0.01) -> pd.Series:
+    """The trial with the fewest compute seconds whose best val_accuracy is within `within`
+    (one point) of the best trial's: the one to pick when time matters."""
+    best = table["best_val_accuracy"].max()
+    close = table[table["best_val_accuracy"] >= best - within]
+    return close.loc[close["compute_seconds"].idxmin()]

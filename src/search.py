@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,6 @@ from ray.tune.search.hyperopt import HyperOptSearch
 from src.config import (
     BASELINE,
     EXPERIMENT_INFO,
-    HYPERPARAMETERS,
     METRIC,
     MODE,
     SEARCH_SPACE,
@@ -27,6 +28,7 @@ from src.config import (
     RunSettings,
 )
 from src.data import DataSpec
+from src.progress import ProgressLine
 from src.results import summarize, write_summary
 from src.train import train_cnn
 
@@ -65,12 +67,20 @@ class TrialResources:
     concurrent: int  # how many trials fit on the cluster at once
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, verbose: bool = True) -> None:
     """Connect to `address` (or RAY_ADDRESS) if given, else start a local Ray. The `src`
-    package travels with the job, so workers on every node import the same code."""
+    package travels with the job, so workers on every node import the same code. Unless
+    `verbose`, Ray keeps its info lines and the workers' output to itself: a trial's errors
+    still reach the user through its error.txt and the summary."""
     if not ray.is_initialized():
         package = Path(__file__).resolve().parent
-        ray.init(address=address, include_dashboard=False, runtime_env={"py_modules": [package]})
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            runtime_env={"py_modules": [package]},
+            logging_level=logging.INFO if verbose else logging.WARNING,
+            log_to_driver=verbose,
+        )
 
 
 def trial_resources(settings: RunSettings, cluster: dict[str, float]) -> TrialResources:
@@ -169,8 +179,18 @@ def build_tuner(
     plan: Plan,
     callbacks: list[tune.Callback] | None = None,
     stop: tune.Stopper | None = None,
+    trials: int | None = None,
+    epoch_budget: int | None = None,
 ) -> tune.Tuner:
+    """The Tuner of one experiment; unless verbose, with hypertune's progress line for its
+    `trials` (or its `epoch_budget`) in place of Ray's console output."""
     space, tune_config = plan
+    if not settings.verbose:
+        line = ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget)
+        callbacks = [*(callbacks or []), line]
+        # Tune's newer console output prints a config box and paths even at verbose=0; its
+        # classic one, at verbose=0, prints nothing. Read when fit() starts.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     tune_config.metric, tune_config.mode = METRIC, MODE
     tune_config.trial_dirname_creator = lambda trial: f"trial_{trial.trial_id}"
     tune_config.reuse_actors = REUSE_ACTORS
@@ -188,13 +208,14 @@ def build_tuner(
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             callbacks=callbacks,
             stop=stop,
+            verbose=2 if settings.verbose else 0,
         ),
     )
 
 
 def cluster_resources(settings: RunSettings) -> TrialResources:
     """Start or join Ray, and fit the trials to what it has."""
-    start_ray(settings.address)
+    start_ray(settings.address, settings.verbose)
     resources = trial_resources(settings, ray.cluster_resources())
     logger.info(
         f"{resources.cpu} CPU + {resources.gpu} GPU per trial, {resources.concurrent} at once; "
@@ -240,7 +261,10 @@ def run_experiment(
     else:
         plan = grid_plan(grid, settings, resources.concurrent)
     monitor = monitor or ConcurrencyMonitor()
-    tuner = build_tuner(settings, data_spec, resources, plan, [monitor, *(callbacks or [])])
+    tuner = build_tuner(
+        settings, data_spec, resources, plan, [monitor, *(callbacks or [])],
+        trials=expected_trials(settings, grid),
+    )  # fmt: skip
     write_experiment_info(settings, data_spec, grid)
     results = tuner.fit()
     logger.info(f"At most {monitor.max_running} trials ran at once.")
@@ -288,18 +312,5 @@ def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -
             f"No trial finished an epoch. Each trial's error.txt under "
             f"{settings.storage_path / settings.name} says why; the summary is at {path}."
         )
-    report_best(table)
     logger.info(f"Per-trial summary ({len(table)} trials): {path}")
     return table
-
-
-def report_best(table: pd.DataFrame) -> None:
-    best = table.iloc[0]
-    config = ", ".join(
-        f"{name}={best[name]:.4g}" if isinstance(best[name], float) else f"{name}={best[name]}"
-        for name in HYPERPARAMETERS
-    )
-    logger.info(
-        f"Best trial {best['trial_id']}: best val_accuracy {best['best_val_accuracy']:.4f} "
-        f"at epoch {best['best_epoch']:.0f} of {best['epochs']} ({best['status']}); {config}"
-    )

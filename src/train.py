@@ -20,8 +20,8 @@ import torch
 from ray import tune
 from torch import nn
 
-from src.config import CHECKPOINT_FILE
-from src.data import DataSpec, TrialData, open_trial_data
+from src.config import CHECKPOINT_FILE, WARMUP_EPOCHS
+from src.data import BatchStream, DataSpec, TrialData, open_trial_data
 from src.model import build_model, count_parameters
 
 
@@ -41,30 +41,58 @@ def trial_cpus() -> int:
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
-def train_epoch(model: nn.Module, data: TrialData, optimizer: torch.optim.Optimizer) -> float:
+def make_optimizer(
+    model: nn.Module, config: dict[str, Any], epochs: int, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with a per-step schedule: linear warm-up for WARMUP_EPOCHS, then cosine decay to
+    0 at `epochs`, so a trial that is allowed to finish ends at a small learning rate."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    )
+    total = max(epochs * steps_per_epoch, 1)
+    warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_epoch(
+    model: nn.Module,
+    stream: BatchStream,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+    label_smoothing: float = 0.0,
+) -> float:
+    """One pass over `stream`; returns the mean training loss (read once, at the end)."""
     model.train()
-    loss_sum = torch.zeros((), device=data.device)
-    for x, y in data.train:
-        loss = nn.functional.cross_entropy(model(x), y)
+    loss_sum = torch.zeros((), device=stream.images.device)
+    for x, y in stream:
+        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         loss_sum += loss.detach() * len(y)
-    return loss_sum.item() / data.train.num_images
+    return loss_sum.item() / stream.num_images
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TrialData) -> tuple[float, float]:
-    """Mean loss and accuracy on the validation split."""
+def evaluate(model: nn.Module, stream: BatchStream) -> dict[str, float]:
+    """val_loss and val_accuracy over one pass of `stream` (read once, at the end)."""
     model.eval()
-    loss_sum = torch.zeros((), device=data.device)
-    correct = torch.zeros((), device=data.device, dtype=torch.long)
-    for x, y in data.val:
+    loss_sum = torch.zeros((), device=stream.images.device)
+    correct = torch.zeros((), device=stream.images.device, dtype=torch.long)
+    for x, y in stream:
         logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    n = data.val.num_images
-    return loss_sum.item() / n, correct.item() / n
+    n = stream.num_images
+    return {"val_loss": loss_sum.item() / n, "val_accuracy": correct.item() / n}
 
 
 def restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any) -> int:
@@ -114,26 +142,26 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
     torch.set_num_threads(trial_cpus())
     seed_everything(config["seed"])
     device = pick_device()
-    data = open_trial_data(data_spec, config["batch_size"], config["seed"], device)
-    model = build_model(config, len(data.class_names), device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    data = open_trial_data(
+        data_spec, config["batch_size"], config["seed"], device, jitter=config["jitter"]
     )
-    # Cosine annealing to 0 at max_epochs: a trial ASHA lets finish ends at a small lr.
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+    assert data.val is not None
+    model = build_model(config, len(data.class_names), device)
+    optimizer, schedule = make_optimizer(model, config, max_epochs, len(data.train))
     node_id = ray.get_runtime_context().get_node_id()  # which machine trained it, on a cluster
     fixed = {"num_params": count_parameters(model), "node_id": node_id}
     for epoch in range(restore(model, optimizer, schedule) + 1, max_epochs + 1):
         start = time.perf_counter()
-        train_loss = train_epoch(model, data, optimizer)
+        train_loss = train_epoch(model, data.train, optimizer, schedule, config["label_smoothing"])
         diverged = not math.isfinite(train_loss)
-        val_loss, val_accuracy = (math.nan, 0.0) if diverged else evaluate(model, data)
-        schedule.step()
+        if diverged:
+            scores = {"val_loss": math.nan, "val_accuracy": 0.0}
+        else:
+            scores = evaluate(model, data.val)
         metrics = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
+            **scores,
             "epoch_seconds": time.perf_counter() - start,
             "diverged": diverged,
             **fixed,

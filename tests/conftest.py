@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from src.data import write_synthetic_images
+from src.config import BASELINE, SUMMARY_FILE, RunSettings
+from src.data import DataSpec, write_synthetic_images
+from src.search import write_experiment_info
+
+SMALL = {**BASELINE, "num_conv_layers": 2, "start_filters": 16, "lr": 3e-3}  # trains in seconds
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -23,3 +28,15 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes x 20 generated 40 px images."""
     return write_synthetic_images(tmp_path_factory.mktemp("images"))
+
+
+def finished_experiment(folder: Path, images: Path, best: dict) -> Path:
+    """What a finished search leaves that refit reads, without running one: hypertune.json and
+    the summary, whose best row (highest best_val_accuracy, not the first row) holds `best`."""
+    settings = RunSettings(name=folder.name, storage_path=folder.parent, data_dir=images,
+                           image_size=32, refit_epochs=6)  # fmt: skip
+    write_experiment_info(settings, DataSpec(images, 32), None)
+    worse = {**best, "lr": 1e-4, "start_filters": 32}
+    rows = [{**worse, "best_val_accuracy": 0.5}, {**best, "best_val_accuracy": 0.9}]
+    pd.DataFrame(rows).to_csv(folder / SUMMARY_FILE, index=False)
+    return folder

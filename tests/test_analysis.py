@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 import ray
 
-from src.analysis import AnalysisError, heatmap_cells, importance, load_experiment, main
+from src.analysis import (
+    AnalysisError,
+    cost_table,
+    heatmap_cells,
+    importance,
+    load_experiment,
+    main,
+)
 from src.config import BASELINE, EXPERIMENT_INFO, Grid, RunSettings
 from src.data import DataSpec, write_synthetic_images
 from src.search import run_experiment
@@ -43,6 +50,7 @@ def write_experiment(
                 "train_loss": 1 - np.array(accuracy),
                 "timestamp": 1000 + 10 * i + epochs,
                 "time_this_iter_s": 1.0,
+                "time_total_s": epochs * (i + 1.0),  # trial i costs i + 1 seconds per epoch
             }
         ).to_csv(trial / "progress.csv", index=False)
     return folder
@@ -193,3 +201,14 @@ def test_status_follows_the_summary_rules(asha_dir: Path) -> None:
     assert status.to_dict() == {
         "0000": "completed", "0001": "diverged", "0002": "error", "0003": "completed"
     }  # fmt: skip
+
+
+def test_cost_table_marks_the_pareto_front(asha_dir: Path) -> None:
+    table = cost_table(load_experiment(asha_dir), "val_accuracy").set_index("trial_id")
+    # (seconds, best): 0000 (6, 0.9), 0001 (4, 0.45), 0002 (6, 0.35), 0003 (24, 0.75)
+    assert table["compute_seconds"].to_dict() == {"0000": 6, "0001": 4, "0002": 6, "0003": 24}
+    assert set(table.index[table["pareto"]]) == {"0000", "0001"}
+    assert (
+        table.loc["0003", "status"] == "completed"
+        and table.loc["0001", "status"] == "stopped_early"
+    )

@@ -9,6 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hypertune import parse_args
+from src.config import PRESETS, RunSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,12 +72,53 @@ def test_folder_without_images_gets_one_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_smoke_test_runs_a_whole_search(tmp_path: Path) -> None:
+def test_smoke_test_shows_progress_and_a_summary_in_few_lines(tmp_path: Path) -> None:
     result = hypertune(
-        "--smoke-test", "--storage-path", str(tmp_path), "--name", "smoke", timeout=300
-    )
+        "--smoke-test", "--num-samples", "5", "--storage-path", str(tmp_path), "--name", "smoke",
+        timeout=300,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "smoke" / "experiment_summary.csv")
-    assert len(summary) == 4  # --smoke-test runs 4 trials
-    assert summary["epochs"].max() == 3
-    assert "Best trial" in result.stderr
+    assert len(summary) == 5  # the flag typed wins over the smoke preset's 4 trials
+    assert summary["epochs"].max() == 3  # the preset's value where nothing was typed
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) <= 40, "\n".join(console)
+    assert "5/5 trials done" in result.stderr  # the progress line
+    assert "Checkpoint successfully created" not in result.stderr  # Ray's output stays quiet
+    best = summary.iloc[0]
+    assert f"best trial     {best['trial_id']}: val_accuracy {best['best_val_accuracy']:.4f}" in (
+        result.stdout
+    )
+    assert "final model" in result.stdout and (tmp_path / "smoke" / "final_model.pt").is_file()
+
+
+def test_verbose_brings_rays_output_back(tmp_path: Path) -> None:
+    result = hypertune(
+        "--smoke-test", "--num-samples", "2", "--no-refit", "--verbose",
+        "--storage-path", str(tmp_path), "--name", "loud", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trial status" in result.stdout + result.stderr
+    assert "trials done" not in result.stderr
+    assert not (tmp_path / "loud" / "final_model.pt").exists()  # --no-refit
+
+
+def test_unwritable_storage_path_is_refused_before_work(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("in the way")
+    result = hypertune("--smoke-test", "--storage-path", str(tmp_path / "a_file" / "runs"))
+    assert result.returncode == 2
+    assert "Cannot write into" in result.stderr and "--storage-path" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
+    storage = ["--storage-path", str(tmp_path)]
+    args, _ = parse_args(["--preset", "long", "--num-samples", "3", *storage])
+    assert args.num_samples == 3  # typed
+    assert args.max_epochs == PRESETS["long"]["max_epochs"]  # from the preset
+    assert args.refit_image_size == PRESETS["long"]["refit_image_size"]
+    args, _ = parse_args(["--smoke-test", "--max-epochs=5", "--grace-period", "2", *storage])
+    assert (args.max_epochs, args.grace_period) == (5, 2)
+    assert args.num_samples == PRESETS["smoke"]["num_samples"]
+    args, _ = parse_args([*storage])
+    assert args.num_samples == RunSettings.num_samples  # quick: the defaults

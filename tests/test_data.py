@@ -15,6 +15,7 @@ from src.data import (
     BatchStream,
     DataError,
     DataSpec,
+    colour_jitter,
     flowers_dir,
     load_cache,
     open_trial_data,
@@ -185,6 +186,7 @@ def test_an_epoch_visits_every_image_once() -> None:
 
 def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
     trial = open_trial_data(DataSpec(image_dir, 32), 8, 0, torch.device("cpu"))
+    assert trial.val is not None
     assert trial.train.num_images == 42 and trial.val.num_images == 9  # 70% / 15% of 60
     labels = np.repeat([0, 1, 2], 20)
     test = split_indices(labels, SPLIT_FRACTIONS, SPLIT_SEED)["test"]
@@ -194,3 +196,26 @@ def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
     assert x.shape[1:] == (3, 32, 32)
     assert abs(x.mean().item()) < 0.5 and 0.5 < x.std().item() < 1.5
     assert trial.describe()["class_names"] == ["class_0", "class_1", "class_2"]
+
+
+def test_refit_data_trains_on_train_and_val_never_test(image_dir: Path) -> None:
+    refit = open_trial_data(
+        DataSpec(image_dir, 32), 8, 0, torch.device("cpu"), fit_on=("train", "val")
+    )
+    tuning = open_trial_data(DataSpec(image_dir, 32), 8, 0, torch.device("cpu"))
+    assert refit.val is None and tuning.val is not None
+    test = split_indices(np.repeat([0, 1, 2], 20), SPLIT_FRACTIONS, SPLIT_SEED)["test"]
+    fit = set(refit.train.indices.tolist())
+    assert fit == set(tuning.train.indices.tolist()) | set(tuning.val.indices.tolist())
+    assert fit.isdisjoint(test.tolist())
+    assert not torch.equal(refit.mean, tuning.mean)  # statistics of the images it trains on
+
+
+def test_colour_jitter_keeps_range_and_varies_per_image() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 16, 16)
+    out = colour_jitter(x, 0.4, generator)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    change = (out - x).abs().mean((1, 2, 3))
+    assert (change > 1e-3).all() and change.std() > 0
+    assert torch.allclose(colour_jitter(x, 0.0, generator), x, atol=1e-6)

@@ -27,7 +27,7 @@ def checkpoint_after(epochs: int, images: Path, folder: Path) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=CONFIG["lr"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     for _ in range(epochs):
-        train_epoch(model, data, optimizer)
+        train_epoch(model, data.train, optimizer)
     folder.mkdir(parents=True)
     save_checkpoint(folder, epochs, model, optimizer, schedule, CONFIG, data)
     return folder

@@ -97,7 +97,8 @@ def search_command(images: Path, storage: Path, samples: int) -> list[str]:
     """A search without early stopping (grace period = max epochs): finished = 3 epochs."""
     return [sys.executable, str(ROOT / "hypertune.py"), "--data-dir", str(images),
             "--storage-path", str(storage), "--name", "exp", "--num-samples", str(samples),
-            "--max-epochs", "3", "--grace-period", "3", "--image-size", "32"]  # fmt: skip
+            "--max-epochs", "3", "--grace-period", "3", "--image-size", "32",
+            "--refit-epochs", "2"]  # fmt: skip
 
 
 def interrupt_after(
@@ -134,6 +135,7 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
     summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
     assert len(summary) == 5 and summary["trial_id"].is_unique
     assert (summary["status"] == "completed").all()
+    assert (tmp_path / "exp" / "final_model.pt").is_file()  # the refit ran after the resume
 
     again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0 and "is complete" in again.stdout
@@ -165,7 +167,7 @@ def test_trials_spread_over_the_nodes_of_a_cluster(images: Path, tmp_path: Path)
         cmd = [sys.executable, str(ROOT / "hypertune.py"), "--data-dir", str(images),
                "--storage-path", str(tmp_path), "--name", "exp", "--num-samples", "4",
                "--max-epochs", "2", "--grace-period", "2", "--image-size", "32",
-               "--address", cluster.address]  # fmt: skip
+               "--address", cluster.address, "--no-refit"]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     finally:
         cluster.shutdown()

@@ -1,0 +1,151 @@
+"""Apply a final model to new photos: the class and its probability for every image.
+
+    python hypertune.py predict --name NAME photo.jpg more_photos/
+    python hypertune.py predict --model path/final_model.pt photos/ --top-k 3 --output preds.csv
+
+Images are prepared exactly as for training and evaluation: the shorter side resized to the
+model's image size and centre-cropped, normalised with the statistics stored in the model.
+Folders are walked. Where a folder's sub-folders are named like the model's classes (daisy/,
+roses/, ...), they are taken as the true labels and the accuracy is printed too. An unreadable
+image gets an error row; the others are still predicted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from src.config import MODEL_FORMAT
+from src.data import IMAGE_SUFFIXES, DataError, decode_image
+from src.evaluate import model_from_state
+from src.model import Net
+from src.train import pick_device
+
+BATCH = 64  # images decoded and classified at a time: bounded memory for any folder size
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    label: str | None  # the class folder it sits in, where that names one of the model's classes
+
+
+def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+    """A model file written by `hypertune.py refit`, or a DataError that says what is wrong."""
+    if not path.is_file():
+        raise DataError(
+            f"There is no model file {path}. A model is written by `python hypertune.py refit "
+            f"--name NAME` (and at the end of every search) as logs/ray_results/NAME/"
+            f"final_model.pt; pass that file with --model, or the experiment with --name."
+        )
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        state = {"format": f"unreadable by torch.load ({type(err).__name__})"}
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found != MODEL_FORMAT:
+        raise DataError(
+            f"{path} is not a hypertune model file (format {found!r}, expected "
+            f"{MODEL_FORMAT!r}). Use the final_model.pt that `python hypertune.py refit` wrote; "
+            f"a trial checkpoint can be scored with `python hypertune.py evaluate --checkpoint`."
+        )
+    return model_from_state(state, device)
+
+
+def labelled_folder(folder: Path, classes: list[str]) -> bool:
+    """Whether `folder`'s sub-folders holding images are named after the model's classes.
+    Some named so and some not: a folder of other classes, refused."""
+    named = {d.name for d in folder.iterdir() if d.is_dir() and images_below(d)}
+    known = named & set(classes)
+    if known and named - known:
+        raise DataError(
+            f"{folder} has class folders the model was not trained on: "
+            f"{', '.join(sorted(named - known))}. The model knows {', '.join(classes)}. Pass a "
+            f"folder whose sub-folders are only these classes, or one of unlabelled images."
+        )
+    return bool(known)
+
+
+def images_below(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def collect_photos(inputs: list[Path], classes: list[str]) -> list[Photo]:
+    """Every image named or found below the inputs, with its true label where the folder
+    layout gives one."""
+    photos = []
+    for item in inputs:
+        if item.is_file():
+            photos.append(Photo(item, None))
+        elif item.is_dir():
+            found = images_below(item)
+            if not found:
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise DataError(f"The folder {item} holds no images ({suffixes}).")
+            labelled = labelled_folder(item, classes)
+            for path in found:
+                top = path.relative_to(item).parts[0]
+                photos.append(Photo(path, top if labelled and top in classes else None))
+        else:
+            raise DataError(f"{item} does not exist: pass image files or folders of images.")
+    return photos
+
+
+@torch.no_grad()
+def probabilities(model: Net, state: dict[str, Any], pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities of uint8 images (N, 3, S, S)."""
+    device = next(model.parameters()).device
+    mean = torch.tensor(state["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(state["std"], device=device).view(1, 3, 1, 1)
+    x = (torch.from_numpy(pixels).to(device).float() / 255 - mean) / std
+    x = x.contiguous(memory_format=torch.channels_last)  # the layout the model was trained in
+    return torch.softmax(model(x), 1).cpu().numpy()
+
+
+def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) -> pd.DataFrame:
+    """One row per photo: predicted class and probability, the next top_k - 1 classes, the true
+    class where known, and an error for files that are not readable images."""
+    classes, size = state["class_names"], state["image_size"]
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(photos), BATCH):
+        batch = photos[start : start + BATCH]
+        decoded = [decode_image(p.path, size) for p in batch]
+        readable = [d for d in decoded if d is not None]
+        probs = iter(probabilities(model, state, np.stack(readable)) if readable else [])
+        for photo, pixels in zip(batch, decoded, strict=True):
+            row: dict[str, Any] = {"path": str(photo.path), "true_class": photo.label or ""}
+            if pixels is None:
+                rows.append({**row, "error": "not a readable image"})
+                continue
+            p = next(probs)
+            order = np.argsort(-p)[:top_k]
+            row |= {"class": classes[order[0]], "probability": float(p[order[0]]), "error": ""}
+            for rank, i in enumerate(order[1:], start=2):
+                row |= {f"class_{rank}": classes[i], f"probability_{rank}": float(p[i])}
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    return table[[c for c in table if c not in ("true_class", "error")] + ["true_class", "error"]]
+
+
+def accuracy_note(table: pd.DataFrame) -> str | None:
+    """Accuracy and per-class recall over the labelled, readable photos; None if none."""
+    known = table[(table["true_class"] != "") & (table["error"] == "")]
+    if known.empty:
+        return None
+    hit = known["class"] == known["true_class"]
+    recall = hit.groupby(known["true_class"]).mean()
+    per_class = ", ".join(f"{name} {value:.2f}" for name, value in recall.items())
+    return f"accuracy {hit.mean():.4f} on {len(known)} labelled images (recall: {per_class})"
+
+
+def run_predict(model_path: Path, inputs: list[Path], top_k: int) -> pd.DataFrame:
+    model, state = load_final_model(model_path, pick_device())
+    photos = collect_photos(inputs, state["class_names"])
+    return predict(model, state, photos, min(top_k, len(state["class_names"])))

@@ -1,0 +1,203 @@
+"""What a person watching a run sees: one progress line instead of Ray's tables.
+
+On a terminal the line is rewritten in place about once a second; in a log file or CI it is
+printed as a new line whenever a trial ends, and at least every PLAIN_EVERY_S seconds:
+
+    search 6/10 trials done (4 stopped by ASHA, 0 errors), 2 running | 41 epochs | 5:12
+    elapsed, ~3 min left | best val_accuracy 0.739 (trial 1a2b3c4d, epoch 9)
+
+`--verbose` brings Ray's own output back instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray import tune
+from ray.tune.experiment import Trial
+
+from src.config import HYPERPARAMETERS, METRIC, MODEL_FILE
+from src.results import cheapest_close_to_best
+
+PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
+TTY_EVERY_S = 1.0  # on a terminal: redraw at most this often
+
+
+def trained(trial: Trial) -> int:
+    """Epochs a trial has reported so far."""
+    return int((trial.last_result or {}).get("training_iteration", 0))
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class Ticker:
+    """One line of progress on stderr: rewritten in place on a terminal (at most every
+    TTY_EVERY_S), else printed as a new line at most every PLAIN_EVERY_S unless forced."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown_at, self.last = -float("inf"), ""
+
+    def due(self, force: bool = False) -> bool:
+        wait = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        return force or time.monotonic() - self.shown_at >= wait
+
+    def show(self, line: str, force: bool = False) -> None:
+        if not self.due(force) or (line == self.last and not self.tty):
+            return
+        self.shown_at, self.last = time.monotonic(), line
+        sys.stderr.write(f"\r\033[K{line}" if self.tty else f"{line}\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """Leave the in-place line behind, so that what follows starts on a new line."""
+        if self.tty and self.last:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class ProgressLine(tune.Callback):
+    """A Tune callback that keeps one line of progress up to date. `trials` is how many the
+    experiment will run (None where a budget ends it instead); `epoch_budget` is the total of
+    training epochs that ends it (compare), if any."""
+
+    def __init__(
+        self,
+        label: str,
+        trials: int | None,
+        max_epochs: int,
+        epoch_budget: int | None = None,
+    ) -> None:
+        self.label, self.trials, self.max_epochs = label, trials, max_epochs
+        self.epoch_budget = epoch_budget
+        self.best: tuple[float, str, int] | None = None  # (value, trial id, epoch)
+        self.setup()
+
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # only keyword arguments
+        """Called when the experiment starts, and again when it is resumed (Tune restores this
+        callback with the experiment): the clock restarts, the best so far stays."""
+        self.ticker = Ticker()
+        self.start = time.monotonic()
+        self.epochs_at_start: int | None = None  # a resumed experiment brings epochs along
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
+        value = result.get(METRIC)
+        if value is not None and (self.best is None or value > self.best[0]):
+            self.best = (float(value), trial.trial_id, int(result.get("epoch", 0)))
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.show(trials, force=not self.ticker.tty)
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.show(trials, force=not self.ticker.tty)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self.show(trials)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.show(trials, force=True)
+        self.ticker.close()
+
+    def show(self, trials: list[Trial], force: bool = False) -> None:
+        if self.ticker.due(force):
+            self.ticker.show(self.describe(trials, time.monotonic() - self.start), force)
+
+    def describe(self, trials: list[Trial], elapsed: float) -> str:
+        epochs = sum(map(trained, trials))
+        if self.epochs_at_start is None:
+            self.epochs_at_start = epochs
+        status = [t.status for t in trials]
+        ended = [t for t in trials if t.status == "TERMINATED"]
+        stopped = sum(trained(t) < self.max_epochs for t in ended)
+        done, errors = len(ended) + status.count("ERROR"), status.count("ERROR")
+        of = f"/{self.trials}" if self.trials else ""
+        parts = [
+            f"{self.label} {done}{of} trials done ({stopped} stopped by ASHA, {errors} errors), "
+            f"{status.count('RUNNING')} running",
+            f"{epochs} epochs" + (f" of {self.epoch_budget}" if self.epoch_budget else ""),
+            f"{clock(elapsed)} elapsed" + self.time_left(trials, epochs, elapsed),
+        ]
+        if self.best:
+            value, trial_id, epoch = self.best
+            parts.append(f"best {METRIC} {value:.3f} (trial {trial_id}, epoch {epoch})")
+        return " | ".join(parts)
+
+    def time_left(self, trials: list[Trial], epochs: int, elapsed: float) -> str:
+        """Epochs still to come, at the pace of this session: a finished trial is assumed to
+        have cost what the finished ones cost on average (ASHA stops most trials early)."""
+        this_session = epochs - (self.epochs_at_start or 0)
+        if this_session < 1:
+            return ""
+        if self.epoch_budget:
+            to_come = float(max(self.epoch_budget - epochs, 0))
+        else:
+            ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            per_trial = sum(map(trained, ended)) / len(ended) if ended else self.max_epochs
+            running = [t for t in trials if t.status in ("RUNNING", "PENDING", "PAUSED")]
+            started = len(ended) + len(running)
+            not_started = max((self.trials or started) - started, 0)
+            in_flight = sum(max(per_trial - trained(t), 0) for t in running)
+            to_come = not_started * per_trial + in_flight
+        return f", ~{clock(to_come * elapsed / this_session)} left" if to_come else ""
+
+
+def describe_config(row: pd.Series) -> str:
+    return ", ".join(
+        f"{name}={row[name]:.3g}" if isinstance(row[name], float) else f"{name}={row[name]}"
+        for name in HYPERPARAMETERS
+    )
+
+
+def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None) -> str:
+    """The end of a run in a few lines: the best trial, the cheapest one within a point of it,
+    the final model and its test accuracy, where everything is, and what to run next."""
+    best, cheap = table.iloc[0], cheapest_close_to_best(table)
+    stopped = int((table["status"] == "stopped_early").sum())
+    storage = (
+        f" --storage-path {folder.parent}"
+        if folder.parent != Path.cwd() / "logs/ray_results"
+        else ""
+    )
+    lines = [
+        "=" * 78,
+        f"{folder.name}: {len(table)} trials ({stopped} stopped early by ASHA)",
+        f"best trial     {best['trial_id']}: {METRIC} {best['best_val_accuracy']:.4f} at epoch "
+        f"{best['best_epoch']:.0f} of {best['epochs']}, {best['compute_seconds']:.0f} s",
+        f"               {describe_config(best)}",
+    ]
+    if cheap["trial_id"] != best["trial_id"]:
+        saving = best["compute_seconds"] / cheap["compute_seconds"]
+        lines.append(
+            f"within 1 point {cheap['trial_id']}: {METRIC} {cheap['best_val_accuracy']:.4f} in "
+            f"{cheap['compute_seconds']:.0f} s ({saving:.1f}x less compute): "
+            f"{describe_config(cheap)}"
+        )
+    if test_accuracy is not None:
+        lines.append(
+            f"final model    {folder / MODEL_FILE}: test accuracy {test_accuracy:.4f} "
+            f"(scored once; details in {folder / 'refit' / 'evaluation'})"
+        )
+        lines.append(
+            f"next           python hypertune.py predict --name {folder.name}{storage} PHOTOS..."
+        )
+    else:
+        lines.append(f"next           python hypertune.py refit --name {folder.name}{storage}")
+    lines += [
+        f"               python -m src.analysis {folder}   (figures, cost vs accuracy)",
+        f"results        {folder} (experiment_summary.csv, TensorBoard files per trial)",
+        "=" * 78,
+    ]
+    return "\n".join(lines)

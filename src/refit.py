@@ -1,0 +1,141 @@
+"""The model a user takes home: the search's best configuration, trained from scratch on the
+train + validation splits for longer, saved as one file and scored once on the test split.
+
+    python hypertune.py refit --name NAME                       # what `search` runs at its end
+    python hypertune.py refit --name NAME --epochs 60 --image-size 96
+
+Why refit: a trial trains on 70% of the images for at most --max-epochs, and ASHA stops most
+trials earlier still; every learning curve of the searches in report.md still rises at its last
+epoch. The configuration is chosen on validation accuracy; the refit then also learns from the
+validation images, which is why it cannot be judged on them: the test split, untouched until
+now, is read once at the end.
+
+Safe to interrupt: after every epoch the training state goes to refit/checkpoint.pt (written
+to a temporary file and renamed), and running the same command again continues from it.
+final_model.pt appears, also by an atomic rename, only once training has finished.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from loguru import logger
+
+from src.config import MODEL_FILE, MODEL_FORMAT
+from src.data import DataSpec, open_trial_data
+from src.evaluate import Evaluation, evaluate_and_report
+from src.model import build_model, count_parameters
+from src.progress import Ticker, clock
+from src.results import best_config
+from src.search import read_experiment_info
+from src.train import make_optimizer, pick_device, plain, seed_everything, train_epoch
+
+REFIT_DIR = "refit"  # inside the experiment folder: the resumable training state
+
+
+@dataclass(frozen=True)
+class RefitPlan:
+    """Everything that decides the refit model; a saved training state is only resumed when
+    its plan is the same."""
+
+    experiment: str  # experiment folder (absolute)
+    config: dict[str, Any]  # the best trial's hyperparameters and the seed
+    epochs: int
+    image_size: int
+
+
+def plan_refit(experiment: Path, epochs: int, image_size: int | None, seed: int) -> RefitPlan:
+    """The best trial's configuration (by validation accuracy) and how long to train it."""
+    settings, _, _ = read_experiment_info(experiment)
+    config = {**best_config(experiment), "seed": seed}
+    return RefitPlan(str(experiment), plain(config), epochs, image_size or settings.image_size)
+
+
+def write_atomically(state: dict[str, Any], path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def resume_state(path: Path, plan: RefitPlan) -> dict[str, Any] | None:
+    """The saved training state of this same plan, or None (absent, other plan, unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file is not worth failing for: start over
+        logger.warning(f"Ignoring the unreadable refit state {path} ({err}); starting over.")
+        return None
+    return state if state.get("plan") == asdict(plan) else None
+
+
+def refit(plan: RefitPlan, command: str, threads: int | None = None) -> Evaluation:
+    """Train, save `<experiment>/final_model.pt` (recording `command`, the command line that
+    asked for it), evaluate it once on the test split."""
+    experiment = Path(plan.experiment)
+    _, spec, _ = read_experiment_info(experiment)
+    config, device = plan.config, pick_device()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    seed_everything(config["seed"])
+    data = open_trial_data(
+        DataSpec(spec.root, plan.image_size), config["batch_size"], config["seed"], device,
+        jitter=config["jitter"], fit_on=("train", "val"),
+    )  # fmt: skip
+    model = build_model(config, len(data.class_names), device)
+    optimizer, schedule = make_optimizer(model, config, plan.epochs, len(data.train))
+    folder = experiment / REFIT_DIR
+    folder.mkdir(exist_ok=True)
+    state_path = folder / "checkpoint.pt"
+    done, seconds = 0, 0.0
+    if saved := resume_state(state_path, plan):
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        done, seconds = saved["epoch"], saved["seconds"]
+        logger.info(f"Refit: continuing from epoch {done} of {plan.epochs} ({state_path})")
+    logger.info(
+        f"Refit: {count_parameters(model):,} parameters, {data.train.num_images} images "
+        f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on {device}"
+    )
+    ticker = Ticker()
+    for epoch in range(done + 1, plan.epochs + 1):
+        start = time.perf_counter()
+        loss = train_epoch(model, data.train, optimizer, schedule, config["label_smoothing"])
+        seconds += time.perf_counter() - start
+        state = {"plan": asdict(plan), "epoch": epoch, "seconds": seconds,
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict()}  # fmt: skip
+        write_atomically(state, state_path)
+        left = (plan.epochs - epoch) * seconds / epoch
+        ticker.show(
+            f"refit epoch {epoch}/{plan.epochs} | train_loss {loss:.4f} | {clock(seconds)} "
+            f"elapsed, ~{clock(left)} left",
+            force=epoch == plan.epochs,
+        )
+    ticker.close()
+    model_path = experiment / MODEL_FILE
+    model_file = {
+        "format": MODEL_FORMAT,
+        "model": model.state_dict(),
+        "config": config,
+        **data.describe(),
+        "trained_on": {
+            "data_root": str(spec.root),
+            "splits": ["train", "val"],
+            "images": data.train.num_images,
+            "epochs": plan.epochs,
+            "train_seconds": round(seconds, 1),
+            "device": str(device),
+        },
+        "experiment": experiment.name,
+        "command": command,
+    }
+    write_atomically(model_file, model_path)
+    state_path.unlink()
+    return evaluate_and_report(experiment, model_path, None, out=folder / "evaluation")

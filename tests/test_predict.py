@@ -1,0 +1,114 @@
+"""predict: a final model applied to files and folders, as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SMALL, finished_experiment
+from PIL import Image
+
+from src.config import MODEL_FILE
+from src.data import write_synthetic_images
+from src.refit import plan_refit, refit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A final model refit on generated images (3 classes, 32 px)."""
+    images = write_synthetic_images(tmp_path_factory.mktemp("images"), 3, 30, 32, seed=1)
+    experiment = finished_experiment(tmp_path_factory.mktemp("runs") / "exp", images, SMALL)
+    refit(plan_refit(experiment, epochs=8, image_size=None, seed=0), "cmd")
+    return experiment / MODEL_FILE
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """New labelled photos in class folders: the training classes (same seed, so the same class
+    colours) drawn at another size, one of them as JPEG, and one corrupt file."""
+    folder = write_synthetic_images(tmp_path_factory.mktemp("photos"), 3, 8, 57, seed=1)
+    Image.open(folder / "class_1" / "000.png").convert("RGB").save(folder / "class_1" / "a.jpg")
+    (folder / "class_2" / "broken.png").write_bytes(b"not an image")
+    return folder
+
+
+def predict(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "hypertune.py"), "predict", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+
+
+def test_folder_of_labelled_photos_gets_classes_and_accuracy(
+    model: Path, photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "preds.csv"
+    result = predict("--model", str(model), str(photos), "--top-k", "2", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(out)
+    table["error"] = table["error"].fillna("")
+    assert len(table) == 3 * 8 + 2  # every file, the corrupt one included
+    broken = table[table["path"].str.endswith("broken.png")]
+    assert broken["error"].tolist() == ["not a readable image"]
+    good = table[table["error"] == ""]
+    assert set(good["class"]) <= {"class_0", "class_1", "class_2"}
+    assert (good["probability"] >= good["probability_2"]).all()
+    assert (good["class"] != good["class_2"]).all()
+    assert good["probability"].between(1 / 3, 1).all()
+    accuracy = (good["class"] == good["true_class"]).mean()
+    assert accuracy >= 0.75  # far above chance: the model and its preprocessing travel together
+    assert f"accuracy {accuracy:.4f} on 25 labelled images" in result.stdout
+    assert "1 of 26 files were not readable images" in result.stdout
+
+
+def test_single_files_by_experiment_name(model: Path, photos: Path) -> None:
+    one = photos / "class_0" / "001.png"
+    result = predict(
+        "--name", model.parent.name, "--storage-path", str(model.parent.parent), str(one)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert str(one) in result.stdout and "accuracy" not in result.stdout  # no label: no score
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("missing_model", "There is no model file"),
+        ("foreign_model", "is not a hypertune model file"),
+        ("empty_folder", "holds no images"),
+        ("other_classes", "class folders the model was not trained on: tulips"),
+        ("missing_image", "does not exist"),
+        ("output_in_a_file", "Cannot write into"),
+    ],
+)
+def test_bad_requests_get_one_clear_error(
+    model: Path, photos: Path, tmp_path: Path, make: str, message: str
+) -> None:
+    model_arg, inputs, extra = str(model), [str(photos)], []
+    if make == "missing_model":
+        model_arg = str(tmp_path / "nope.pt")
+    elif make == "foreign_model":
+        model_arg = str(tmp_path / "weights.pt")
+        Path(model_arg).write_bytes(b"\x80\x04K\x01.")  # a pickle, but not a hypertune model
+    elif make == "empty_folder":
+        (tmp_path / "empty" / "sub").mkdir(parents=True)
+        inputs = [str(tmp_path / "empty")]
+    elif make == "other_classes":
+        shutil.copytree(photos, tmp_path / "mixed")
+        (tmp_path / "mixed" / "class_2").rename(tmp_path / "mixed" / "tulips")
+        inputs = [str(tmp_path / "mixed")]
+    elif make == "missing_image":
+        inputs = [str(tmp_path / "nope.jpg")]
+    elif make == "output_in_a_file":
+        (tmp_path / "file").write_text("x")
+        extra = ["--output", str(tmp_path / "file" / "preds.csv")]
+    result = predict("--model", model_arg, *inputs, *extra)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

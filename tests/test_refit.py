@@ -1,0 +1,90 @@
+"""Refit: the best configuration trained on train + val into one loadable file, safely."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SMALL, finished_experiment
+
+import src.refit
+from src.config import MODEL_FILE, MODEL_FORMAT
+from src.data import write_synthetic_images
+from src.refit import REFIT_DIR, plan_refit, refit
+
+
+def counting(calls: list[int]) -> Callable[..., float]:
+    """A stand-in for train_epoch that only counts the epochs it is asked to train."""
+
+    def epoch(*args: object, **kwargs: object) -> float:
+        calls.append(1)
+        return 1.0
+
+    return epoch
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_images(tmp_path_factory.mktemp("images"), 3, 30, 32, seed=1)
+
+
+def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: Path) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    plan = plan_refit(experiment, epochs=8, image_size=None, seed=0)
+    assert plan.config == {**SMALL, "seed": 0}  # the best row, not the first
+    result = refit(plan, "python hypertune.py refit --name exp")
+    state = torch.load(experiment / MODEL_FILE, weights_only=True)
+    assert state["format"] == MODEL_FORMAT
+    assert state["class_names"] == ["class_0", "class_1", "class_2"]
+    assert state["image_size"] == 32 and len(state["mean"]) == len(state["std"]) == 3
+    assert state["config"] == plan.config
+    assert state["trained_on"]["splits"] == ["train", "val"]
+    assert state["trained_on"]["images"] == 78  # 85% of 90: train + val, never test
+    assert state["command"] == "python hypertune.py refit --name exp"
+    assert not (experiment / REFIT_DIR / "checkpoint.pt").exists()  # only the final file stays
+    assert result.confusion.sum() == 12  # scored once, on the 15% test split
+    assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
+    assert (experiment / REFIT_DIR / "evaluation" / "summary.json").is_file()
+
+
+def test_interrupted_refit_leaves_no_model_and_continues(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    plan = plan_refit(experiment, epochs=5, image_size=None, seed=0)
+    real_epoch = src.refit.train_epoch
+    epochs_run: list[int] = []
+
+    def killed_in_epoch_3(*args: object, **kwargs: object) -> float:
+        if len(epochs_run) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of the third epoch
+        epochs_run.append(1)
+        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        refit(plan, "cmd")
+    assert not (experiment / MODEL_FILE).exists()
+    saved = torch.load(experiment / REFIT_DIR / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 2
+
+    monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
+    refit(plan, "cmd")
+    assert len(epochs_run) == 2 + 3  # epochs 3, 4 and 5 only: it continued
+    assert torch.load(experiment / MODEL_FILE, weights_only=True)["trained_on"]["epochs"] == 5
+
+
+def test_saved_state_of_another_plan_is_not_resumed(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    stale = plan_refit(experiment, epochs=9, image_size=None, seed=0)
+    (experiment / REFIT_DIR).mkdir()
+    torch.save({"plan": asdict(stale), "epoch": 8}, experiment / REFIT_DIR / "checkpoint.pt")
+    epochs_run: list[int] = []
+    monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
+    refit(plan_refit(experiment, epochs=3, image_size=None, seed=0), "cmd")
+    assert len(epochs_run) == 3

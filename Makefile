@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/flowers))
 ARGS    ?=
 
-.PHONY: install test lint format tune smoke analyze compare bench lock clean
+.PHONY: install test lint format tune smoke analyze compare bench bench-gpu lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ format: install  ## rewrite code in place: ruff's import order and fixes, black'
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/black .
 
-tune: install  ## the default search (ARGS="--num-samples 20" to change it)
+tune: install  ## search + final model (ARGS="--preset long" or "--num-samples 20" to change it)
 	$(PY) hypertune.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 smoke: install  ## a 1-minute search on generated images
@@ -39,6 +39,9 @@ compare: install  ## search methods at an equal budget (ARGS="--seeds 5 --budget
 
 bench: install  ## benchmarks -> benchmarks/RESULTS.md (ARGS=--skip-e2e for the quick ones)
 	$(PY) benchmarks/run.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
+
+bench-gpu: install  ## epoch time at 64/128/224 px, 1 vs 2 trials per GPU (ARGS="--device cpu" without one)
+	$(PY) benchmarks/gpu.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 analyze: install  ## figures of the latest experiment (EXPERIMENT=name for another one)
 	$(PY) -m src.analysis $(if $(EXPERIMENT),logs/ray_results/$(EXPERIMENT)) $(ARGS)

@@ -109,8 +109,8 @@ def add_common_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
     p.add_argument(
         "--smoke-test",
         action="store_true",
-        help=f"tiny generated dataset and {PRESETS['smoke']}: checks the installation in "
-        f"< 1 minute (flags you type still win)",
+        help=f"generated images (unless --data-dir) and {PRESETS['smoke']}: checks the "
+        f"installation in < 1 minute (flags you type still win)",
     )
 
 
@@ -156,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--no-refit", action="store_true", help="stop after the search: no final model, no test"
+    )
+    search.add_argument(
+        "--space",
+        type=Path,
+        help="search space file, TOML or YAML (example: src/space_example.toml); "
+        "default: SEARCH_SPACE in src/config.py",
+    )
+    search.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pin a hyperparameter for this search (repeatable)",
     )
     refit = commands.add_parser(
         "refit",
@@ -417,6 +430,8 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         address=args.address,
         max_failures=args.max_failures,
         verbose=args.verbose,
+        space=getattr(args, "search_space", SEARCH_SPACE),
+        fixed=getattr(args, "fixed", {}),
         refit_epochs=0 if getattr(args, "no_refit", True) else args.refit_epochs,
         **{k: getattr(args, k) for k in search_only if hasattr(args, k)},
     )
@@ -437,32 +452,45 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
     prefix = "smoke" if args.smoke_test else args.command
     args.name = args.name or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
     problem = check_args(args)
+    grid = None
     try:
-        grid = grid_from(args) if args.command == "grid" else None
+        if args.command == "grid":
+            grid = grid_from(args)
+        if args.command == "search":
+            search_space_from(args)
     except ValueError as err:
         problem = problem or str(err)
-    problem = problem or config_problem(grid, args.image_size)
+    problem = problem or config_problem(args, grid)
     if problem:
         parser.error(problem)
     return args, grid
 
 
-def config_problem(grid: Grid | None, image_size: int) -> str | None:
+def search_space_from(args: argparse.Namespace) -> None:
+    """args.search_space (the --space file, else SEARCH_SPACE, less what --set pins) and
+    args.fixed (the pinned values). Raises ValueError (SpaceError) on a bad file or --set."""
+    from src.space import load_space, pin
+
+    args.fixed = dict(parse_assignment(text, many=False) for text in args.set)
+    space = load_space(args.space) if args.space else SEARCH_SPACE
+    args.search_space = pin(space, args.fixed)
+
+
+def config_problem(args: argparse.Namespace, grid: Grid | None) -> str | None:
     """The first trial configuration the model cannot train, or None: every cell of a grid;
-    for a search, BASELINE with each categorical value of SEARCH_SPACE."""
+    for a search, the pinned values with each choice and each range bound of the space."""
     from src.model import config_problem as problem_of
 
     if grid is None:
-        choices = [
-            (k, v) for k, (kind, values) in SEARCH_SPACE.items() if kind == "choice" for v in values
-        ]
-        configs = [{**BASELINE, k: v} for k, v in choices]
+        space = getattr(args, "search_space", SEARCH_SPACE)
+        values = [(k, v) for k, (_, options) in space.items() for v in options]
+        configs = [{**BASELINE, **getattr(args, "fixed", {}), k: v} for k, v in values]
     else:
         cells = itertools.product(*grid.axes.values())
         configs = [
             {**BASELINE, **grid.fixed, **dict(zip(grid.axes, c, strict=True))} for c in cells
         ]
-    return next(filter(None, (problem_of(c, image_size) for c in configs)), None)
+    return next(filter(None, (problem_of(c, args.image_size) for c in configs)), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,7 +553,7 @@ def run_command(args: argparse.Namespace, grid: Grid | None, command: str) -> in
             else:
                 print(f"Experiment {args.name!r} is complete; its summary: {folder / SUMMARY_FILE}")
             return 0
-        if args.smoke_test:
+        if args.smoke_test and args.data_dir is None:
             args.data_dir = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
         settings = settings_from(args)
         images = image_folder(settings.data_dir)

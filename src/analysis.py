@@ -34,11 +34,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from src.config import BASELINE, EXPERIMENT_INFO, HYPERPARAMETERS
+from src.config import BASELINE, EXPERIMENT_INFO, HYPERPARAMETERS, SEARCH_SPACE
 from src.results import trial_status
 
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
-LOG_SCALE = {"lr", "weight_decay"}  # sampled log-uniformly: plot and bin them on a log axis
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
 TOP_TRIALS = 10
 # One colour per trial status, the same in every figure.
@@ -64,6 +63,13 @@ class Experiment:
     @property
     def max_epochs(self) -> int:
         return int(self.info["settings"]["max_epochs"])
+
+    @property
+    def log_scale(self) -> set[str]:
+        """Hyperparameters the experiment's space sampled log-uniformly (the space recorded in
+        hypertune.json, a --space file's included): plotted and binned on a log axis."""
+        space = self.info["settings"].get("space", SEARCH_SPACE)
+        return {name for name, (kind, _) in space.items() if kind == "loguniform"}
 
     def varied(self) -> list[str]:
         """Hyperparameters (seed excluded) that take more than one value."""
@@ -124,18 +130,18 @@ def metric_at(exp: Experiment, metric: str, epoch: int | None) -> pd.DataFrame:
     return exp.trials.merge(values, on="trial_id")
 
 
-def bins(values: pd.Series, name: str) -> pd.Series:
+def bins(values: pd.Series, log: bool) -> pd.Series:
     """Categories for a heatmap axis or an importance group: the values themselves when there
     are few, else quantile bins labelled by their range."""
     if values.nunique() <= 2 * MAX_BINS:
         return values
-    cut = np.log10(values) if name in LOG_SCALE else values
+    cut = np.log10(values) if log else values
     codes = pd.qcut(cut, MAX_BINS, duplicates="drop")
-    return codes.map(lambda iv: f"{_fmt(iv.left, name)}–{_fmt(iv.right, name)}")
+    return codes.map(lambda iv: f"{_fmt(iv.left, log)}–{_fmt(iv.right, log)}")
 
 
-def _fmt(edge: float, name: str) -> str:
-    return f"{10**edge:.1e}" if name in LOG_SCALE else f"{edge:.2f}"
+def _fmt(edge: float, log: bool) -> str:
+    return f"{10**edge:.1e}" if log else f"{edge:.2f}"
 
 
 def check_axis(exp: Experiment, name: str) -> None:
@@ -183,7 +189,8 @@ def heatmap_cells(
         reached = int((exp.trials["epochs"] >= epoch).sum())
         note = f"{reached} of {len(exp.trials)} trials compared at epoch {epoch}"
     table = metric_at(exp, metric, epoch)
-    table = table.assign(**{x: bins(table[x], x), y: bins(table[y], y)})
+    log = exp.log_scale
+    table = table.assign(**{x: bins(table[x], x in log), y: bins(table[y], y in log)})
     cells = table.groupby([y, x], observed=True)[metric].agg(["mean", "std", "count"])
     return cells.reset_index(), note
 
@@ -268,7 +275,7 @@ def plot_hyperparameters(exp: Experiment, metric: str) -> plt.Figure:
             sns.stripplot(final, x=name, y=metric, legend=ax is axes[0], **colours)
         else:
             sns.scatterplot(final, x=name, y=metric, legend=False, **colours)
-            if name in LOG_SCALE:
+            if name in exp.log_scale:
                 ax.set_xscale("log")
     fig.suptitle(f"Each hyperparameter vs the {metric} at a trial's last epoch")
     fig.tight_layout()
@@ -327,7 +334,7 @@ def importance(exp: Experiment, metric: str) -> pd.DataFrame:
     total = ((y - y.mean()) ** 2).sum()
     rows = []
     for name in exp.varied():
-        groups = y.groupby(bins(table[name], name), observed=True)
+        groups = y.groupby(bins(table[name], name in exp.log_scale), observed=True)
         between = (groups.count() * (groups.mean() - y.mean()) ** 2).sum()
         rows.append(
             {

@@ -77,7 +77,7 @@ def method_plan(method: str, settings: RunSettings, concurrent: int, budget: int
     searcher = hyperopt(settings, concurrent) if method == "asha+hyperopt" else random
     scheduler = asha(settings) if method.startswith("asha") else None
     config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=budget)
-    return search_space(settings.seed), config
+    return search_space(settings), config
 
 
 def anytime(folder: Path, budget: int) -> np.ndarray:

@@ -23,7 +23,6 @@ from src.config import (
     EXPERIMENT_INFO,
     METRIC,
     MODE,
-    SEARCH_SPACE,
     Grid,
     RunSettings,
 )
@@ -102,13 +101,26 @@ def trial_resources(settings: RunSettings, cluster: dict[str, float]) -> TrialRe
     return resources
 
 
-def to_tune_space(space: dict[str, tuple[str, Any]]) -> dict[str, Any]:
-    """`SEARCH_SPACE` (plain data) as Ray Tune distributions."""
-    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform}
-    return {
-        name: tune.choice(args) if kind == "choice" else samplers[kind](*args)
-        for name, (kind, args) in space.items()
+def to_tune_space(space: dict[str, Any]) -> dict[str, Any]:
+    """A search space as plain data (SEARCH_SPACE, or a --space file) as Ray Tune
+    distributions. `int` bounds are inclusive."""
+    samplers = {
+        "choice": lambda *values: tune.choice(list(values)),
+        "uniform": tune.uniform,
+        "loguniform": tune.loguniform,
+        "int": lambda low, high: tune.randint(low, high + 1),
     }
+    return {name: samplers[kind](*args) for name, (kind, args) in space.items()}
+
+
+def baseline_point(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """BASELINE as HyperOpt's first trial, where the space contains it (a --space file may not)."""
+    point = {name: BASELINE[name] for name in space}
+    inside = all(
+        point[name] in args if kind == "choice" else args[0] <= point[name] <= args[1]
+        for name, (kind, args) in space.items()
+    )
+    return [point] if inside else []
 
 
 def make_trainable(
@@ -136,7 +148,7 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     """TPE, starting from BASELINE. It learns only from finished trials: limiting concurrency
     to what runs at once keeps it from proposing every trial up front (random search)."""
     searcher = HyperOptSearch(
-        points_to_evaluate=[{k: BASELINE[k] for k in SEARCH_SPACE}],
+        points_to_evaluate=baseline_point(settings.space),
         random_state_seed=settings.seed,
         # HyperOpt's default of 20 random trials before TPE starts would make a 10-trial search
         # pure random search; a third of the trials (the baseline included) are random here.
@@ -145,19 +157,20 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
 
-def search_space(seed: int) -> dict[str, Any]:
-    """SEARCH_SPACE as Tune distributions; every other hyperparameter at BASELINE."""
-    return {**BASELINE, **to_tune_space(SEARCH_SPACE), "seed": seed}
+def search_space(settings: RunSettings) -> dict[str, Any]:
+    """The settings' space as Tune distributions; every other hyperparameter pinned by --set or
+    at BASELINE."""
+    return {**BASELINE, **settings.fixed, **to_tune_space(settings.space), "seed": settings.seed}
 
 
 def search_plan(settings: RunSettings, concurrent: int) -> Plan:
-    """ASHA + HyperOpt over SEARCH_SPACE."""
+    """ASHA + HyperOpt over the settings' search space."""
     config = tune.TuneConfig(
         search_alg=hyperopt(settings, concurrent),
         scheduler=asha(settings),
         num_samples=settings.num_samples,
     )
-    return search_space(settings.seed), config
+    return search_space(settings), config
 
 
 def grid_plan(grid: Grid, settings: RunSettings, concurrent: int) -> Plan:
@@ -188,9 +201,10 @@ def build_tuner(
     if not settings.verbose:
         line = ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget)
         callbacks = [*(callbacks or []), line]
-        # Tune's newer console output prints a config box and paths even at verbose=0; its
-        # classic one, at verbose=0, prints nothing. Read when fit() starts.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # Tune's newer console output prints a config box and paths even at verbose=0; its classic
+    # one, at verbose=0, prints nothing. Read when fit() starts; set both ways, as the
+    # environment outlives this call (and reaches child processes).
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if settings.verbose else "0"
     tune_config.metric, tune_config.mode = METRIC, MODE
     tune_config.trial_dirname_creator = lambda trial: f"trial_{trial.trial_id}"
     tune_config.reuse_actors = REUSE_ACTORS
@@ -312,5 +326,7 @@ def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -
             f"No trial finished an epoch. Each trial's error.txt under "
             f"{settings.storage_path / settings.name} says why; the summary is at {path}."
         )
+    for _, row in table[table["status"] == "error"].iterrows():  # Ray's own output is quiet
+        logger.warning(f"Trial {row['trial_id']} failed: {row['error']} ({row['path']}/error.txt)")
     logger.info(f"Per-trial summary ({len(table)} trials): {path}")
     return table

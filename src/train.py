@@ -41,6 +41,12 @@ def trial_cpus() -> int:
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
+def autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA: tensor-core convolutions at half the memory traffic, and bf16
+    needs no loss scaling. Elsewhere a no-op: the CPU path stays fp32 and bit-for-bit as before."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 def make_optimizer(
     model: nn.Module, config: dict[str, Any], epochs: int, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -71,7 +77,8 @@ def train_epoch(
     model.train()
     loss_sum = torch.zeros((), device=stream.images.device)
     for x, y in stream:
-        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        with autocast(x.device):
+            loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -88,8 +95,9 @@ def evaluate(model: nn.Module, stream: BatchStream) -> dict[str, float]:
     loss_sum = torch.zeros((), device=stream.images.device)
     correct = torch.zeros((), device=stream.images.device, dtype=torch.long)
     for x, y in stream:
-        logits = model(x)
-        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
+        with autocast(x.device):
+            logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     n = stream.num_images
     return {"val_loss": loss_sum.item() / n, "val_accuracy": correct.item() / n}

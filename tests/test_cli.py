@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from hypertune import parse_args
+from src.analysis import load_experiment
 from src.config import PRESETS, RunSettings
+from src.search import read_experiment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,3 +124,33 @@ def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
     assert args.num_samples == PRESETS["smoke"]["num_samples"]
     args, _ = parse_args([*storage])
     assert args.num_samples == RunSettings.num_samples  # quick: the defaults
+
+
+def test_search_space_file_is_used_recorded_and_read_back(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("fc_units: {int: [40, 48]}\nweight_decay: {loguniform: [1.0e-4, 1.0e-3]}\n")
+    result = hypertune(
+        "--smoke-test", "--num-samples", "3", "--no-refit", "--space", str(space),
+        "--set", "lr=0.002", "--storage-path", str(tmp_path), "--name", "spaced", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "spaced" / "experiment_summary.csv")
+    assert summary["fc_units"].between(40, 48).all() and (summary["lr"] == 0.002).all()
+    assert summary["weight_decay"].between(1e-4, 1e-3).all()
+    assert summary["num_conv_layers"].nunique() == 1  # not in the file: BASELINE
+    settings, _, _ = read_experiment_info(tmp_path / "spaced")  # what --resume rebuilds from
+    assert settings.space == {
+        "fc_units": ["int", [40, 48]],
+        "weight_decay": ["loguniform", [1e-4, 1e-3]],
+    }
+    assert settings.fixed == {"lr": 0.002}
+    assert load_experiment(tmp_path / "spaced").log_scale == {"weight_decay"}  # axes follow it
+
+
+def test_bad_space_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text("lr = {loguniform = [1e-4, 1e-2]}\ndropout = {uniform = [0.5, 0.1]}\n")
+    result = hypertune("--space", str(space), "--storage-path", str(tmp_path))
+    assert result.returncode == 2
+    assert "space.toml, line 2: dropout: low (0.5) must be below high (0.1)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -76,7 +76,7 @@ def test_raising_trial_is_retried_then_recorded_as_errored(
     settings = grid_settings(tmp_path, max_failures=1)
     summary = run_experiment(settings, DataSpec(images, 32), grid, callbacks=[probe])
     trials = {row["batch_size"]: row for row in summary.to_dict("records")}
-    assert trials[0]["status"] == "error" and "split_size" in trials[0]["error"]
+    assert trials[0]["status"] == "error" and "ZeroDivisionError" in trials[0]["error"]
     assert trials[16]["status"] == "completed"
     assert sorted(probe.retries.values()) == [1]  # the failing trial, retried once
     on_disk = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
@@ -94,11 +94,11 @@ def finished_trials(folder: Path, epochs: int) -> dict[str, bytes]:
 
 
 def search_command(images: Path, storage: Path, samples: int) -> list[str]:
-    """A search without early stopping (grace period = max epochs): finished = 3 epochs."""
-    return [sys.executable, str(ROOT / "hypertune.py"), "--data-dir", str(images),
-            "--storage-path", str(storage), "--name", "exp", "--num-samples", str(samples),
-            "--max-epochs", "3", "--grace-period", "3", "--image-size", "32",
-            "--refit-epochs", "2"]  # fmt: skip
+    """The smoke test, every value it presets but the epochs typed over it (typed flags win):
+    no early stopping (grace period = max epochs), so a finished trial has 3 epochs."""
+    return [sys.executable, str(ROOT / "hypertune.py"), "--smoke-test", "--data-dir",
+            str(images), "--storage-path", str(storage), "--name", "exp", "--num-samples",
+            str(samples), "--max-epochs", "3", "--grace-period", "3"]  # fmt: skip
 
 
 def interrupt_after(
@@ -119,10 +119,10 @@ def interrupt_after(
 
 
 def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path) -> None:
-    cmd = search_command(images, tmp_path, samples=5)
+    cmd = search_command(images, tmp_path, samples=6)
     code, _, before = interrupt_after(cmd, tmp_path / "exp", 2, signal.SIGKILL)
     assert code == -signal.SIGKILL
-    assert 2 <= len(before) < 5, "the kill should land mid-experiment"
+    assert 2 <= len(before) < 6, "the kill should land mid-experiment"
     assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
 
     resumed = subprocess.run(
@@ -130,10 +130,10 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = finished_trials(tmp_path / "exp", 3)
-    assert len(after) == 5  # the total asked for, none duplicated
+    assert len(after) == 6  # the total asked for (not the smoke preset's 4), none duplicated
     assert all(after[name] == content for name, content in before.items())  # byte-identical
     summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
-    assert len(summary) == 5 and summary["trial_id"].is_unique
+    assert len(summary) == 6 and summary["trial_id"].is_unique
     assert (summary["status"] == "completed").all()
     assert (tmp_path / "exp" / "final_model.pt").is_file()  # the refit ran after the resume
 

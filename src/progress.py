@@ -84,7 +84,7 @@ class ProgressLine(tune.Callback):
         """Called when the experiment starts, and again when it is resumed (Tune restores this
         callback with the experiment): the clock restarts, the best so far stays."""
         self.ticker = Ticker()
-        self.start = time.monotonic()
+        self.start, self.trial_ended = time.monotonic(), False
         self.epochs_at_start: int | None = None  # a resumed experiment brings epochs along
 
     def on_trial_result(
@@ -97,15 +97,17 @@ class ProgressLine(tune.Callback):
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self.show(trials, force=not self.ticker.tty)
+        self.trial_ended = True  # shown at the end of this step, once Tune updated its status
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self.show(trials, force=not self.ticker.tty)
+        self.trial_ended = True
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        self.show(trials)
+        # In a log file, every ended trial gets a line; on a terminal the line just updates.
+        self.show(trials, force=self.trial_ended and not self.ticker.tty)
+        self.trial_ended = False
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self.show(trials, force=True)

@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 from loguru import logger
+from torch import nn
 
 from src.config import MODEL_FILE, MODEL_FORMAT
-from src.data import DataSpec, open_trial_data
+from src.data import DataSpec, TrialData, open_trial_data
 from src.evaluate import Evaluation, evaluate_and_report
 from src.model import build_model, count_parameters
 from src.progress import Ticker, clock
@@ -75,23 +76,31 @@ def resume_state(path: Path, plan: RefitPlan) -> dict[str, Any] | None:
     return state if state.get("plan") == asdict(plan) else None
 
 
-def refit(plan: RefitPlan, command: str, threads: int | None = None) -> Evaluation:
+def refit(plan: RefitPlan, command: str) -> Evaluation:
     """Train, save `<experiment>/final_model.pt` (recording `command`, the command line that
     asked for it), evaluate it once on the test split."""
     experiment = Path(plan.experiment)
     _, spec, _ = read_experiment_info(experiment)
-    config, device = plan.config, pick_device()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    seed_everything(config["seed"])
+    torch.set_num_threads(os.cpu_count() or 1)  # one process: every core
+    seed_everything(plan.config["seed"])
     data = open_trial_data(
-        DataSpec(spec.root, plan.image_size), config["batch_size"], config["seed"], device,
-        jitter=config["jitter"], fit_on=("train", "val"),
+        DataSpec(spec.root, plan.image_size), plan.config["batch_size"], plan.config["seed"],
+        pick_device(), jitter=plan.config["jitter"], fit_on=("train", "val"),
     )  # fmt: skip
-    model = build_model(config, len(data.class_names), device)
-    optimizer, schedule = make_optimizer(model, config, plan.epochs, len(data.train))
-    folder = experiment / REFIT_DIR
-    folder.mkdir(exist_ok=True)
-    state_path = folder / "checkpoint.pt"
+    state_path = experiment / REFIT_DIR / "checkpoint.pt"
+    model, seconds = train(plan, data, state_path)
+    model_path = experiment / MODEL_FILE
+    write_atomically(model_file(model, plan, data, spec.root, seconds, command), model_path)
+    state_path.unlink()
+    return evaluate_and_report(experiment, model_path, None, out=state_path.parent / "evaluation")
+
+
+def train(plan: RefitPlan, data: TrialData, state_path: Path) -> tuple[nn.Module, float]:
+    """The model trained for plan.epochs (continuing from `state_path` where it holds this
+    plan), saving its state there after every epoch; also the training seconds."""
+    model = build_model(plan.config, len(data.class_names), data.device)
+    optimizer, schedule = make_optimizer(model, plan.config, plan.epochs, len(data.train))
+    state_path.parent.mkdir(exist_ok=True)
     done, seconds = 0, 0.0
     if saved := resume_state(state_path, plan):
         model.load_state_dict(saved["model"])
@@ -101,12 +110,12 @@ def refit(plan: RefitPlan, command: str, threads: int | None = None) -> Evaluati
         logger.info(f"Refit: continuing from epoch {done} of {plan.epochs} ({state_path})")
     logger.info(
         f"Refit: {count_parameters(model):,} parameters, {data.train.num_images} images "
-        f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on {device}"
+        f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on {data.device}"
     )
     ticker = Ticker()
     for epoch in range(done + 1, plan.epochs + 1):
         start = time.perf_counter()
-        loss = train_epoch(model, data.train, optimizer, schedule, config["label_smoothing"])
+        loss = train_epoch(model, data.train, optimizer, schedule, plan.config["label_smoothing"])
         seconds += time.perf_counter() - start
         state = {"plan": asdict(plan), "epoch": epoch, "seconds": seconds,
                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -119,23 +128,32 @@ def refit(plan: RefitPlan, command: str, threads: int | None = None) -> Evaluati
             force=epoch == plan.epochs,
         )
     ticker.close()
-    model_path = experiment / MODEL_FILE
-    model_file = {
+    return model, seconds
+
+
+def model_file(
+    model: nn.Module,
+    plan: RefitPlan,
+    data: TrialData,
+    data_root: Path,
+    seconds: float,
+    command: str,
+) -> dict[str, Any]:
+    """Everything `predict` needs, and where the model came from: plain values and tensors
+    only, so that it loads with torch.load(weights_only=True)."""
+    return {
         "format": MODEL_FORMAT,
         "model": model.state_dict(),
-        "config": config,
+        "config": plan.config,
         **data.describe(),
         "trained_on": {
-            "data_root": str(spec.root),
+            "data_root": str(data_root),
             "splits": ["train", "val"],
             "images": data.train.num_images,
             "epochs": plan.epochs,
             "train_seconds": round(seconds, 1),
-            "device": str(device),
+            "device": str(data.device),
         },
-        "experiment": experiment.name,
+        "experiment": Path(plan.experiment).name,
         "command": command,
     }
-    write_atomically(model_file, model_path)
-    state_path.unlink()
-    return evaluate_and_report(experiment, model_path, None, out=folder / "evaluation")

@@ -9,7 +9,7 @@ need). `compare`: four search methods at an equal budget. `evaluate`: a checkpoi
 or new images. Two trials share each GPU (0.5 GPU per trial); CPU-only machines run on CPUs.
 
     python hypertune.py --smoke-test                              # < 1 min, generated images
-    python hypertune.py --data-dir ../shared/data/flowers         # search + refit, ~17 min
+    python hypertune.py --data-dir ../shared/data/flowers         # search + refit, ~11 min
     python hypertune.py --preset long --data-dir ../shared/data/flowers
     python hypertune.py predict --name NAME my_photos/            # the final model on photos
     python hypertune.py grid --x dropout=0.1,0.3,0.5 --y fc_units=64,128,256 --repeats 2 \\

@@ -65,7 +65,7 @@ HYPERPARAMETERS = [*BASELINE, "seed"]
 # Presets of `search` (--preset NAME): values for flags the user did not type. Wall times are
 # for 2 CPU cores and the Flowers copy (README, Measured).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {},  # the RunSettings defaults: 6 min 46 s on Flowers (journal entry 6)
+    "quick": {},  # the RunSettings defaults: 10 min 56 s on Flowers (journal entry 8)
     # Twice the trials, twice as long, judged later (ASHA's epoch-2 rung stopped the baseline:
     # entry 6), and a final model trained twice as long. 64 px: 96 px did not pay (entry 7).
     "long": {"num_samples": 20, "max_epochs": 20, "grace_period": 4, "refit_epochs": 80},

@@ -131,6 +131,7 @@ def test_figures_and_summary_are_written(grid_dir: Path, capsys: pytest.CaptureF
         "heatmap_val_accuracy_fc_units_x_dropout.png",
         "learning_curves.png",
         "best_so_far.png",
+        "cost.png",
         "hyperparameters.png",
         "importance.png",
         "analysis_summary.csv",

@@ -66,7 +66,8 @@ class Ticker:
 class ProgressLine(tune.Callback):
     """A Tune callback that keeps one line of progress up to date. `trials` is how many the
     experiment will run (None where a budget ends it instead); `epoch_budget` is the total of
-    training epochs that ends it (compare), if any."""
+    training epochs that ends it (compare), if any; `rungs` are the epochs below max_epochs at
+    which the scheduler may stop a trial (ASHA's milestones; none for FIFO)."""
 
     def __init__(
         self,
@@ -74,9 +75,10 @@ class ProgressLine(tune.Callback):
         trials: int | None,
         max_epochs: int,
         epoch_budget: int | None = None,
+        rungs: tuple[int, ...] = (),
     ) -> None:
         self.label, self.trials, self.max_epochs = label, trials, max_epochs
-        self.epoch_budget = epoch_budget
+        self.epoch_budget, self.rungs = epoch_budget, rungs
         self.best: tuple[float, str, int] | None = None  # (value, trial id, epoch)
         self.setup()
 
@@ -137,9 +139,16 @@ class ProgressLine(tune.Callback):
             parts.append(f"best {METRIC} {value:.3f} (trial {trial_id}, epoch {epoch})")
         return " | ".join(parts)
 
+    def next_stop(self, epochs: int) -> int:
+        """The earliest epoch at which a trial that has trained `epochs` and still runs can end:
+        its next rung, or max_epochs."""
+        return min([rung for rung in self.rungs if rung > epochs] + [self.max_epochs])
+
     def time_left(self, trials: list[Trial], epochs: int, elapsed: float) -> str:
-        """Epochs still to come, at the pace of this session: a finished trial is assumed to
-        have cost what the finished ones cost on average (ASHA stops most trials early)."""
+        """Epochs still to come, at the pace of this session. A trial not yet started is assumed
+        to cost what the ended ones cost on average (ASHA stops most trials early); a running
+        one trains at least to its next rung: the survivors of a late rung are the long trials,
+        and counting them at the average made the estimate too short late in a search."""
         this_session = epochs - (self.epochs_at_start or 0)
         if this_session < 1:
             return ""
@@ -151,7 +160,9 @@ class ProgressLine(tune.Callback):
             running = [t for t in trials if t.status in ("RUNNING", "PENDING", "PAUSED")]
             started = len(ended) + len(running)
             not_started = max((self.trials or started) - started, 0)
-            in_flight = sum(max(per_trial - trained(t), 0) for t in running)
+            in_flight = sum(
+                max(per_trial, self.next_stop(trained(t))) - trained(t) for t in running
+            )
             to_come = not_started * per_trial + in_flight
         return f", ~{clock(to_come * elapsed / this_session)} left" if to_come else ""
 

@@ -20,11 +20,22 @@ def trial_status(errored: bool, diverged: bool, epochs: int, max_epochs: int) ->
     return "completed" if epochs >= max_epochs else "stopped_early"
 
 
-def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
-    last, config = result.metrics or {}, result.config or {}
-    history = result.metrics_dataframe
+def epoch_history(result: Result) -> pd.DataFrame:
+    """One row per epoch the trial reported. Tune reads them from the trial's result.json, which
+    a kill -9 while Ray copies its files to storage can leave a line short of the experiment
+    state; the last result, kept in that state, is added back where it is missing."""
+    history, last = result.metrics_dataframe, result.metrics or {}
     if history is None or METRIC not in history:  # the trial never finished an epoch
         history = pd.DataFrame({"epoch": [], METRIC: []})
+    reported = history["epoch"].max() if len(history) else 0
+    if METRIC in last and last.get("epoch", 0) > reported:
+        history = pd.concat([history, pd.DataFrame([last])], ignore_index=True)
+    return history
+
+
+def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
+    last, config = result.metrics or {}, result.config or {}
+    history = epoch_history(result)
     best: pd.Series | dict[str, Any] = (
         history.iloc[history[METRIC].to_numpy().argmax()] if len(history) else {}
     )

@@ -144,6 +144,16 @@ def asha(settings: RunSettings) -> ASHAScheduler:
     )
 
 
+def asha_rungs(settings: RunSettings) -> tuple[int, ...]:
+    """The epochs below max_epochs at which asha(settings) may stop a trial: grace_period *
+    reduction_factor^k, as in Ray's single bracket. For the progress line's estimate only."""
+    rungs, rung = [], settings.grace_period
+    while rung < settings.max_epochs:
+        rungs.append(rung)
+        rung *= settings.reduction_factor
+    return tuple(rungs)
+
+
 def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     """TPE, starting from BASELINE. It learns only from finished trials: limiting concurrency
     to what runs at once keeps it from proposing every trial up front (random search)."""
@@ -199,7 +209,8 @@ def build_tuner(
     `trials` (or its `epoch_budget`) in place of Ray's console output."""
     space, tune_config = plan
     if not settings.verbose:
-        line = ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget)
+        rungs = asha_rungs(settings) if isinstance(tune_config.scheduler, ASHAScheduler) else ()
+        line = ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget, rungs)
         callbacks = [*(callbacks or []), line]
     # Tune's newer console output prints a config box and paths even at verbose=0; its classic
     # one, at verbose=0, prints nothing. Read when fit() starts; set both ways, as the

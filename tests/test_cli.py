@@ -118,7 +118,7 @@ def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
     args, _ = parse_args(["--preset", "long", "--num-samples", "3", *storage])
     assert args.num_samples == 3  # typed
     assert args.max_epochs == PRESETS["long"]["max_epochs"]  # from the preset
-    assert args.refit_image_size == PRESETS["long"]["refit_image_size"]
+    assert args.refit_epochs == PRESETS["long"]["refit_epochs"]
     args, _ = parse_args(["--smoke-test", "--max-epochs=5", "--grace-period", "2", *storage])
     assert (args.max_epochs, args.grace_period) == (5, 2)
     assert args.num_samples == PRESETS["smoke"]["num_samples"]

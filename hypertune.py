@@ -1,12 +1,14 @@
 """hypertune: tune a configurable CNN on Flowers (or your own images) with Ray Tune.
 
 `search` (the default: `python hypertune.py --flags` runs it): ASHA stops weak trials early,
-HyperOpt (TPE) proposes the next configuration from the finished ones, and at the end the best
-configuration is refit from scratch on train + validation into one model file, scored once on
-the test split. `refit`: that last step on its own. `predict`: the model on new photos. `grid`:
-two hyperparameters on a full grid, every trial trained for exactly --max-epochs (what heatmaps
-need). `compare`: four search methods at an equal budget. `evaluate`: a checkpoint on held-out
-or new images. Two trials share each GPU (0.5 GPU per trial); CPU-only machines run on CPUs.
+HyperOpt (TPE) proposes the next configuration from the finished ones (--searcher and
+--scheduler choose others: random, differential evolution, BOHB; FIFO, PBT), and at the end
+the best configuration is refit from scratch on train + validation into one model file, scored
+once on the test split. `refit`: that last step on its own. `predict`: the model on new photos.
+`grid`: two hyperparameters on a full grid, every trial trained for exactly --max-epochs (what
+heatmaps need). `compare`: search methods at an equal budget of epochs. `evaluate`: a
+checkpoint on held-out or new images. Two trials share each GPU (0.5 GPU per trial); CPU-only
+machines run on CPUs.
 
     python hypertune.py --smoke-test                              # < 1 min, generated images
     python hypertune.py --data-dir ../shared/data/flowers         # search + refit, ~11 min
@@ -14,7 +16,8 @@ or new images. Two trials share each GPU (0.5 GPU per trial); CPU-only machines 
     python hypertune.py predict --name NAME my_photos/            # the final model on photos
     python hypertune.py grid --x dropout=0.1,0.3,0.5 --y fc_units=64,128,256 --repeats 2 \\
         --data-dir ../shared/data/flowers
-    python hypertune.py compare --seeds 3 --data-dir ../shared/data/flowers
+    python hypertune.py --searcher bohb --data-dir ../shared/data/flowers   # BOHB (+ HyperBand)
+    python hypertune.py compare --data-dir ../shared/data/flowers   # 5 methods x 3 seeds
     python -m src.analysis                                        # figures of the latest run
 
 Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, hypertune.json,
@@ -38,14 +41,19 @@ from loguru import logger
 from src.config import (
     BASELINE,
     CHECKPOINT_FILE,
+    COMPARE_DEFAULT,
     COMPARE_METHODS,
     EXPERIMENT_INFO,
     MODEL_FILE,
+    PAIRED,
     PRESETS,
+    SCHEDULERS,
     SEARCH_SPACE,
+    SEARCHERS,
     SUMMARY_FILE,
     Grid,
     RunSettings,
+    method_problem,
 )
 
 if TYPE_CHECKING:
@@ -124,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     search = commands.add_parser(
         "search",
-        help="ASHA + HyperOpt search, then refit the best (the default)",
+        help="search (ASHA + HyperOpt unless --searcher/--scheduler), then refit the best "
+        "(the default)",
         formatter_class=fmt,
         allow_abbrev=False,
     )
@@ -136,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"defaults for the flags you do not type: {PRESETS}",
     )
     search.add_argument("--num-samples", type=int, default=d.num_samples, help="trials to run")
+    search.add_argument(
+        "--searcher",
+        choices=SEARCHERS,
+        default=d.searcher,
+        help="proposes configurations: TPE, random, differential evolution (Nevergrad), BOHB",
+    )
+    search.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default=d.scheduler,
+        help="stops weak trials (asha, hyperband: BOHB's), trains all fully (fifo), or lets the "
+        "weak continue from the strong with mutated lr/weight decay/dropout (pbt)",
+    )
     search.add_argument(
         "--grace-period", type=int, default=d.grace_period, help="epochs before ASHA may stop"
     )
@@ -228,20 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="search methods side by side at an equal budget of epochs",
         formatter_class=fmt,
         allow_abbrev=False,
-        description="Run the search space under asha+hyperopt, asha+random, fifo+random and a "
-        "grid, --seeds times each, every run stopped after --budget training epochs in total, "
-        "and plot best val_accuracy so far against epochs spent.",
+        description="Run the search space under each --methods (scheduler+searcher pairs of "
+        "search, and a grid), --seeds times each, every run stopped after --budget training "
+        "epochs in total, and plot best val_accuracy so far against epochs spent.",
     )
     add_common_flags(compare, d)
     compare.add_argument("--seeds", type=int, default=3, help="repetitions of every method")
     compare.add_argument("--budget", type=int, default=40, help="training epochs per run")
     compare.add_argument(
-        "--methods", default=",".join(COMPARE_METHODS), help="comma-separated subset of the methods"
+        "--methods",
+        default=",".join(COMPARE_DEFAULT),
+        help=f"comma-separated, from {','.join(COMPARE_METHODS)}",
     )
-    compare.add_argument("--grace-period", type=int, default=1, help="ASHA grace period")
-    compare.add_argument("--reduction-factor", type=int, default=3, help="ASHA reduction")
-    # Small defaults: 4 methods x 3 seeds x 40 epochs at 32 px is ~20 minutes on 2 CPUs.
-    compare.set_defaults(max_epochs=4, image_size=32)
+    compare.add_argument(
+        "--grace-period", type=int, default=2, help="ASHA's first rung; PBT's perturbation interval"
+    )
+    compare.add_argument("--reduction-factor", type=int, default=3, help="ASHA/HyperBand reduction")
+    # The study of experiment_journal.md entry 10: a budget of 4 full trials of 10 epochs at
+    # 64 px, 5 methods x 3 seeds: about 85 minutes on 2 CPUs.
+    compare.set_defaults(max_epochs=10, image_size=64)
     evaluate = commands.add_parser(
         "evaluate",
         help="score a checkpoint on held-out or new images",
@@ -414,10 +441,17 @@ def apply_preset(args: argparse.Namespace, typed: set[str]) -> None:
     for key, value in PRESETS[preset].items():
         if key in vars(args) and key not in typed:
             setattr(args, key, value)
+    for flag, other in (("searcher", "scheduler"), ("scheduler", "searcher")):
+        chosen = getattr(args, flag, None)
+        if flag in typed and other not in typed and chosen in PAIRED:
+            setattr(args, other, PAIRED[chosen][0])  # --searcher bohb alone: hyperband
 
 
 def settings_from(args: argparse.Namespace) -> RunSettings:
-    search_only = ("num_samples", "grace_period", "reduction_factor", "refit_image_size")
+    search_only = (
+        "num_samples", "grace_period", "reduction_factor", "refit_image_size", "searcher",
+        "scheduler",
+    )  # fmt: skip
     return RunSettings(
         name=args.name,
         storage_path=args.storage_path.resolve(),
@@ -458,6 +492,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
             grid = grid_from(args)
         if args.command == "search":
             search_space_from(args)
+            problem = problem or method_problem(args.searcher, args.scheduler, args.search_space)
     except ValueError as err:
         problem = problem or str(err)
     problem = problem or config_problem(args, grid)

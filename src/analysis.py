@@ -168,7 +168,7 @@ def heatmap_cells(
             stopped = int((short["status"] == "stopped_early").sum())
             raise AnalysisError(
                 f"{len(short)} of {len(exp.trials)} trials of {exp.folder.name} did not train "
-                f"all {exp.max_epochs} epochs ({stopped} stopped early by ASHA, "
+                f"all {exp.max_epochs} epochs ({stopped} stopped early, "
                 f"{len(short) - stopped} errored). A heatmap of their final values would mix "
                 f"runs of different lengths. Run a fixed-epoch grid instead, e.g. `python "
                 f"hypertune.py grid --x {x}=A,B,C --y {y}=D,E,F --max-epochs "

@@ -1,4 +1,4 @@
-"""Was ASHA + HyperOpt worth it? Four search methods, one search space, an equal budget.
+"""Which search method for which budget? Search methods, one search space, an equal budget.
 
     python hypertune.py compare --seeds 3 --budget 60 --data-dir ../shared/data/flowers
 
@@ -9,9 +9,11 @@ they are in; the curves are cut at the budget exactly). The result is an anytime
 method, best val_accuracy found so far against epochs spent (mean and min-max over seeds),
 and a table of the final best and the budget needed to reach a target accuracy.
 
-Methods:
-- asha+hyperopt: what `hypertune.py search` does
-- asha+random: ASHA early stopping, configurations sampled at random
+Methods are scheduler+searcher pairs of `search` (src/search.py says what each one is):
+- asha+hyperopt: what `hypertune.py search` does by default
+- asha+random, asha+de: ASHA early stopping; random or differential-evolution proposals
+- hyperband+bohb: BOHB (HyperBand brackets feeding a kernel-density model)
+- pbt+random: population-based training from a random first population
 - fifo+random: random configurations, every trial trained --max-epochs
 - grid: COMPARE_GRID (lr x num_conv_layers, 3 x 3, the rest at BASELINE), every trial trained
   --max-epochs, in grid order
@@ -32,19 +34,11 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 from ray import tune
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from src.analysis import markdown_table
 from src.config import BASELINE, METRIC, RunSettings
 from src.data import DataSpec
-from src.search import (
-    Plan,
-    asha,
-    build_tuner,
-    cluster_resources,
-    hyperopt,
-    search_space,
-)
+from src.search import Plan, build_tuner, cluster_resources, search_plan
 
 COMPARE_GRID: dict[str, list[Any]] = {
     "lr": [3e-4, 1e-3, 3e-3],
@@ -73,11 +67,9 @@ def method_plan(method: str, settings: RunSettings, concurrent: int, budget: int
     if method == "grid":
         space = {**BASELINE, **{k: tune.grid_search(v) for k, v in COMPARE_GRID.items()}}
         return {**space, "seed": settings.seed}, tune.TuneConfig(max_concurrent_trials=concurrent)
-    random = BasicVariantGenerator(random_state=settings.seed, max_concurrent=concurrent)
-    searcher = hyperopt(settings, concurrent) if method == "asha+hyperopt" else random
-    scheduler = asha(settings) if method.startswith("asha") else None
-    config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=budget)
-    return search_space(settings), config
+    scheduler, searcher = method.split("+")
+    run = replace(settings, scheduler=scheduler, searcher=searcher, num_samples=budget)
+    return search_plan(run, concurrent)
 
 
 def anytime(folder: Path, budget: int) -> np.ndarray:

@@ -79,11 +79,47 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Search methods of `hypertune.py compare` (src/compare.py says what each one is).
-COMPARE_METHODS = ("asha+hyperopt", "asha+random", "fifo+random", "grid")
+# How `search` proposes configurations (--searcher) and stops or changes trials (--scheduler);
+# src/search.py says what each one is. Default: ASHA + HyperOpt.
+SEARCHERS = ("hyperopt", "random", "de", "bohb")
+SCHEDULERS = ("asha", "fifo", "pbt", "hyperband")
+# Pairs that only work together: the partner each needs, and why. An untyped partner flag
+# follows (--searcher bohb alone means hyperband); a typed, different one is refused.
+PAIRED: dict[str, tuple[str, str]] = {
+    "bohb": ("hyperband", "BOHB's model learns from HyperBand's brackets"),
+    "hyperband": ("bohb", "HyperBandForBOHB feeds BOHB's model"),
+    # PBT changes hyperparameters mid-trial: a model-based searcher would learn from configs
+    # that no longer describe the trials, so PBT's first population is drawn at random.
+    "pbt": ("random", "PBT changes hyperparameters mid-trial, which misleads a model"),
+}
+# What PBT may change while a trial runs (from its checkpoint); the architecture never.
+PBT_MUTABLE = ("lr", "weight_decay", "dropout")
+
+# Search methods of `hypertune.py compare`: scheduler+searcher pairs as above, and a grid.
+COMPARE_METHODS = (
+    "asha+hyperopt", "asha+random", "asha+de", "hyperband+bohb", "pbt+random", "fifo+random",
+    "grid",
+)  # fmt: skip
+# What `compare` runs unless --methods says otherwise: one per searcher (journal entry 10).
+COMPARE_DEFAULT = ("hyperband+bohb", "pbt+random", "asha+de", "asha+hyperopt", "asha+random")
 
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
 MODE = "max"
+
+
+def method_problem(searcher: str, scheduler: str, space: dict[str, Any]) -> str | None:
+    """Why --searcher cannot go with --scheduler (or with the search space), or None."""
+    pairs = (("searcher", searcher, scheduler), ("scheduler", scheduler, searcher))
+    for flag, name, other in pairs:
+        partner, why = PAIRED.get(name, (other, ""))
+        if partner != other:
+            return (
+                f"--{flag} {name} needs {partner} as its partner, got {other} ({why}). Leave the "
+                f"partner flag out and it follows."
+            )
+    if scheduler == "pbt" and not set(PBT_MUTABLE) & set(space):
+        return f"--scheduler pbt mutates {', '.join(PBT_MUTABLE)}, but the space searches none."
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,6 +142,8 @@ class RunSettings:
     refit_epochs: int = 40  # epochs of the final model on train + val; 0 = no refit
     refit_image_size: int | None = None  # the final model's image size; None = image_size
     verbose: bool = False  # Ray's own console output instead of hypertune's progress line
+    searcher: str = "hyperopt"  # proposes configurations: one of SEARCHERS
+    scheduler: str = "asha"  # stops (asha, hyperband) or mutates (pbt) trials: SCHEDULERS
     space: dict[str, Any] = field(default_factory=lambda: dict(SEARCH_SPACE))  # --space FILE
     fixed: dict[str, Any] = field(default_factory=dict)  # --set NAME=VALUE: pinned, not searched
 

@@ -3,7 +3,7 @@
 On a terminal the line is rewritten in place about once a second; in a log file or CI it is
 printed as a new line whenever a trial ends, and at least every PLAIN_EVERY_S seconds:
 
-    search 6/10 trials done (4 stopped by ASHA, 0 errors), 2 running | 41 epochs | 5:12
+    search 6/10 trials done (4 stopped early, 0 errors), 2 running | 41 epochs | 5:12
     elapsed, ~3 min left | best val_accuracy 0.739 (trial 1a2b3c4d, epoch 9)
 
 `--verbose` brings Ray's own output back instead.
@@ -129,7 +129,7 @@ class ProgressLine(tune.Callback):
         done, errors = len(ended) + status.count("ERROR"), status.count("ERROR")
         of = f"/{self.trials}" if self.trials else ""
         parts = [
-            f"{self.label} {done}{of} trials done ({stopped} stopped by ASHA, {errors} errors), "
+            f"{self.label} {done}{of} trials done ({stopped} stopped early, {errors} errors), "
             f"{status.count('RUNNING')} running",
             f"{epochs} epochs" + (f" of {self.epoch_budget}" if self.epoch_budget else ""),
             f"{clock(elapsed)} elapsed" + self.time_left(trials, epochs, elapsed),
@@ -186,7 +186,7 @@ def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None
     )
     lines = [
         "=" * 78,
-        f"{folder.name}: {len(table)} trials ({stopped} stopped early by ASHA)",
+        f"{folder.name}: {len(table)} trials ({stopped} stopped early)",
         f"best trial     {best['trial_id']}: {METRIC} {best['best_val_accuracy']:.4f} at epoch "
         f"{best['best_epoch']:.0f} of {best['epochs']}, {best['compute_seconds']:.0f} s",
         f"               {describe_config(best)}",

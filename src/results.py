@@ -12,7 +12,8 @@ from src.config import BASELINE, HYPERPARAMETERS, METRIC, SUMMARY_FILE
 
 
 def trial_status(errored: bool, diverged: bool, epochs: int, max_epochs: int) -> str:
-    """error, diverged, completed (all epochs) or stopped_early (by ASHA, or still running)."""
+    """error, diverged, completed (all epochs) or stopped_early (by ASHA or HyperBand, or
+    still running)."""
     if errored:
         return "error"
     if diverged:

@@ -1,4 +1,11 @@
-"""Ray Tune wiring: resources, ASHA + HyperOpt, the Tuner, and what is printed at the end."""
+"""Ray Tune wiring: resources, searchers and schedulers, the Tuner, and what it leaves behind.
+
+Searchers (--searcher) propose configurations: hyperopt (TPE, the default), random, de
+(Nevergrad's differential evolution), bohb (TuneBOHB). Schedulers (--scheduler) decide how long
+each trial trains: asha (the default; stops the weak at rungs), fifo (every trial runs
+max_epochs), pbt (population-based training: the weak continue from the strong with perturbed
+lr / weight decay / dropout), hyperband (HyperBandForBOHB, BOHB's own).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,24 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import ray
 from loguru import logger
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    HyperBandForBOHB,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from src.config import (
@@ -23,6 +38,7 @@ from src.config import (
     EXPERIMENT_INFO,
     METRIC,
     MODE,
+    PBT_MUTABLE,
     Grid,
     RunSettings,
 )
@@ -167,17 +183,83 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
 
+def differential_evolution(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
+    """Nevergrad's two-points DE, starting from BASELINE. It gets the space itself (not through
+    the Tuner) so that its random state can be seeded."""
+    import nevergrad as ng
+    from ray.tune.search.nevergrad import NevergradSearch
+
+    space: Any = NevergradSearch.convert_search_space(to_tune_space(settings.space))
+    space.random_state = np.random.RandomState(settings.seed)
+    searcher = NevergradSearch(
+        optimizer=ng.optimizers.TwoPointsDE,
+        space=space,
+        metric=METRIC,
+        mode=MODE,
+        points_to_evaluate=baseline_point(settings.space),
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
+
+
+def bohb(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
+    """BOHB's kernel-density model, fed by HyperBand's brackets (its paired scheduler)."""
+    from ray.tune.search.bohb import TuneBOHB
+
+    searcher = TuneBOHB(points_to_evaluate=baseline_point(settings.space), seed=settings.seed)
+    return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
+
+
+def random_search(settings: RunSettings, concurrent: int) -> BasicVariantGenerator:
+    return BasicVariantGenerator(random_state=settings.seed, max_concurrent=concurrent)
+
+
+SEARCHER_FACTORIES: dict[str, Callable[[RunSettings, int], SearchAlgorithm | Searcher]] = {
+    "hyperopt": hyperopt,
+    "random": random_search,
+    "de": differential_evolution,
+    "bohb": bohb,
+}
+
+
+def pbt(settings: RunSettings) -> PopulationBasedTraining:
+    """Every grace_period epochs, a trial in the bottom quarter continues from a top-quarter
+    trial's checkpoint (its architecture included) with lr, weight decay and dropout perturbed
+    or resampled from the space."""
+    space = to_tune_space(settings.space)
+    return PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=settings.grace_period,
+        hyperparam_mutations={k: space[k] for k in PBT_MUTABLE if k in space},
+    )
+
+
+def scheduler(settings: RunSettings) -> TrialScheduler | None:
+    """The settings' trial scheduler; None is Tune's FIFO (every trial runs max_epochs)."""
+    if settings.scheduler == "asha":
+        return asha(settings)
+    if settings.scheduler == "pbt":
+        return pbt(settings)
+    if settings.scheduler == "hyperband":
+        return HyperBandForBOHB(
+            time_attr="training_iteration",
+            max_t=settings.max_epochs,
+            reduction_factor=settings.reduction_factor,
+        )
+    return None
+
+
 def search_space(settings: RunSettings) -> dict[str, Any]:
     """The settings' space as Tune distributions; every other hyperparameter pinned by --set or
-    at BASELINE."""
-    return {**BASELINE, **settings.fixed, **to_tune_space(settings.space), "seed": settings.seed}
+    at BASELINE. DE holds its space itself: the Tuner gets only the constants."""
+    searched = {} if settings.searcher == "de" else to_tune_space(settings.space)
+    return {**BASELINE, **settings.fixed, **searched, "seed": settings.seed}
 
 
 def search_plan(settings: RunSettings, concurrent: int) -> Plan:
-    """ASHA + HyperOpt over the settings' search space."""
+    """The settings' searcher and scheduler (default ASHA + HyperOpt) over their space."""
     config = tune.TuneConfig(
-        search_alg=hyperopt(settings, concurrent),
-        scheduler=asha(settings),
+        search_alg=SEARCHER_FACTORIES[settings.searcher](settings, concurrent),
+        scheduler=scheduler(settings),
         num_samples=settings.num_samples,
     )
     return search_space(settings), config
@@ -226,9 +308,12 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=str(settings.storage_path),
-            # Keep the best checkpoint (for evaluation) and always the latest (for resuming).
+            # Keep the best checkpoint (for evaluation) and always the latest (for resuming);
+            # under PBT all: a trial may clone one that its donor has since moved past.
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+                num_to_keep=None if settings.scheduler == "pbt" else 1,
+                checkpoint_score_attribute=METRIC,
+                checkpoint_score_order=MODE,
             ),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             callbacks=callbacks,
@@ -317,17 +402,25 @@ def expected_trials(settings: RunSettings, grid: Grid | None) -> int:
     return math.prod(len(values) for values in grid.axes.values()) * grid.repeats
 
 
+def all_trials_ended(results: tune.ResultGrid, folder: Path) -> bool:
+    """Whether every trial ended (completed, stopped by its scheduler, or errored) before Tune
+    stopped. Neither view alone tells: after a Ctrl-C, Tune's clean-up marks the running trials
+    terminated in memory (the state it saved just before says pending); trials that HyperBand
+    stops while paused are terminated in memory but stay saved as paused (Ray 2.60 does not
+    save them again)."""
+    saved = tune.ExperimentAnalysis(str(folder)).trials
+    cut_short = any(trial.status in ("RUNNING", "PENDING") for trial in saved)
+    return results.num_terminated + results.num_errors == len(results) and not cut_short
+
+
 def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -> pd.DataFrame:
     """Summary and best trial of a finished experiment; an interrupted one gets no summary,
     so that --resume can tell the two apart."""
-    unfinished = [
-        r for r in (results[i] for i in range(len(results)))
-        if r.error is None and not (r.metrics or {}).get("done")
-    ]  # fmt: skip
-    if unfinished or len(results) < expected_trials(settings, grid):
+    ended = all_trials_ended(results, settings.storage_path / settings.name)
+    if not ended or len(results) < expected_trials(settings, grid):
         raise Interrupted(
-            f"The experiment stopped before all its trials finished ({len(unfinished)} "
-            f"unfinished). Continue it with: python hypertune.py --resume --name "
+            f"The experiment stopped before all its trials finished. Continue it with: "
+            f"python hypertune.py --resume --name "
             f"{settings.name} --storage-path {settings.storage_path}"
         )
     table = summarize(results, settings.max_epochs)

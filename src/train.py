@@ -103,17 +103,35 @@ def evaluate(model: nn.Module, stream: BatchStream) -> dict[str, float]:
     return {"val_loss": loss_sum.item() / n, "val_accuracy": correct.item() / n}
 
 
-def restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any) -> int:
-    """Load Tune's checkpoint for this trial, if any; returns the number of epochs done."""
+def restore(
+    model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, config: dict[str, Any]
+) -> int:
+    """Load Tune's checkpoint for this trial, if any; returns the number of epochs done.
+    The checkpoint may be another trial's, with `config` a mutation of its config (PBT)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["model"])  # dropout's rate is the model's, built from `config`
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
+    set_optimizer_hyperparameters(optimizer, schedule, config)
     return int(state["epoch"])
+
+
+def set_optimizer_hyperparameters(
+    optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LambdaLR, config: dict
+) -> None:
+    """The config's peak lr and weight decay over restored optimizer and schedule states, which
+    carry the values they were saved with; the schedule keeps its place."""
+    schedule.base_lrs = [config["lr"]] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas, strict=True):
+        group.update(
+            initial_lr=config["lr"],
+            lr=config["lr"] * factor(schedule.last_epoch),
+            weight_decay=config["weight_decay"],
+        )
 
 
 def save_checkpoint(
@@ -139,14 +157,15 @@ def save_checkpoint(
 
 
 def plain(config: dict[str, Any]) -> dict[str, Any]:
-    """HyperOpt hands out numpy scalars; checkpoints hold plain Python values so that they load
-    with torch.load(weights_only=True)."""
+    """HyperOpt and BOHB hand out numpy scalars; a trial works with (and checkpoints hold) plain
+    Python values, so that they load with torch.load(weights_only=True)."""
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in config.items()}
 
 
 def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
     """Tune function trainable. `config` holds the hyperparameters (see src.config.BASELINE)
     and `seed`; `data_spec` and `max_epochs` are the same for every trial."""
+    config = plain(config)  # BOHB's ConfigSpace hands out numpy integers, which torch refuses
     torch.set_num_threads(trial_cpus())
     seed_everything(config["seed"])
     device = pick_device()
@@ -158,7 +177,7 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
     optimizer, schedule = make_optimizer(model, config, max_epochs, len(data.train))
     node_id = ray.get_runtime_context().get_node_id()  # which machine trained it, on a cluster
     fixed = {"num_params": count_parameters(model), "node_id": node_id}
-    for epoch in range(restore(model, optimizer, schedule) + 1, max_epochs + 1):
+    for epoch in range(restore(model, optimizer, schedule, config) + 1, max_epochs + 1):
         start = time.perf_counter()
         train_loss = train_epoch(model, data.train, optimizer, schedule, config["label_smoothing"])
         diverged = not math.isfinite(train_loss)

@@ -48,6 +48,14 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["grid", "--x", "lr=0.1"], "required: --y"),
         (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--from-experiment", "nope"], "No exp"),
         (["compare", "--methods", "grid,bayes"], "Unknown method(s) bayes"),
+        (["--searcher", "annealing"], "invalid choice: 'annealing'"),
+        (["--searcher", "bohb", "--scheduler", "asha"], "bohb needs hyperband as its partner"),
+        (["--scheduler", "pbt", "--searcher", "hyperopt"], "pbt needs random as its partner"),
+        (["--scheduler", "hyperband", "--searcher", "de"], "hyperband needs bohb as its partner"),
+        (
+            ["--scheduler", "pbt", "--set=lr=1e-3", "--set=weight_decay=1e-4", "--set=dropout=.2"],
+            "--scheduler pbt mutates lr, weight_decay, dropout, but the space searches none",
+        ),
         (["compare", "--budget", "3", "--max-epochs", "4"], "cannot pay for one full trial"),
     ],
 )
@@ -124,6 +132,24 @@ def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
     assert args.num_samples == PRESETS["smoke"]["num_samples"]
     args, _ = parse_args([*storage])
     assert args.num_samples == RunSettings.num_samples  # quick: the defaults
+    assert (args.searcher, args.scheduler) == ("hyperopt", "asha")
+
+
+@pytest.mark.parametrize(
+    "flags, searcher, scheduler",
+    [
+        (["--searcher", "bohb"], "bohb", "hyperband"),
+        (["--scheduler", "pbt"], "random", "pbt"),
+        (["--scheduler", "hyperband"], "bohb", "hyperband"),
+        (["--searcher", "de"], "de", "asha"),
+        (["--searcher", "random", "--scheduler", "fifo"], "random", "fifo"),
+    ],
+)
+def test_an_untyped_partner_follows_the_typed_method(
+    flags: list[str], searcher: str, scheduler: str, tmp_path: Path
+) -> None:
+    args, _ = parse_args([*flags, "--storage-path", str(tmp_path)])
+    assert (args.searcher, args.scheduler) == (searcher, scheduler)
 
 
 def test_search_space_file_is_used_recorded_and_read_back(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import subprocess
@@ -139,6 +140,36 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
 
     again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0 and "is complete" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "method, searcher, scheduler",
+    [
+        (["--searcher", "de"], "de", "asha"),
+        (["--searcher", "bohb"], "bohb", "hyperband"),  # the partner flag follows
+        (["--scheduler", "pbt", "--grace-period", "1"], "random", "pbt"),
+    ],
+    ids=["de", "bohb", "pbt"],
+)
+def test_every_searcher_and_scheduler_resumes_after_kill_9(
+    method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path
+) -> None:
+    cmd = [*search_command(images, tmp_path, samples=6), *method]
+    code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGKILL)
+    assert code == -signal.SIGKILL and len(before) < 6, "the kill should land mid-experiment"
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = finished_trials(tmp_path / "exp", 3)
+    assert all(after[name] == content for name, content in before.items())
+    summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
+    assert len(summary) == 6 and summary["trial_id"].is_unique
+    assert set(summary["status"]) <= {"completed", "stopped_early"}
+    assert (tmp_path / "exp" / "final_model.pt").is_file()
+    # The method is recorded with the experiment, so --resume needed no flags for it.
+    settings = json.loads((tmp_path / "exp" / "hypertune.json").read_text())["settings"]
+    assert (settings["searcher"], settings["scheduler"]) == (searcher, scheduler)
 
 
 def test_ctrl_c_leaves_a_resumable_experiment_without_summary(images: Path, tmp_path: Path) -> None:

@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Run the search space under each --methods (scheduler+searcher pairs of "
         "search, and a grid), --seeds times each, every run stopped after --budget training "
-        "epochs in total, and plot best val_accuracy so far against epochs spent.",
+        "epochs in total, and plot best val_accuracy so far against epochs spent. Interrupted? "
+        "The same command with --resume keeps the runs that spent their budget.",
     )
     add_common_flags(compare, d)
     compare.add_argument("--seeds", type=int, default=3, help="repetitions of every method")
@@ -362,7 +363,10 @@ def check_args(args: argparse.Namespace) -> str | None:
             )
     if not re.fullmatch(r"[\w.-]+", args.name):
         return f"--name may hold letters, digits, '_', '.' and '-' only, got {args.name!r}."
-    if (args.storage_path / args.name).exists():
+    if args.command == "compare" and args.resume:
+        if not (args.storage_path / args.name).is_dir():
+            return f"There is no comparison {args.name!r} in {args.storage_path} to resume."
+    elif (args.storage_path / args.name).exists():
         return (
             f"An experiment named {args.name!r} already exists in {args.storage_path}. Choose "
             f"another --name, or move the old folder away."
@@ -477,7 +481,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, Grid | None]:
         argv = ["search", *argv]  # `search` is the default command
     args = parser.parse_args(argv)
     checks = {"evaluate": check_evaluate, "refit": check_refit, "predict": check_predict}
-    if args.command in checks or args.resume:
+    if args.command in checks or (args.resume and args.command != "compare"):
         problem = check_resume(args) if args.command not in checks else checks[args.command](args)
         if problem:
             parser.error(problem)
@@ -574,7 +578,7 @@ def run_command(args: argparse.Namespace, grid: Grid | None, command: str) -> in
             settings, _, _ = read_experiment_info(folder)
             refit_best(folder, settings, command, args.epochs, args.image_size, args.seed)
             return 0
-        if args.resume:
+        if args.resume and args.command != "compare":  # compare resumes run by run
             folder = args.storage_path.resolve() / args.name
             settings, data_spec, grid = read_experiment_info(folder)
             if (folder / SUMMARY_FILE).is_file():
@@ -597,7 +601,8 @@ def run_command(args: argparse.Namespace, grid: Grid | None, command: str) -> in
         if args.command == "compare":
             from src.compare import compare
 
-            compare(settings, data_spec, args.methods.split(","), args.seeds, args.budget)
+            methods = args.methods.split(",")
+            compare(settings, data_spec, methods, args.seeds, args.budget, args.resume)
             return 0
         table = run_experiment(settings, data_spec, grid)
         folder = settings.storage_path / settings.name

@@ -21,6 +21,7 @@ Methods are scheduler+searcher pairs of `search` (src/search.py says what each o
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,44 +62,65 @@ class EpochBudget(tune.Stopper):
         return len(self.epochs) >= self.budget
 
 
-def method_plan(method: str, settings: RunSettings, concurrent: int, budget: int) -> Plan:
-    """The search space and Tune settings of one method; num_samples is more than the budget
-    can pay for, so the budget is what ends every method."""
+def method_settings(method: str, settings: RunSettings, seed: int, budget: int) -> RunSettings:
+    """One run's settings: its own folder <storage>/<name>/<method>-seed<k>/, its searcher and
+    scheduler (the grid's trials run as FIFO), and more trials than the budget can pay for, so
+    that the budget is what ends every method."""
+    scheduler, searcher = method.split("+") if "+" in method else ("fifo", "random")
+    return replace(
+        settings,
+        name=f"{method}-seed{seed}",
+        storage_path=settings.storage_path / settings.name,
+        seed=seed,
+        scheduler=scheduler,
+        searcher=searcher,
+        num_samples=budget,
+    )
+
+
+def method_plan(method: str, run: RunSettings, concurrent: int) -> Plan:
+    """The search space and Tune settings of one method."""
     if method == "grid":
         space = {**BASELINE, **{k: tune.grid_search(v) for k, v in COMPARE_GRID.items()}}
-        return {**space, "seed": settings.seed}, tune.TuneConfig(max_concurrent_trials=concurrent)
-    scheduler, searcher = method.split("+")
-    run = replace(settings, scheduler=scheduler, searcher=searcher, num_samples=budget)
+        return {**space, "seed": run.seed}, tune.TuneConfig(max_concurrent_trials=concurrent)
     return search_plan(run, concurrent)
 
 
 def anytime(folder: Path, budget: int) -> np.ndarray:
     """Best METRIC found after each of the first `budget` epochs spent, in the order the
-    trials reported them."""
+    trials reported them (empty where nothing was reported)."""
     reports = [pd.read_csv(p) for p in folder.glob("trial_*/progress.csv") if p.stat().st_size]
+    if not reports:
+        return np.array([])
     epochs = pd.concat(reports).sort_values(["timestamp", "time_total_s"])
     return np.maximum.accumulate(epochs[METRIC].to_numpy()[:budget])
 
 
 def run_comparison(
-    settings: RunSettings, data_spec: DataSpec, methods: list[str], seeds: int, budget: int
+    settings: RunSettings,
+    data_spec: DataSpec,
+    methods: list[str],
+    seeds: int,
+    budget: int,
+    resume: bool = False,
 ) -> dict[str, list[np.ndarray]]:
-    """Every method `seeds` times, each under <storage>/<name>/<method>-seed<k>/."""
+    """Every method `seeds` times. With `resume`, a run that already spent its budget is kept;
+    any other run folder is trained again from scratch."""
     curves: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     for seed in range(settings.seed, settings.seed + seeds):
         for method in methods:
-            run = replace(
-                settings,
-                name=f"{method}-seed{seed}",
-                storage_path=settings.storage_path / settings.name,
-                seed=seed,
-            )
-            resources = cluster_resources(run)
-            plan = method_plan(method, run, resources.concurrent, budget)
-            stop = EpochBudget(budget)
-            build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget).fit()
-            curves[method].append(anytime(run.storage_path / run.name, budget))
-            logger.info(f"{method}, seed {seed}: best {METRIC} {curves[method][-1][-1]:.4f}")
+            run = method_settings(method, settings, seed, budget)
+            folder = run.storage_path / run.name
+            curve = anytime(folder, budget)
+            if not (resume and len(curve) == budget):
+                shutil.rmtree(folder, ignore_errors=True)
+                resources = cluster_resources(run)
+                plan = method_plan(method, run, resources.concurrent)
+                stop = EpochBudget(budget)
+                build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget).fit()
+                curve = anytime(folder, budget)
+            curves[method].append(curve)
+            logger.info(f"{method}, seed {seed}: best {METRIC} {curve[-1]:.4f} ({folder})")
     return curves
 
 
@@ -120,6 +142,12 @@ def comparison_table(curves: dict[str, list[np.ndarray]], target: float) -> pd.D
                 "epochs used (min)": min(len(run) for run in runs),
             }
         )
+    # Three seeds give no trustworthy p-value; a difference counts as beyond the seed-to-seed
+    # noise only where the method's best seed stays below the leader's worst seed.
+    leader = max(rows, key=lambda row: row[f"final best {METRIC} (mean)"])
+    for row in rows:
+        beyond = "yes" if row["max"] < leader["min"] else "no"
+        row["below the leader beyond noise"] = "(leader)" if row is leader else beyond
     return pd.DataFrame(rows)
 
 
@@ -156,9 +184,14 @@ def write_comparison(
 
 
 def compare(
-    settings: RunSettings, data_spec: DataSpec, methods: list[str], seeds: int, budget: int
+    settings: RunSettings,
+    data_spec: DataSpec,
+    methods: list[str],
+    seeds: int,
+    budget: int,
+    resume: bool = False,
 ) -> pd.DataFrame:
-    curves = run_comparison(settings, data_spec, methods, seeds, budget)
+    curves = run_comparison(settings, data_spec, methods, seeds, budget, resume)
     table, paths = write_comparison(curves, budget, settings.storage_path / settings.name)
     logger.info(f"\n{table.round(4).to_string(index=False)}\nwritten: {', '.join(map(str, paths))}")
     return table

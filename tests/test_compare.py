@@ -35,6 +35,22 @@ def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
     assert list(table["method"]) == list(METHODS)
     assert all(p.stat().st_size > 0 for p in paths)
 
+    # --resume keeps the runs that spent their budget and trains the others again.
+    kept, cut = tmp_path / "cmp" / "asha+de-seed0", tmp_path / "cmp" / "pbt+random-seed0"
+    kept_trials = sorted(p.name for p in kept.glob("trial_*"))
+    for progress in cut.glob("trial_*/progress.csv"):
+        progress.unlink()  # as if killed before anything was written
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        again = run_comparison(
+            settings, DataSpec(images, 32), ["asha+de", "pbt+random"], 1, budget, resume=True
+        )
+    finally:
+        ray.shutdown()
+    assert sorted(p.name for p in kept.glob("trial_*")) == kept_trials
+    assert np.array_equal(again["asha+de"][0], curves["asha+de"][0])
+    assert len(again["pbt+random"][0]) == budget  # trained again, in full
+
 
 def test_table_counts_budget_to_target() -> None:
     curves = {
@@ -46,3 +62,9 @@ def test_table_counts_budget_to_target() -> None:
     assert rows["slow"]["runs that reached it"] == "1/2"
     assert rows["fast"]["final best val_accuracy (mean)"] == 0.9
     assert rows["slow"]["epochs used (min)"] == 3
+    assert rows["fast"]["below the leader beyond noise"] == "(leader)"
+    assert rows["slow"]["below the leader beyond noise"] == "yes"  # best seed 0.85 < fast's 0.9
+    curves["close"] = [np.array([0.7, 0.9, 0.97]), np.array([0.6, 0.8, 0.87])]
+    rows = {r["method"]: r for r in comparison_table(curves, target=0.85).to_dict("records")}
+    assert rows["close"]["below the leader beyond noise"] == "(leader)"
+    assert rows["fast"]["below the leader beyond noise"] == "no"  # 0.9 is within 0.87-0.97

@@ -82,11 +82,21 @@ class TrialResources:
     concurrent: int  # how many trials fit on the cluster at once
 
 
+# Tune saves the experiment state (which checkpoint each trial resumes from, which trials the
+# searcher made) at most every 10 s by default, while trials delete superseded checkpoints at
+# once: after a kill -9 a trial could point at a checkpoint that is gone. Saving every second
+# (a few kB here) narrows that window to about a second; keeping two checkpoints closes most of
+# what is left.
+EXPERIMENT_STATE_SECONDS = 1
+CHECKPOINTS_KEPT = 2
+
+
 def start_ray(address: str | None, verbose: bool = True) -> None:
     """Connect to `address` (or RAY_ADDRESS) if given, else start a local Ray. The `src`
     package travels with the job, so workers on every node import the same code. Unless
     `verbose`, Ray keeps its info lines and the workers' output to itself: a trial's errors
     still reach the user through its error.txt and the summary."""
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(EXPERIMENT_STATE_SECONDS)  # read by fit()
     if not ray.is_initialized():
         package = Path(__file__).resolve().parent
         ray.init(
@@ -203,9 +213,9 @@ def differential_evolution(settings: RunSettings, concurrent: int) -> Concurrenc
 
 def bohb(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     """BOHB's kernel-density model, fed by HyperBand's brackets (its paired scheduler)."""
-    from ray.tune.search.bohb import TuneBOHB
+    from src.bohb import ResumableBOHB
 
-    searcher = TuneBOHB(points_to_evaluate=baseline_point(settings.space), seed=settings.seed)
+    searcher = ResumableBOHB(points_to_evaluate=baseline_point(settings.space), seed=settings.seed)
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
 
@@ -308,10 +318,10 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=str(settings.storage_path),
-            # Keep the best checkpoint (for evaluation) and always the latest (for resuming);
+            # Keep the best checkpoints (for evaluation) and always the latest (for resuming);
             # under PBT all: a trial may clone one that its donor has since moved past.
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=None if settings.scheduler == "pbt" else 1,
+                num_to_keep=None if settings.scheduler == "pbt" else CHECKPOINTS_KEPT,
                 checkpoint_score_attribute=METRIC,
                 checkpoint_score_order=MODE,
             ),

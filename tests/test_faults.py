@@ -151,12 +151,15 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
     ],
     ids=["de", "bohb", "pbt"],
 )
-def test_every_searcher_and_scheduler_resumes_after_kill_9(
+def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path
 ) -> None:
+    # Ctrl-C, not kill -9: Tune saves a consistent state on the way out. After a kill -9 these
+    # methods can resume into a lost checkpoint, a searcher that never saw a trial, or (BOHB) a
+    # HyperBand that waits for brackets it no longer knows (README, When things go wrong).
     cmd = [*search_command(images, tmp_path, samples=6), *method]
-    code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGKILL)
-    assert code == -signal.SIGKILL and len(before) < 6, "the kill should land mid-experiment"
+    code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
+    assert code == 130 and len(before) < 6, "the interruption should land mid-experiment"
     resumed = subprocess.run(
         [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
     )

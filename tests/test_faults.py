@@ -146,7 +146,6 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
     "method, searcher, scheduler",
     [
         (["--searcher", "de"], "de", "asha"),
-        (["--searcher", "bohb"], "bohb", "hyperband"),  # the partner flag follows
         (["--scheduler", "pbt", "--grace-period", "1"], "random", "pbt"),
     ],
     ids=["de", "bohb", "pbt"],
@@ -155,8 +154,8 @@ def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path
 ) -> None:
     # Ctrl-C, not kill -9: Tune saves a consistent state on the way out. After a kill -9 these
-    # methods can resume into a lost checkpoint, a searcher that never saw a trial, or (BOHB) a
-    # HyperBand that waits for brackets it no longer knows (README, When things go wrong).
+    # methods can resume into a lost checkpoint or a searcher that never saw a trial (README,
+    # When things go wrong). BOHB is refused on --resume: test_cli.
     cmd = [*search_command(images, tmp_path, samples=6), *method]
     code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
     assert code == 130 and len(before) < 6, "the interruption should land mid-experiment"

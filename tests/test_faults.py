@@ -148,7 +148,7 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
         (["--searcher", "de"], "de", "asha"),
         (["--scheduler", "pbt", "--grace-period", "1"], "random", "pbt"),
     ],
-    ids=["de", "bohb", "pbt"],
+    ids=["de", "pbt"],
 )
 def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 import shlex
 import sys
@@ -408,12 +407,6 @@ def check_resume(args: argparse.Namespace) -> str | None:
     info = args.storage_path / args.name / EXPERIMENT_INFO
     if not info.is_file():
         return f"There is no experiment {args.name!r} in {args.storage_path} to resume."
-    if json.loads(info.read_text())["settings"].get("scheduler") == "hyperband":
-        return (
-            f"A BOHB experiment (--scheduler hyperband) cannot be resumed: Ray Tune does not "
-            f"save HyperBand's brackets, and a resumed run can wait for them forever. Run it "
-            f"again under a new --name; the trials that finished stay in {info.parent}."
-        )
     return None
 
 

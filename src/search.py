@@ -25,7 +25,6 @@ from loguru import logger
 from ray import tune
 from ray.tune.schedulers import (
     ASHAScheduler,
-    HyperBandForBOHB,
     PopulationBasedTraining,
     TrialScheduler,
 )
@@ -250,7 +249,9 @@ def scheduler(settings: RunSettings) -> TrialScheduler | None:
     if settings.scheduler == "pbt":
         return pbt(settings)
     if settings.scheduler == "hyperband":
-        return HyperBandForBOHB(
+        from src.bohb import ResumableHyperBand
+
+        return ResumableHyperBand(
             time_attr="training_iteration",
             max_t=settings.max_epochs,
             reduction_factor=settings.reduction_factor,
@@ -414,10 +415,8 @@ def expected_trials(settings: RunSettings, grid: Grid | None) -> int:
 
 def all_trials_ended(results: tune.ResultGrid, folder: Path) -> bool:
     """Whether every trial ended (completed, stopped by its scheduler, or errored) before Tune
-    stopped. Neither view alone tells: after a Ctrl-C, Tune's clean-up marks the running trials
-    terminated in memory (the state it saved just before says pending); trials that HyperBand
-    stops while paused are terminated in memory but stay saved as paused (Ray 2.60 does not
-    save them again)."""
+    stopped. Memory and the saved state must both say so: after a Ctrl-C, Tune's clean-up marks
+    the running trials terminated in memory, while the state it saved just before says pending."""
     saved = tune.ExperimentAnalysis(str(folder)).trials
     cut_short = any(trial.status in ("RUNNING", "PENDING") for trial in saved)
     return results.num_terminated + results.num_errors == len(results) and not cut_short

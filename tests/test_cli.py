@@ -12,8 +12,7 @@ import pytest
 from hypertune import parse_args
 from src.analysis import load_experiment
 from src.config import PRESETS, RunSettings
-from src.data import DataSpec
-from src.search import read_experiment_info, write_experiment_info
+from src.search import read_experiment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,13 +180,3 @@ def test_bad_space_file_is_refused_with_its_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "space.toml, line 2: dropout: low (0.5) must be below high (0.1)" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_a_bohb_experiment_is_not_resumed_into_a_hang(tmp_path: Path) -> None:
-    # Ray Tune does not save HyperBand's brackets: a resumed BOHB run was seen waiting forever.
-    run = RunSettings(name="bohb", storage_path=tmp_path, data_dir=tmp_path, searcher="bohb",
-                      scheduler="hyperband")  # fmt: skip
-    write_experiment_info(run, DataSpec(tmp_path, 32), None)
-    result = hypertune("--resume", "--name", "bohb", "--storage-path", str(tmp_path))
-    assert result.returncode == 2 and "BOHB experiment" in result.stderr
-    assert "cannot be resumed" in result.stderr and "Traceback" not in result.stderr

@@ -146,16 +146,17 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
     "method, searcher, scheduler",
     [
         (["--searcher", "de"], "de", "asha"),
+        (["--searcher", "bohb"], "bohb", "hyperband"),
         (["--scheduler", "pbt", "--grace-period", "1"], "random", "pbt"),
     ],
-    ids=["de", "pbt"],
+    ids=["de", "bohb", "pbt"],
 )
 def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path
 ) -> None:
     # Ctrl-C, not kill -9: Tune saves a consistent state on the way out. After a kill -9 these
     # methods can resume into a lost checkpoint or a searcher that never saw a trial (README,
-    # When things go wrong). BOHB is refused on --resume: test_cli.
+    # When things go wrong).
     cmd = [*search_command(images, tmp_path, samples=6), *method]
     code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
     assert code == 130 and len(before) < 6, "the interruption should land mid-experiment"
@@ -168,6 +169,11 @@ def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
     assert len(summary) == 6 and summary["trial_id"].is_unique
     assert set(summary["status"]) <= {"completed", "stopped_early"}
+    # Saved as ended too, so another --resume trains nothing (HyperBand's halving stops paused
+    # trials, which Tune alone would leave saved as paused: src/bohb.py).
+    assert {t.status for t in tune.ExperimentAnalysis(str(tmp_path / "exp")).trials} == {
+        "TERMINATED"
+    }
     assert (tmp_path / "exp" / "final_model.pt").is_file()
     # The method is recorded with the experiment, so --resume needed no flags for it.
     settings = json.loads((tmp_path / "exp" / "hypertune.json").read_text())["settings"]

@@ -150,7 +150,7 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
-        "config": plain(config),
+        "config": config,  # plain values (train_cnn made them so): loads with weights_only=True
         **data.describe(),
     }
     torch.save(state, folder / CHECKPOINT_FILE)

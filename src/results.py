@@ -43,7 +43,9 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
     epochs = int(history["epoch"].max()) if len(history) else 0
     status = trial_status(result.error is not None, bool(last.get("diverged")), epochs, max_epochs)
     return {
-        "trial_id": last.get("trial_id", Path(result.path).name),
+        # From the trial's folder (trial_<id>), not its last result: a PBT trial that is
+        # stopped right after cloning another holds that trial's last result, id included.
+        "trial_id": Path(result.path).name.removeprefix("trial_"),
         **{name: config.get(name) for name in HYPERPARAMETERS},
         "status": status,
         "epochs": epochs,

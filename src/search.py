@@ -230,13 +230,30 @@ SEARCHER_FACTORIES: dict[str, Callable[[RunSettings, int], SearchAlgorithm | Sea
 }
 
 
+class PBTWithinMaxEpochs(PopulationBasedTraining):
+    """PBT that leaves a trial alone at its last epoch. Stock PBT also exploits there: the
+    trial restarts from the donor's checkpoint with nothing left to train, so it ends as a
+    copy of the donor, its last result the donor's (trial id included), at the cost of a
+    worker restart. The donor pool is unchanged: PBT never clones a finished trial. Time is
+    counted in epochs (training iterations)."""
+
+    def __init__(self, max_epochs: int, **kwargs: Any) -> None:
+        super().__init__(time_attr="training_iteration", **kwargs)
+        self.max_epochs = max_epochs
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if result.get("training_iteration", 0) >= self.max_epochs:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 def pbt(settings: RunSettings) -> PopulationBasedTraining:
     """Every grace_period epochs, a trial in the bottom quarter continues from a top-quarter
     trial's checkpoint (its architecture included) with lr, weight decay and dropout perturbed
     or resampled from the space."""
     space = to_tune_space(settings.space)
-    return PopulationBasedTraining(
-        time_attr="training_iteration",
+    return PBTWithinMaxEpochs(
+        settings.max_epochs,
         perturbation_interval=settings.grace_period,
         hyperparam_mutations={k: space[k] for k in PBT_MUTABLE if k in space},
     )

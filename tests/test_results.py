@@ -37,3 +37,11 @@ def test_a_result_file_a_line_short_of_the_experiment_state_is_filled_in() -> No
 def test_a_trial_stopped_at_a_rung_stays_stopped_early() -> None:
     row = trial_row(result(reported=2, in_file=2), max_epochs=3)
     assert (row["status"], row["epochs"]) == ("stopped_early", 2)
+
+
+def test_the_trial_id_is_the_trials_own_even_when_its_last_result_is_a_donors() -> None:
+    # A PBT trial stopped right after cloning another holds the donor's last result.
+    cloned = result(reported=2, in_file=2)
+    assert cloned.metrics is not None
+    cloned.metrics["trial_id"] = "donor"
+    assert trial_row(cloned, max_epochs=3)["trial_id"] == "a"

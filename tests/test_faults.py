@@ -31,6 +31,14 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_images(tmp_path_factory.mktemp("images"), 3, 16, 32)
 
 
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # For the interruption tests: with 16 images a class, an epoch is quicker than the
+    # driver's bookkeeping, whose reports then arrive in bursts; the first finished trial
+    # showed up with the rest, too late for a signal to land mid-experiment (2 of 7 runs).
+    return write_synthetic_images(tmp_path_factory.mktemp("many_images"), 3, 128, 32)
+
+
 @pytest.fixture
 def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False)
@@ -85,12 +93,16 @@ def test_raising_trial_is_retried_then_recorded_as_errored(
 
 
 def finished_trials(folder: Path, epochs: int) -> dict[str, bytes]:
-    """progress.csv of every trial that has reported all its epochs."""
+    """progress.csv of every trial whose last reported epoch is `epochs`. Not a line count:
+    after a kill -9, a trial trains again the epochs after its last saved state, and its
+    progress.csv lists them twice."""
     done = {}
     for progress in folder.glob("trial_*/progress.csv"):
-        content = progress.read_bytes()
-        if content.count(b"\n") == epochs + 1:  # header + one line per epoch
-            done[progress.parent.name] = content
+        header, *rows = progress.read_bytes().splitlines(keepends=True) or [b""]
+        if rows and rows[-1].endswith(b"\n"):  # not a line half written
+            last_epoch = rows[-1].split(b",")[header.split(b",").index(b"epoch")]
+            if int(last_epoch) == epochs:
+                done[progress.parent.name] = b"".join([header, *rows])
     return done
 
 
@@ -119,8 +131,8 @@ def interrupt_after(
     return driver.returncode, log.read_text(), done
 
 
-def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path) -> None:
-    cmd = search_command(images, tmp_path, samples=6)
+def test_resume_after_kill_9_keeps_finished_trials(many_images: Path, tmp_path: Path) -> None:
+    cmd = search_command(many_images, tmp_path, samples=6)
     code, _, before = interrupt_after(cmd, tmp_path / "exp", 2, signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert 2 <= len(before) < 6, "the kill should land mid-experiment"
@@ -152,12 +164,12 @@ def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path)
     ids=["de", "bohb", "pbt"],
 )
 def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
-    method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path
+    method: list[str], searcher: str, scheduler: str, many_images: Path, tmp_path: Path
 ) -> None:
     # Ctrl-C, not kill -9: Tune saves a consistent state on the way out. After a kill -9 these
     # methods can resume into a lost checkpoint or a searcher that never saw a trial (README,
     # When things go wrong).
-    cmd = [*search_command(images, tmp_path, samples=6), *method]
+    cmd = [*search_command(many_images, tmp_path, samples=6), *method]
     code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
     assert code == 130 and len(before) < 6, "the interruption should land mid-experiment"
     resumed = subprocess.run(
@@ -180,14 +192,16 @@ def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     assert (settings["searcher"], settings["scheduler"]) == (searcher, scheduler)
 
 
-def test_ctrl_c_leaves_a_resumable_experiment_without_summary(images: Path, tmp_path: Path) -> None:
-    cmd = search_command(images, tmp_path, samples=3)
+def test_ctrl_c_leaves_a_resumable_experiment_without_summary(
+    many_images: Path, tmp_path: Path
+) -> None:
+    cmd = search_command(many_images, tmp_path, samples=4)
     code, stderr, _ = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
     assert code == 130 and "--resume --name exp" in stderr
     assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 3
+    assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
 
 
 def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:

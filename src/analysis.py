@@ -35,7 +35,7 @@ import pandas as pd
 import seaborn as sns
 
 from src.config import BASELINE, EXPERIMENT_INFO, HYPERPARAMETERS, SEARCH_SPACE
-from src.results import trial_status
+from src.results import trial_folder_name, trial_id_of, trial_status
 
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
@@ -92,7 +92,7 @@ def load_trial(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     progress = folder / "progress.csv"
     has_rows = progress.is_file() and progress.stat().st_size > 0
     history = pd.read_csv(progress) if has_rows else pd.DataFrame(columns=["epoch"])
-    return params, history.assign(trial_id=folder.name.removeprefix("trial_"))
+    return params, history.assign(trial_id=trial_id_of(folder))
 
 
 def load_experiment(folder: Path) -> Experiment:
@@ -103,14 +103,15 @@ def load_experiment(folder: Path) -> Experiment:
         )
     info = json.loads((folder / EXPERIMENT_INFO).read_text())
     rows, histories = [], []
-    for trial in sorted(folder.glob("trial_*/params.json")):
+    for trial in sorted(folder.glob(f"{trial_folder_name('*')}/params.json")):
         params, history = load_trial(trial.parent)
         epochs = int(history["epoch"].max()) if len(history) else 0
         errored = (trial.parent / "error.txt").exists()
         diverged = "diverged" in history and bool(history["diverged"].iloc[-1])
         status = trial_status(errored, diverged, epochs, int(info["settings"]["max_epochs"]))
-        tid = trial.parent.name.removeprefix("trial_")
-        rows.append({"trial_id": tid, **params, "epochs": epochs, "status": status})
+        rows.append(
+            {"trial_id": trial_id_of(trial.parent), **params, "epochs": epochs, "status": status}
+        )
         histories.append(history)
     if not any(len(h) for h in histories):
         raise AnalysisError(

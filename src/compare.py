@@ -39,6 +39,7 @@ from ray import tune
 from src.analysis import markdown_table
 from src.config import BASELINE, METRIC, RunSettings
 from src.data import DataSpec
+from src.results import trial_folder_name
 from src.search import Plan, build_tuner, cluster_resources, search_plan
 
 COMPARE_GRID: dict[str, list[Any]] = {
@@ -89,7 +90,11 @@ def method_plan(method: str, run: RunSettings, concurrent: int) -> Plan:
 def anytime(folder: Path, budget: int) -> np.ndarray:
     """Best METRIC found after each of the first `budget` epochs spent, in the order the
     trials reported them (empty where nothing was reported)."""
-    reports = [pd.read_csv(p) for p in folder.glob("trial_*/progress.csv") if p.stat().st_size]
+    reports = [
+        pd.read_csv(p)
+        for p in folder.glob(f"{trial_folder_name('*')}/progress.csv")
+        if p.stat().st_size
+    ]
     if not reports:
         return np.array([])
     epochs = pd.concat(reports).sort_values(["timestamp", "time_total_s"])

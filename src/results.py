@@ -11,6 +11,15 @@ from ray.tune import Result, ResultGrid
 from src.config import BASELINE, HYPERPARAMETERS, METRIC, SUMMARY_FILE
 
 
+def trial_folder_name(trial_id: str) -> str:
+    """The folder of a trial in its experiment (Tune names it by what search.py says)."""
+    return f"trial_{trial_id}"
+
+
+def trial_id_of(folder: Path) -> str:
+    return folder.name.removeprefix(trial_folder_name(""))
+
+
 def trial_status(errored: bool, diverged: bool, epochs: int, max_epochs: int) -> str:
     """error, diverged, completed (all epochs) or stopped_early (by ASHA or HyperBand, or
     still running)."""
@@ -45,7 +54,7 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
     return {
         # From the trial's folder (trial_<id>), not its last result: a PBT trial that is
         # stopped right after cloning another holds that trial's last result, id included.
-        "trial_id": Path(result.path).name.removeprefix("trial_"),
+        "trial_id": trial_id_of(Path(result.path)),
         **{name: config.get(name) for name in HYPERPARAMETERS},
         "status": status,
         "epochs": epochs,

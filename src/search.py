@@ -43,7 +43,7 @@ from src.config import (
 )
 from src.data import DataSpec
 from src.progress import ProgressLine
-from src.results import summarize, write_summary
+from src.results import summarize, trial_folder_name, write_summary
 from src.train import train_cnn
 
 # A new trial reuses a finished trial's worker process instead of starting (and importing torch
@@ -327,7 +327,7 @@ def build_tuner(
     # environment outlives this call (and reaches child processes).
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if settings.verbose else "0"
     tune_config.metric, tune_config.mode = METRIC, MODE
-    tune_config.trial_dirname_creator = lambda trial: f"trial_{trial.trial_id}"
+    tune_config.trial_dirname_creator = lambda trial: trial_folder_name(trial.trial_id)
     tune_config.reuse_actors = REUSE_ACTORS
     return tune.Tuner(
         make_trainable(settings, data_spec, resources),

@@ -98,11 +98,12 @@ def finished_trials(folder: Path, epochs: int) -> dict[str, bytes]:
     progress.csv lists them twice."""
     done = {}
     for progress in folder.glob("trial_*/progress.csv"):
-        header, *rows = progress.read_bytes().splitlines(keepends=True) or [b""]
-        if rows and rows[-1].endswith(b"\n"):  # not a line half written
+        content = progress.read_bytes()
+        header, *rows = content.splitlines() or [b""]
+        if rows and content.endswith(b"\n"):  # not a line half written
             last_epoch = rows[-1].split(b",")[header.split(b",").index(b"epoch")]
             if int(last_epoch) == epochs:
-                done[progress.parent.name] = b"".join([header, *rows])
+                done[progress.parent.name] = content
     return done
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from ray import tune
+from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
 
 from src.bohb import ResumableHyperBand
@@ -60,7 +60,7 @@ class RecordingController:
         return self.trials
 
     def _schedule_trial_save(self, trial: Trial, result: dict) -> object:
-        return tune.Checkpoint.from_directory(tempfile.mkdtemp())
+        return Checkpoint.from_directory(tempfile.mkdtemp())
 
     def pause_trial(self, trial: Trial, should_checkpoint: bool) -> None:
         self.paused.append(trial.trial_id)

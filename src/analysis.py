@@ -1,9 +1,9 @@
 """What an experiment learned, as figures: `make analyze` or `python -m src.analysis`.
 
-    python -m src.analysis                                   # latest experiment in logs/ray_results
-    python -m src.analysis logs/ray_results/NAME             # a grid: heatmap of its two axes
-    python -m src.analysis logs/ray_results/NAME --metric val_loss
-    python -m src.analysis logs/ray_results/NAME --x lr --y batch_size --at-epoch 2
+    .venv/bin/python hypertune.py analyze                    # latest experiment in logs/ray_results
+    .venv/bin/python hypertune.py analyze logs/ray_results/NAME   # a grid: heatmap of its axes
+    .venv/bin/python hypertune.py analyze logs/ray_results/NAME --metric val_loss
+    .venv/bin/python hypertune.py analyze logs/ray_results/NAME --x lr --y batch_size --at-epoch 2
 
 Heatmaps only ever hold trials trained for the same number of epochs. A fixed-epoch grid
 (`python hypertune.py grid ...`) gives that by construction. For an ASHA search, whose trials
@@ -34,10 +34,18 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from src.config import BASELINE, EXPERIMENT_INFO, HYPERPARAMETERS, SEARCH_SPACE
+from src.config import (
+    BASELINE,
+    EXPERIMENT_INFO,
+    HYPERPARAMETERS,
+    METRICS,
+    SEARCH_SPACE,
+    HypertuneError,
+    asha_rungs,
+)
+from src.flags import add_analyze_arguments
 from src.results import trial_folder_name, trial_id_of, trial_status
 
-METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
 TOP_TRIALS = 10
 # One colour per trial status, the same in every figure.
@@ -49,7 +57,7 @@ STATUS_COLOURS = {
 }
 
 
-class AnalysisError(Exception):
+class AnalysisError(HypertuneError):
     """Input the analysis cannot use; the message says what to do instead."""
 
 
@@ -214,16 +222,12 @@ def plot_heatmap(cells: pd.DataFrame, x: str, y: str, metric: str, note: str) ->
     return fig
 
 
-def rung_epochs(exp: Experiment) -> list[int]:
-    """Epochs at which ASHA compared trials (none for a grid)."""
+def rung_epochs(exp: Experiment) -> tuple[int, ...]:
+    """Epochs at which ASHA compared trials (none for a grid or another scheduler)."""
     s = exp.info["settings"]
-    if exp.info["kind"] != "search":
-        return []
-    rungs, epoch = [], s["grace_period"]
-    while epoch < s["max_epochs"]:
-        rungs.append(epoch)
-        epoch *= s["reduction_factor"]
-    return rungs
+    if exp.info["kind"] != "search" or s.get("scheduler", "asha") != "asha":
+        return ()
+    return asha_rungs(s["max_epochs"], s["grace_period"], s["reduction_factor"])
 
 
 def plot_learning_curves(exp: Experiment, metric: str) -> plt.Figure:
@@ -446,42 +450,36 @@ def write_outputs(folder: Path, figures: dict[str, plt.Figure], tables: dict[str
     return target
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Figures of a hypertune experiment (see the module docstring).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("experiment", nargs="?", type=Path, help="experiment folder (default: latest)")
-    p.add_argument("--root", type=Path, default=Path("logs/ray_results"), help="where to look")
-    p.add_argument("--x", help="heatmap x-axis hyperparameter (default: a grid's first axis)")
-    p.add_argument("--y", help="heatmap y-axis hyperparameter (default: a grid's second axis)")
-    p.add_argument("--metric", default="val_accuracy", help=f"one of {', '.join(METRICS)}")
-    p.add_argument("--at-epoch", type=int, help="compare trials at this epoch (ASHA searches)")
-    return p.parse_args(argv)
+def analyze(args: argparse.Namespace) -> list[Path]:
+    """Every figure and table of the requested experiment, written together; raises
+    AnalysisError (and writes nothing) when the request cannot be met."""
+    if args.metric not in METRICS:
+        raise AnalysisError(f"Unknown metric {args.metric!r}; choose from {', '.join(METRICS)}.")
+    if (args.x is None) != (args.y is None):
+        raise AnalysisError("A heatmap needs both --x and --y (or neither, for a grid).")
+    folder = args.experiment or latest_experiment(args.root)
+    if not folder.is_dir():
+        raise AnalysisError(f"Experiment folder {folder} does not exist.")
+    exp = load_experiment(folder)
+    figures, tables, notes = render(exp, Request(args.x, args.y, args.metric, args.at_epoch))
+    target = write_outputs(folder, figures, tables)
+    print(notes)
+    return [target / name for name in [*figures, *tables]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(
+        description="Figures of a hypertune experiment (see the module docstring).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_analyze_arguments(parser)
     try:
-        if args.metric not in METRICS:
-            raise AnalysisError(
-                f"Unknown metric {args.metric!r}; choose from {', '.join(METRICS)}."
-            )
-        if (args.x is None) != (args.y is None):
-            raise AnalysisError("A heatmap needs both --x and --y (or neither, for a grid).")
-        folder = args.experiment or latest_experiment(args.root)
-        if not folder.is_dir():
-            raise AnalysisError(f"Experiment folder {folder} does not exist.")
-        exp = load_experiment(folder)
-        request = Request(args.x, args.y, args.metric, args.at_epoch)
-        figures, tables, notes = render(exp, request)
+        written = analyze(parser.parse_args(argv))
     except AnalysisError as err:
         print(f"analysis: error: {err}", file=sys.stderr)
         return 2
-    target = write_outputs(folder, figures, tables)
-    print(notes)
-    for name in [*figures, *tables]:
-        print(f"wrote {target / name}")
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

@@ -115,6 +115,8 @@ def run_comparison(
     for seed in range(settings.seed, settings.seed + seeds):
         for method in methods:
             run = method_settings(method, settings, seed, budget)
+            if problem := run.problems():
+                raise ValueError(f"{method}: {problem}")
             folder = run.storage_path / run.name
             curve = anytime(folder, budget)
             if not (resume and len(curve) == budget):

@@ -1,12 +1,16 @@
-"""Everything a run can be configured with, as plain data.
+"""Everything a run can be configured with, as plain data, and the checks it must pass.
 
-`BASELINE` is one known-reasonable CNN (HyperOpt evaluates it first), `SEARCH_SPACE` is
-what HyperOpt explores, and `RunSettings` holds the experiment-level knobs that the CLI sets.
-Change the search in one place: `SEARCH_SPACE` below.
+`BASELINE` is one known-reasonable CNN (every searcher evaluates it first), `SEARCH_SPACE` is
+what the searchers explore, and `RunSettings` holds the experiment-level knobs. Settings check
+themselves (`RunSettings.problems()`, `Grid.problems()`), so settings made in code (compare,
+tests, benchmarks) pass the same checks as the command line's. Change the search in one place:
+`SEARCH_SPACE` below.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,11 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
 # The test split is never seen during tuning.
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 SPLIT_SEED = 42
+
+DEFAULT_STORAGE = Path("logs/ray_results")  # experiment folders, relative to the working folder
+NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs use '+'
+
+MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
 
 # Files of an experiment folder (logs/ray_results/<name>/) that hypertune itself writes.
 EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings and data: for analysis, resume
@@ -105,6 +114,17 @@ COMPARE_DEFAULT = ("hyperband+bohb", "pbt+random", "asha+de", "asha+hyperopt", "
 
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
 MODE = "max"
+METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}  # analysable, best
+
+
+class HypertuneError(Exception):
+    """Something the user can fix (data, flags, a missing experiment); the message says what
+    and how. The command line prints it as one paragraph and exits with code 2."""
+
+
+class Interrupted(Exception):
+    """A run stopped before it finished (Ctrl-C); the message says how to continue it. The
+    command line prints it and exits with code 130."""
 
 
 def method_problem(searcher: str, scheduler: str, space: dict[str, Any]) -> str | None:
@@ -122,6 +142,102 @@ def method_problem(searcher: str, scheduler: str, space: dict[str, Any]) -> str 
     return None
 
 
+def resolve_method(searcher: str | None, scheduler: str | None) -> tuple[str, str]:
+    """The searcher and scheduler from what was typed (None: not typed): the partner of a
+    paired method follows (--searcher bohb alone means hyperband), the rest are the defaults."""
+    if searcher is None and scheduler in PAIRED:
+        searcher = PAIRED[scheduler][0]
+    if scheduler is None and searcher in PAIRED:
+        scheduler = PAIRED[searcher][0]
+    return searcher or RunSettings.searcher, scheduler or RunSettings.scheduler
+
+
+def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:
+    """The epochs below max_epochs at which ASHA may stop a trial: grace_period *
+    reduction_factor^k, as in Ray's single bracket (tests/test_progress.py checks Ray's own)."""
+    rungs, rung = [], grace_period
+    while rung < max_epochs:
+        rungs.append(rung)
+        rung *= reduction_factor
+    return tuple(rungs)
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A value for hyperparameter `name`, typed like its BASELINE value."""
+    kind = type(BASELINE[name])
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{name} takes true or false, got {text!r}")
+        return text.lower() == "true"
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name} takes {kind.__name__} values, got {text!r}") from None
+
+
+def parse_assignment(text: str, many: bool) -> tuple[str, Any]:
+    """NAME=VALUE (or NAME=V1,V2,... when `many`) for a known hyperparameter."""
+    name, _, values = text.partition("=")
+    if name not in BASELINE or not values:
+        raise ValueError(
+            f"{text!r} is not NAME=VALUE{',...' if many else ''} for a known hyperparameter; "
+            f"the names are {', '.join(BASELINE)}"
+        )
+    parsed = [parse_value(name, v) for v in values.split(",")]
+    return name, parsed if many else parsed[0]
+
+
+def trial_config_problem(config: dict[str, Any], image_size: int) -> str | None:
+    """Why the CNN of `config` (src/model.py) cannot be built or trained at `image_size`, or
+    None. Checked before Ray starts: one clear message instead of a trial crashing on a worker."""
+    layers = config["num_conv_layers"]
+    if layers < 1 or image_size < 2**layers:
+        return (
+            f"num_conv_layers={layers} does not fit {image_size} px images: each block halves "
+            f"the image, so {layers} blocks need at least {2 ** max(layers, 1)} px (1 to "
+            f"{image_size.bit_length() - 1} blocks fit)."
+        )
+    if config["kernel_size"] < 1 or config["kernel_size"] % 2 == 0:
+        return f"kernel_size must be odd and positive, got {config['kernel_size']}."
+    if not 0 <= config["dropout"] < 1:
+        return f"dropout must be in [0, 1), got {config['dropout']}."
+    positive = ("start_filters", "fc_units", "batch_size", "lr")
+    if bad := [f"{k}={config[k]}" for k in positive if not config[k] > 0]:
+        return f"{', '.join(bad)}: these must be positive."
+    if config["weight_decay"] < 0:
+        return f"weight_decay cannot be negative, got {config['weight_decay']}."
+    return None
+
+
+def starting_point(space: dict[str, Any]) -> dict[str, Any] | None:
+    """BASELINE's values of the searched hyperparameters: where every search starts, and the
+    yardstick its best trial is measured against. None where the space (a --space file) does
+    not contain BASELINE."""
+    point = {name: BASELINE[name] for name in space}
+    inside = all(
+        point[name] in args if kind == "choice" else args[0] <= point[name] <= args[1]
+        for name, (kind, args) in space.items()
+    )
+    return point if inside else None
+
+
+def first_problem(*checks: str | None) -> str | None:
+    return next((problem for problem in checks if problem), None)
+
+
+def at_least(flag: str, value: int, low: int = 1) -> str | None:
+    return f"--{flag} must be at least {low}, got {value}." if value < low else None
+
+
+def image_size_problem(flag: str, size: int | None) -> str | None:
+    if size is not None and size < MIN_IMAGE_SIZE:
+        return (
+            f"--{flag} must be at least {MIN_IMAGE_SIZE} px (4 conv blocks halve it 4 times), "
+            f"got {size}."
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Experiment-level settings: the same for every trial of one experiment."""
@@ -130,16 +246,17 @@ class RunSettings:
     storage_path: Path  # where Ray writes results (absolute)
     data_dir: Path | None  # folder of <class>/*.jpg; None = Flowers via mads_datasets
     image_size: int = 64  # square side in px; 64 keeps CPU trials at minutes, not hours
-    num_samples: int = 10  # trials HyperOpt proposes
+    num_samples: int = 10  # trials the searcher proposes
     max_epochs: int = 10  # epochs of a trial that ASHA never stops
     grace_period: int = 2  # epochs every trial gets before ASHA may stop it
     reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
     gpus_per_trial: float = 0.5  # two trials share one GPU
     cpus_per_trial: int = 1  # also the torch thread count of a trial
-    seed: int = 0  # seeds HyperOpt and every trial's torch/numpy
+    seed: int = 0  # seeds the searcher and every trial's torch/numpy
     max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
     address: str | None = None  # existing Ray cluster, or None for a local one
-    refit_epochs: int = 40  # epochs of the final model on train + val; 0 = no refit
+    refit: bool = True  # train the final model after a search (--no-refit: False)
+    refit_epochs: int = 40  # epochs of the final model on train + val
     refit_image_size: int | None = None  # the final model's image size; None = image_size
     verbose: bool = False  # Ray's own console output instead of hypertune's progress line
     searcher: str = "hyperopt"  # proposes configurations: one of SEARCHERS
@@ -155,6 +272,55 @@ class RunSettings:
         paths = {k: Path(values[k]) if values[k] else None for k in ("storage_path", "data_dir")}
         return cls(**{**values, **paths})
 
+    def problems(self, grid: Grid | None = None) -> str | None:
+        """The first reason these settings cannot run (with `grid`, as that grid), or None.
+        Ranges first, then how values combine, then every trial configuration the model must
+        build. The messages name the command-line flags that set each value."""
+        counts = ("max_epochs", "cpus_per_trial", "num_samples", "grace_period", "refit_epochs")
+        return first_problem(
+            (
+                f"--max-failures cannot be negative, got {self.max_failures}."
+                if self.max_failures < 0
+                else None
+            ),
+            *(at_least(name.replace("_", "-"), getattr(self, name)) for name in counts),
+            self.grace_problem() if grid is None else None,
+            at_least("reduction-factor", self.reduction_factor, 2),
+            (
+                f"--gpus-per-trial cannot be negative, got {self.gpus_per_trial}."
+                if self.gpus_per_trial < 0
+                else None
+            ),
+            image_size_problem("image-size", self.image_size),
+            image_size_problem("refit-image-size", self.refit_image_size),
+            (
+                None
+                if re.fullmatch(NAME_PATTERN, self.name)
+                else f"--name may hold letters, digits, '_', '.' and '-' only, got {self.name!r}."
+            ),
+            method_problem(self.searcher, self.scheduler, self.space) if grid is None else None,
+            self.configs_problem(grid),
+        )
+
+    def grace_problem(self) -> str | None:
+        if self.grace_period > self.max_epochs:
+            return (
+                f"--grace-period ({self.grace_period}) cannot exceed --max-epochs "
+                f"({self.max_epochs}): no trial would ever reach it."
+            )
+        return None
+
+    def configs_problem(self, grid: Grid | None) -> str | None:
+        """The first trial configuration the model cannot train, or None: every cell of a grid;
+        for a search, the pinned values with each choice and each range bound of the space."""
+        if grid is None:
+            values = [(k, v) for k, (_, options) in self.space.items() for v in options]
+            configs = [{**BASELINE, **self.fixed, k: v} for k, v in values]
+        else:
+            configs = grid.configs()
+        problems = (trial_config_problem(config, self.image_size) for config in configs)
+        return first_problem(*problems)
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -163,3 +329,26 @@ class Grid:
     axes: dict[str, list[Any]]  # exactly two names (x first, then y) -> values to try
     repeats: int = 1  # seeds per cell: seed, seed + 1, ...
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides of BASELINE
+
+    def configs(self) -> list[dict[str, Any]]:
+        """Every cell's hyperparameters."""
+        cells = itertools.product(*self.axes.values())
+        return [{**BASELINE, **self.fixed, **dict(zip(self.axes, c, strict=True))} for c in cells]
+
+    def problems(self) -> str | None:
+        if len(self.axes) < 2:
+            return f"--x and --y must name two different hyperparameters, got {list(self.axes)}."
+        return at_least("repeats", self.repeats)
+
+
+def compare_problem(methods: list[str], seeds: int, budget: int, max_epochs: int) -> str | None:
+    """Why a comparison of `methods` cannot run, or None."""
+    if unknown := set(methods) - set(COMPARE_METHODS):
+        names = ", ".join(COMPARE_METHODS)
+        return f"Unknown method(s) {', '.join(sorted(unknown))}; choose from {names}."
+    if budget < max_epochs:
+        return (
+            f"--budget {budget} epochs cannot pay for one full trial of --max-epochs "
+            f"{max_epochs}; raise --budget or lower --max-epochs."
+        )
+    return at_least("seeds", seeds)

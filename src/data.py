@@ -33,7 +33,7 @@ from filelock import FileLock
 from loguru import logger
 from PIL import Image, ImageOps
 
-from src.config import SPLIT_FRACTIONS, SPLIT_SEED
+from src.config import SPLIT_FRACTIONS, SPLIT_SEED, HypertuneError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}  # what Pillow decodes here
 CACHE_FORMAT = 2  # bump when the cache layout or decoding changes: old caches are then ignored
@@ -42,7 +42,7 @@ MADS_CACHE = Path.home() / ".cache" / "mads_datasets"  # where mads_datasets kee
 LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB weights of perceived brightness (ITU-R 601)
 
 
-class DataError(Exception):
+class DataError(HypertuneError):
     """Input data that cannot be used; the message says what to do."""
 
 
@@ -295,9 +295,12 @@ def random_resized_crop_flip(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def colour_jitter(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+def colour_jitter(
+    x: torch.Tensor, strength: float, generator: torch.Generator, luma: torch.Tensor = LUMA
+) -> torch.Tensor:
     """Per image: brightness, contrast and saturation each scaled by a factor drawn from
-    [1 - strength, 1 + strength]; pixels in [0, 1] in and out. Batched on x's device."""
+    [1 - strength, 1 + strength]; pixels in [0, 1] in and out. Batched on x's device, where
+    `luma` should already be (a copy per batch would be a host-to-device transfer per step)."""
     n, dev = x.shape[0], x.device
 
     def factor() -> torch.Tensor:
@@ -307,7 +310,7 @@ def colour_jitter(x: torch.Tensor, strength: float, generator: torch.Generator) 
     x = x * factor()
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * factor() + mean
-    grey = (x * LUMA.to(dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    grey = (x * luma.to(dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
     return ((x - grey) * factor() + grey).clamp(0, 1)
 
 
@@ -331,6 +334,7 @@ class BatchStream:
         self.batch_size, self.train, self.jitter = batch_size, train, jitter
         dev = images.device
         self.mean, self.std = mean.view(1, 3, 1, 1).to(dev), std.view(1, 3, 1, 1).to(dev)
+        self.luma = LUMA.to(dev)  # once: colour_jitter needs it on the device every batch
         self.generator = torch.Generator(device=dev).manual_seed(seed)
 
     @property
@@ -350,7 +354,7 @@ class BatchStream:
             if self.train:
                 x = random_resized_crop_flip(x, self.generator)
                 if self.jitter > 0:
-                    x = colour_jitter(x, self.jitter, self.generator)
+                    x = colour_jitter(x, self.jitter, self.generator, self.luma)
             x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
 

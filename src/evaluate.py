@@ -25,7 +25,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from loguru import logger
 
 from src.config import (
@@ -37,9 +36,10 @@ from src.config import (
     SUMMARY_FILE,
 )
 from src.data import DataError, load_cache, prepare_cache, scan_images, split_indices
-from src.model import Net, build_model
-from src.search import read_experiment_info
-from src.train import pick_device
+from src.device import local_device
+from src.inference import load_model, probabilities
+from src.model import Net
+from src.results import ranked, read_experiment_info
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,7 @@ def best_checkpoint(experiment: Path) -> Path:
             f"{experiment} has no {SUMMARY_FILE}: it is not a finished hypertune experiment "
             f"(resume it with --resume, or pass --checkpoint)."
         )
-    summary = pd.read_csv(summary_path).sort_values("best_val_accuracy", ascending=False)
-    for path in summary["path"]:
+    for path in ranked(pd.read_csv(summary_path))["path"]:
         trial = Path(path)
         checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
         if checkpoints:
@@ -81,32 +80,14 @@ def best_checkpoint(experiment: Path) -> Path:
     raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
 
 
-def load_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
-    """A trial's checkpoint folder, or a model file (final_model.pt), ready to predict."""
-    file = path / CHECKPOINT_FILE if path.is_dir() else path
-    return model_from_state(torch.load(file, map_location=device, weights_only=True), device)
-
-
-def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[Net, dict[str, Any]]:
-    model = build_model(state["config"], len(state["class_names"]), device)
-    model.load_state_dict(state["model"])
-    return model.eval(), state
-
-
-@torch.no_grad()
 def confusion_matrix(
     model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
-    device = next(model.parameters()).device
-    mean = torch.tensor(state["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(state["std"], device=device).view(1, 3, 1, 1)
-    predictions = []
-    for start in range(0, len(images), 256):
-        x = torch.from_numpy(images[start : start + 256]).to(device).float() / 255
-        predictions.append(model((x - mean) / std).argmax(1).cpu())
+    """Counts of [true class, predicted class] over `images`."""
+    predicted = probabilities(model, state, images).argmax(1)
     n = len(state["class_names"])
     counts = np.zeros((n, n), np.int64)
-    np.add.at(counts, (labels, torch.cat(predictions).numpy()), 1)
+    np.add.at(counts, (labels, predicted), 1)
     return counts
 
 
@@ -145,7 +126,7 @@ def plot_confusion(result: Evaluation, title: str) -> plt.Figure:
 
 def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -> Evaluation:
     """Score `checkpoint` on `data_dir`, or else on the test split of `experiment`'s data."""
-    model, state = load_model(checkpoint, pick_device())
+    model, state = load_model(checkpoint, local_device())
     classes = state["class_names"]
     if data_dir is not None:
         images, labels = folder_images(data_dir, state["image_size"], classes)

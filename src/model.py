@@ -68,25 +68,3 @@ def build_model(config: dict[str, Any], num_classes: int, device: torch.device) 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def config_problem(config: dict[str, Any], image_size: int) -> str | None:
-    """Why `config` cannot be built or trained at `image_size`, or None. Checked before Ray
-    starts, so a bad value is one clear message instead of a trial crashing on a worker."""
-    layers = config["num_conv_layers"]
-    if layers < 1 or image_size < 2**layers:
-        return (
-            f"num_conv_layers={layers} does not fit {image_size} px images: each block halves "
-            f"the image, so {layers} blocks need at least {2 ** max(layers, 1)} px (1 to "
-            f"{image_size.bit_length() - 1} blocks fit)."
-        )
-    if config["kernel_size"] < 1 or config["kernel_size"] % 2 == 0:
-        return f"kernel_size must be odd and positive, got {config['kernel_size']}."
-    if not 0 <= config["dropout"] < 1:
-        return f"dropout must be in [0, 1), got {config['dropout']}."
-    positive = ("start_filters", "fc_units", "batch_size", "lr")
-    if bad := [f"{k}={config[k]}" for k in positive if not config[k] > 0]:
-        return f"{', '.join(bad)}: these must be positive."
-    if config["weight_decay"] < 0:
-        return f"weight_decay cannot be negative, got {config['weight_decay']}."
-    return None

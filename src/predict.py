@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from src.config import MODEL_FORMAT
 from src.data import IMAGE_SUFFIXES, DataError, decode_image
-from src.evaluate import model_from_state
+from src.device import local_device
+from src.inference import load_final_model, probabilities
 from src.model import Net
-from src.train import pick_device
 
 BATCH = 64  # images decoded and classified at a time: bounded memory for any folder size
 
@@ -33,28 +31,6 @@ BATCH = 64  # images decoded and classified at a time: bounded memory for any fo
 class Photo:
     path: Path
     label: str | None  # the class folder it sits in, where that names one of the model's classes
-
-
-def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
-    """A model file written by `hypertune.py refit`, or a DataError that says what is wrong."""
-    if not path.is_file():
-        raise DataError(
-            f"There is no model file {path}. A model is written by `python hypertune.py refit "
-            f"--name NAME` (and at the end of every search) as logs/ray_results/NAME/"
-            f"final_model.pt; pass that file with --model, or the experiment with --name."
-        )
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        state = {"format": f"unreadable by torch.load ({type(err).__name__})"}
-    found = state.get("format") if isinstance(state, dict) else type(state).__name__
-    if found != MODEL_FORMAT:
-        raise DataError(
-            f"{path} is not a hypertune model file (format {found!r}, expected "
-            f"{MODEL_FORMAT!r}). Use the final_model.pt that `python hypertune.py refit` wrote; "
-            f"a trial checkpoint can be scored with `python hypertune.py evaluate --checkpoint`."
-        )
-    return model_from_state(state, device)
 
 
 def labelled_folder(folder: Path, classes: list[str]) -> bool:
@@ -98,17 +74,6 @@ def collect_photos(inputs: list[Path], classes: list[str]) -> list[Photo]:
     return photos
 
 
-@torch.no_grad()
-def probabilities(model: Net, state: dict[str, Any], pixels: np.ndarray) -> np.ndarray:
-    """Class probabilities of uint8 images (N, 3, S, S)."""
-    device = next(model.parameters()).device
-    mean = torch.tensor(state["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(state["std"], device=device).view(1, 3, 1, 1)
-    x = (torch.from_numpy(pixels).to(device).float() / 255 - mean) / std
-    x = x.contiguous(memory_format=torch.channels_last)  # the layout the model was trained in
-    return torch.softmax(model(x), 1).cpu().numpy()
-
-
 def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) -> pd.DataFrame:
     """One row per photo: predicted class and probability, the next top_k - 1 classes, the true
     class where known, and an error for files that are not readable images."""
@@ -146,6 +111,25 @@ def accuracy_note(table: pd.DataFrame) -> str | None:
 
 
 def run_predict(model_path: Path, inputs: list[Path], top_k: int) -> pd.DataFrame:
-    model, state = load_final_model(model_path, pick_device())
+    model, state = load_final_model(model_path, local_device())
     photos = collect_photos(inputs, state["class_names"])
     return predict(model, state, photos, min(top_k, len(state["class_names"])))
+
+
+def predict_and_report(
+    model_path: Path, inputs: list[Path], top_k: int, output: Path | None
+) -> pd.DataFrame:
+    """Predict, print one row per file (and the accuracy where labels are known), and write
+    the table to `output` if given."""
+    table = run_predict(model_path, inputs, top_k)
+    shown = table.drop(columns=[c for c in ("true_class", "error") if not table[c].any()])
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+    unreadable = int((table["error"] != "").sum())
+    if unreadable:
+        print(f"{unreadable} of {len(table)} files were not readable images (error rows).")
+    if note := accuracy_note(table):
+        print(note)
+    if output:
+        table.to_csv(output, index=False)
+        print(f"written: {output}")
+    return table

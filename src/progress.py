@@ -1,7 +1,7 @@
-"""What a person watching a run sees: one progress line instead of Ray's tables.
+"""What a person watching a search sees: one progress line instead of Ray's tables.
 
 On a terminal the line is rewritten in place about once a second; in a log file or CI it is
-printed as a new line whenever a trial ends, and at least every PLAIN_EVERY_S seconds:
+printed as a new line whenever a trial ends, and at least every 30 s (src/console.py):
 
     search 6/10 trials done (4 stopped early, 0 errors), 2 running | 41 epochs | 5:12
     elapsed, ~3 min left | best val_accuracy 0.739 (trial 1a2b3c4d, epoch 9)
@@ -11,56 +11,19 @@ printed as a new line whenever a trial ends, and at least every PLAIN_EVERY_S se
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
 
-from src.config import HYPERPARAMETERS, METRIC, MODEL_FILE
-from src.results import cheapest_close_to_best
-
-PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
-TTY_EVERY_S = 1.0  # on a terminal: redraw at most this often
+from src.config import METRIC
+from src.console import Ticker, clock
 
 
 def trained(trial: Trial) -> int:
     """Epochs a trial has reported so far."""
     return int((trial.last_result or {}).get("training_iteration", 0))
-
-
-def clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
-
-
-class Ticker:
-    """One line of progress on stderr: rewritten in place on a terminal (at most every
-    TTY_EVERY_S), else printed as a new line at most every PLAIN_EVERY_S unless forced."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.shown_at, self.last = -float("inf"), ""
-
-    def due(self, force: bool = False) -> bool:
-        wait = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
-        return force or time.monotonic() - self.shown_at >= wait
-
-    def show(self, line: str, force: bool = False) -> None:
-        if not self.due(force) or (line == self.last and not self.tty):
-            return
-        self.shown_at, self.last = time.monotonic(), line
-        sys.stderr.write(f"\r\033[K{line}" if self.tty else f"{line}\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        """Leave the in-place line behind, so that what follows starts on a new line."""
-        if self.tty and self.last:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class ProgressLine(tune.Callback):
@@ -165,52 +128,3 @@ class ProgressLine(tune.Callback):
             )
             to_come = not_started * per_trial + in_flight
         return f", ~{clock(to_come * elapsed / this_session)} left" if to_come else ""
-
-
-def describe_config(row: pd.Series) -> str:
-    return ", ".join(
-        f"{name}={row[name]:.3g}" if isinstance(row[name], float) else f"{name}={row[name]}"
-        for name in HYPERPARAMETERS
-    )
-
-
-def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None) -> str:
-    """The end of a run in a few lines: the best trial, the cheapest one within a point of it,
-    the final model and its test accuracy, where everything is, and what to run next."""
-    best, cheap = table.iloc[0], cheapest_close_to_best(table)
-    stopped = int((table["status"] == "stopped_early").sum())
-    storage = (
-        f" --storage-path {folder.parent}"
-        if folder.parent != Path.cwd() / "logs/ray_results"
-        else ""
-    )
-    lines = [
-        "=" * 78,
-        f"{folder.name}: {len(table)} trials ({stopped} stopped early)",
-        f"best trial     {best['trial_id']}: {METRIC} {best['best_val_accuracy']:.4f} at epoch "
-        f"{best['best_epoch']:.0f} of {best['epochs']}, {best['compute_seconds']:.0f} s",
-        f"               {describe_config(best)}",
-    ]
-    if cheap["trial_id"] != best["trial_id"]:
-        saving = best["compute_seconds"] / cheap["compute_seconds"]
-        lines.append(
-            f"within 1 point {cheap['trial_id']}: {METRIC} {cheap['best_val_accuracy']:.4f} in "
-            f"{cheap['compute_seconds']:.0f} s ({saving:.1f}x less compute): "
-            f"{describe_config(cheap)}"
-        )
-    if test_accuracy is not None:
-        lines.append(
-            f"final model    {folder / MODEL_FILE}: test accuracy {test_accuracy:.4f} "
-            f"(scored once; details in {folder / 'refit' / 'evaluation'})"
-        )
-        lines.append(
-            f"next           python hypertune.py predict --name {folder.name}{storage} PHOTOS..."
-        )
-    else:
-        lines.append(f"next           python hypertune.py refit --name {folder.name}{storage}")
-    lines += [
-        f"               python -m src.analysis {folder}   (figures, cost vs accuracy)",
-        f"results        {folder} (experiment_summary.csv, TensorBoard files per trial)",
-        "=" * 78,
-    ]
-    return "\n".join(lines)

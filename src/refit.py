@@ -28,13 +28,20 @@ from loguru import logger
 from torch import nn
 
 from src.config import MODEL_FILE, MODEL_FORMAT
+from src.console import Ticker, clock
 from src.data import DataSpec, TrialData, open_trial_data
+from src.device import Amp, describe_device, local_device, seed_everything
 from src.evaluate import Evaluation, evaluate_and_report
 from src.model import build_model, count_parameters
-from src.progress import Ticker, clock
-from src.results import best_config
-from src.search import read_experiment_info
-from src.train import make_optimizer, pick_device, plain, seed_everything, train_epoch
+from src.results import best_config, read_experiment_info
+from src.train import (
+    load_training_state,
+    make_optimizer,
+    on_cpu,
+    plain,
+    train_epoch,
+    training_state,
+)
 
 REFIT_DIR = "refit"  # inside the experiment folder: the resumable training state
 
@@ -85,7 +92,7 @@ def refit(plan: RefitPlan, command: str) -> Evaluation:
     seed_everything(plan.config["seed"])
     data = open_trial_data(
         DataSpec(spec.root, plan.image_size), plan.config["batch_size"], plan.config["seed"],
-        pick_device(), jitter=plan.config["jitter"], fit_on=("train", "val"),
+        local_device(), jitter=plan.config["jitter"], fit_on=("train", "val"),
     )  # fmt: skip
     state_path = experiment / REFIT_DIR / "checkpoint.pt"
     model, seconds = train(plan, data, state_path)
@@ -100,27 +107,25 @@ def train(plan: RefitPlan, data: TrialData, state_path: Path) -> tuple[nn.Module
     plan), saving its state there after every epoch; also the training seconds."""
     model = build_model(plan.config, len(data.class_names), data.device)
     optimizer, schedule = make_optimizer(model, plan.config, plan.epochs, len(data.train))
+    amp = Amp.for_device(data.device)
     state_path.parent.mkdir(exist_ok=True)
     done, seconds = 0, 0.0
     if saved := resume_state(state_path, plan):
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        done, seconds = saved["epoch"], saved["seconds"]
+        done, seconds = load_training_state(saved, model, optimizer, schedule), saved["seconds"]
         logger.info(f"Refit: continuing from epoch {done} of {plan.epochs} ({state_path})")
     logger.info(
         f"Refit: {count_parameters(model):,} parameters, {data.train.num_images} images "
-        f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on {data.device}"
+        f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on "
+        f"{describe_device(data.device)} ({amp.precision})"
     )
     ticker = Ticker()
     for epoch in range(done + 1, plan.epochs + 1):
         start = time.perf_counter()
-        loss = train_epoch(model, data.train, optimizer, schedule, plan.config["label_smoothing"])
+        smoothing = plan.config["label_smoothing"]
+        loss = train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
         seconds += time.perf_counter() - start
-        state = {"plan": asdict(plan), "epoch": epoch, "seconds": seconds,
-                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict()}  # fmt: skip
-        write_atomically(state, state_path)
+        state = training_state(epoch, model, optimizer, schedule)
+        write_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
         left = (plan.epochs - epoch) * seconds / epoch
         ticker.show(
             f"refit epoch {epoch}/{plan.epochs} | train_loss {loss:.4f} | {clock(seconds)} "
@@ -143,7 +148,7 @@ def model_file(
     only, so that it loads with torch.load(weights_only=True)."""
     return {
         "format": MODEL_FORMAT,
-        "model": model.state_dict(),
+        "model": on_cpu(model.state_dict()),  # loads on any machine, GPU-trained or not
         "config": plan.config,
         **data.describe(),
         "trained_on": {
@@ -152,7 +157,7 @@ def model_file(
             "images": data.train.num_images,
             "epochs": plan.epochs,
             "train_seconds": round(seconds, 1),
-            "device": str(data.device),
+            "device": describe_device(data.device),
         },
         "experiment": Path(plan.experiment).name,
         "command": command,

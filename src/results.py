@@ -1,14 +1,29 @@
-"""From Ray's ResultGrid to `experiment_summary.csv` (one row per trial), and back."""
+"""An experiment folder's own files: `hypertune.json` (what the experiment is) and
+`experiment_summary.csv` (one row per trial, from Ray's ResultGrid), written and read here only.
+No Ray at import time: predict and evaluate read these files without it."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from ray.tune import Result, ResultGrid
 
-from src.config import BASELINE, HYPERPARAMETERS, METRIC, SUMMARY_FILE
+from src.config import (
+    BASELINE,
+    EXPERIMENT_INFO,
+    HYPERPARAMETERS,
+    METRIC,
+    SUMMARY_FILE,
+    Grid,
+    RunSettings,
+)
+from src.data import DataSpec
+
+if TYPE_CHECKING:
+    from ray.tune import Result, ResultGrid
 
 
 def trial_folder_name(trial_id: str) -> str:
@@ -74,14 +89,22 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
 
 def summarize(results: ResultGrid, max_epochs: int) -> pd.DataFrame:
     """One row per trial, best first."""
-    rows = [trial_row(results[i], max_epochs) for i in range(len(results))]
-    return pd.DataFrame(rows).sort_values("best_val_accuracy", ascending=False, na_position="last")
+    return ranked(pd.DataFrame([trial_row(results[i], max_epochs) for i in range(len(results))]))
 
 
 def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
     path = experiment_dir / SUMMARY_FILE
     table.to_csv(path, index=False)
     return path
+
+
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """The trials best first: the order of the summary, the refit's and evaluate's choice."""
+    return table.sort_values("best_val_accuracy", ascending=False, na_position="last")
+
+
+def best_trial(table: pd.DataFrame) -> pd.Series:
+    return ranked(table).iloc[0]
 
 
 def best_config(experiment_dir: Path) -> dict[str, Any]:
@@ -92,8 +115,30 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
             f"No {SUMMARY_FILE} in {experiment_dir}: --from-experiment needs a finished "
             f"experiment's folder name under --storage-path."
         )
-    best = pd.read_csv(path).sort_values("best_val_accuracy", ascending=False).iloc[0]
+    best = best_trial(pd.read_csv(path))
     return {name: type(value)(best[name]) for name, value in BASELINE.items()}
+
+
+def write_experiment_info(settings: RunSettings, data_spec: DataSpec, grid: Grid | None) -> None:
+    """What this experiment is, for src.analysis (grid: fixed epochs; search: its scheduler)
+    and for --resume (everything needed to rebuild the trainable)."""
+    folder = settings.storage_path / settings.name
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {
+        "kind": "search" if grid is None else "grid",
+        "settings": settings.as_dict(),
+        "data_root": str(data_spec.root),
+        "grid": None if grid is None else asdict(grid),
+    }
+    (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
+
+
+def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | None]:
+    """What write_experiment_info wrote: the settings, the data and the grid (None: search)."""
+    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    settings = RunSettings.from_dict(info["settings"])
+    grid = Grid(**info["grid"]) if info["grid"] else None
+    return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
 
 
 def cheapest_close_to_best(table: pd.DataFrame, within: float = 0.01) -> pd.Series:

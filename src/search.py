@@ -9,12 +9,11 @@ lr / weight decay / dropout), hyperband (HyperBandForBOHB, BOHB's own).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +33,29 @@ from ray.tune.search.hyperopt import HyperOptSearch
 
 from src.config import (
     BASELINE,
-    EXPERIMENT_INFO,
     METRIC,
     MODE,
     PBT_MUTABLE,
     Grid,
+    HypertuneError,
+    Interrupted,
     RunSettings,
+    asha_rungs,
+    starting_point,
 )
 from src.data import DataSpec
+from src.flags import resume_command
 from src.progress import ProgressLine
-from src.results import summarize, trial_folder_name, write_summary
-from src.train import train_cnn
+from src.results import summarize, trial_folder_name, write_experiment_info, write_summary
+from src.trainable import train_cnn
 
 # A new trial reuses a finished trial's worker process instead of starting (and importing torch
 # in) a new one: seconds per trial, which short trials feel (benchmarks/OPTIMISATIONS.md).
 REUSE_ACTORS = True
 
 
-class SearchError(Exception):
+class SearchError(HypertuneError):
     """The search ran but produced nothing usable; the message says where to look."""
-
-
-class Interrupted(Exception):
-    """Tune stopped before every trial finished (Ctrl-C); the experiment can be resumed."""
 
 
 class ConcurrencyMonitor(tune.Callback):
@@ -138,14 +137,10 @@ def to_tune_space(space: dict[str, Any]) -> dict[str, Any]:
     return {name: samplers[kind](*args) for name, (kind, args) in space.items()}
 
 
-def baseline_point(space: dict[str, Any]) -> list[dict[str, Any]]:
-    """BASELINE as HyperOpt's first trial, where the space contains it (a --space file may not)."""
-    point = {name: BASELINE[name] for name in space}
-    inside = all(
-        point[name] in args if kind == "choice" else args[0] <= point[name] <= args[1]
-        for name, (kind, args) in space.items()
-    )
-    return [point] if inside else []
+def starting_points(settings: RunSettings) -> list[dict[str, Any]]:
+    """BASELINE as every searcher's first trial, where the space contains it."""
+    point = starting_point(settings.space)
+    return [] if point is None else [point]
 
 
 def make_trainable(
@@ -169,21 +164,11 @@ def asha(settings: RunSettings) -> ASHAScheduler:
     )
 
 
-def asha_rungs(settings: RunSettings) -> tuple[int, ...]:
-    """The epochs below max_epochs at which asha(settings) may stop a trial: grace_period *
-    reduction_factor^k, as in Ray's single bracket. For the progress line's estimate only."""
-    rungs, rung = [], settings.grace_period
-    while rung < settings.max_epochs:
-        rungs.append(rung)
-        rung *= settings.reduction_factor
-    return tuple(rungs)
-
-
 def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     """TPE, starting from BASELINE. It learns only from finished trials: limiting concurrency
     to what runs at once keeps it from proposing every trial up front (random search)."""
     searcher = HyperOptSearch(
-        points_to_evaluate=baseline_point(settings.space),
+        points_to_evaluate=starting_points(settings),
         random_state_seed=settings.seed,
         # HyperOpt's default of 20 random trials before TPE starts would make a 10-trial search
         # pure random search; a third of the trials (the baseline included) are random here.
@@ -205,7 +190,7 @@ def differential_evolution(settings: RunSettings, concurrent: int) -> Concurrenc
         space=space,
         metric=METRIC,
         mode=MODE,
-        points_to_evaluate=baseline_point(settings.space),
+        points_to_evaluate=starting_points(settings),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
@@ -214,12 +199,16 @@ def bohb(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
     """BOHB's kernel-density model, fed by HyperBand's brackets (its paired scheduler)."""
     from src.bohb import ResumableBOHB
 
-    searcher = ResumableBOHB(points_to_evaluate=baseline_point(settings.space), seed=settings.seed)
+    searcher = ResumableBOHB(points_to_evaluate=starting_points(settings), seed=settings.seed)
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
 
 def random_search(settings: RunSettings, concurrent: int) -> BasicVariantGenerator:
-    return BasicVariantGenerator(random_state=settings.seed, max_concurrent=concurrent)
+    return BasicVariantGenerator(
+        points_to_evaluate=starting_points(settings),
+        random_state=settings.seed,
+        max_concurrent=concurrent,
+    )
 
 
 SEARCHER_FACTORIES: dict[str, Callable[[RunSettings, int], SearchAlgorithm | Searcher]] = {
@@ -319,7 +308,11 @@ def build_tuner(
     `trials` (or its `epoch_budget`) in place of Ray's console output."""
     space, tune_config = plan
     if not settings.verbose:
-        rungs = asha_rungs(settings) if isinstance(tune_config.scheduler, ASHAScheduler) else ()
+        rungs: tuple[int, ...] = ()
+        if isinstance(tune_config.scheduler, ASHAScheduler):
+            rungs = asha_rungs(
+                settings.max_epochs, settings.grace_period, settings.reduction_factor
+            )
         line = ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget, rungs)
         callbacks = [*(callbacks or []), line]
     # Tune's newer console output prints a config box and paths even at verbose=0; its classic
@@ -360,28 +353,6 @@ def cluster_resources(settings: RunSettings) -> TrialResources:
         f"results in {settings.storage_path / settings.name}"
     )
     return resources
-
-
-def write_experiment_info(settings: RunSettings, data_spec: DataSpec, grid: Grid | None) -> None:
-    """What this experiment is, for `src.analysis` (grid: fixed epochs; search: ASHA) and for
-    --resume (everything needed to rebuild the trainable)."""
-    folder = settings.storage_path / settings.name
-    folder.mkdir(parents=True, exist_ok=True)
-    info = {
-        "kind": "search" if grid is None else "grid",
-        "settings": settings.as_dict(),
-        "data_root": str(data_spec.root),
-        "grid": None if grid is None else asdict(grid),
-    }
-    (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
-
-
-def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | None]:
-    """What write_experiment_info wrote: the settings, the data and the grid (None: search)."""
-    info = json.loads((folder / EXPERIMENT_INFO).read_text())
-    settings = RunSettings.from_dict(info["settings"])
-    grid = Grid(**info["grid"]) if info["grid"] else None
-    return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
 
 
 def run_experiment(
@@ -446,8 +417,7 @@ def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -
     if not ended or len(results) < expected_trials(settings, grid):
         raise Interrupted(
             f"The experiment stopped before all its trials finished. Continue it with: "
-            f"python hypertune.py --resume --name "
-            f"{settings.name} --storage-path {settings.storage_path}"
+            f"{resume_command(settings.storage_path / settings.name)}"
         )
     table = summarize(results, settings.max_epochs)
     path = write_summary(table, settings.storage_path / settings.name)

@@ -12,7 +12,8 @@ import pytest
 from hypertune import parse_args
 from src.analysis import load_experiment
 from src.config import PRESETS, RunSettings
-from src.search import read_experiment_info
+from src.flags import settings_from
+from src.results import read_experiment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,16 +124,16 @@ def test_unwritable_storage_path_is_refused_before_work(tmp_path: Path) -> None:
 
 def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
     storage = ["--storage-path", str(tmp_path)]
-    args, _ = parse_args(["--preset", "long", "--num-samples", "3", *storage])
+    args = parse_args(["--preset", "long", "--num-samples", "3", *storage])
     assert args.num_samples == 3  # typed
     assert args.max_epochs == PRESETS["long"]["max_epochs"]  # from the preset
     assert args.refit_epochs == PRESETS["long"]["refit_epochs"]
-    args, _ = parse_args(["--smoke-test", "--max-epochs=5", "--grace-period", "2", *storage])
+    args = parse_args(["--smoke-test", "--max-epochs=5", "--grace-period", "2", *storage])
     assert (args.max_epochs, args.grace_period) == (5, 2)
     assert args.num_samples == PRESETS["smoke"]["num_samples"]
-    args, _ = parse_args([*storage])
-    assert args.num_samples == RunSettings.num_samples  # quick: the defaults
-    assert (args.searcher, args.scheduler) == ("hyperopt", "asha")
+    settings = settings_from(parse_args([*storage]))
+    assert settings.num_samples == RunSettings.num_samples  # quick: the defaults
+    assert (settings.searcher, settings.scheduler) == ("hyperopt", "asha")
 
 
 @pytest.mark.parametrize(
@@ -148,8 +149,8 @@ def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
 def test_an_untyped_partner_follows_the_typed_method(
     flags: list[str], searcher: str, scheduler: str, tmp_path: Path
 ) -> None:
-    args, _ = parse_args([*flags, "--storage-path", str(tmp_path)])
-    assert (args.searcher, args.scheduler) == (searcher, scheduler)
+    settings = settings_from(parse_args([*flags, "--storage-path", str(tmp_path)]))
+    assert (settings.searcher, settings.scheduler) == (searcher, scheduler)
 
 
 def test_search_space_file_is_used_recorded_and_read_back(tmp_path: Path) -> None:

@@ -112,3 +112,20 @@ def test_bad_requests_get_one_clear_error(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_predict_and_evaluate_run_without_ray(model: Path, photos: Path) -> None:
+    # Applying a model needs no Ray, HyperOpt or plotting: it starts in half the time.
+    code = (
+        "import sys, hypertune\n"
+        f"assert hypertune.main(['predict', '--model', {str(model)!r}, {str(photos)!r}]) == 0\n"
+        "loaded = [m for m in ('ray', 'hyperopt', 'matplotlib') if m in sys.modules]\n"
+        f"assert hypertune.main(['evaluate', '--checkpoint', {str(model)!r},"
+        f" '--data-dir', {str(photos)!r}]) == 0\n"
+        "loaded += [m for m in ('ray', 'hyperopt') if m in sys.modules]\n"
+        "print('loaded:', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("loaded: []")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from src.config import RunSettings
+from src.config import RunSettings, asha_rungs
 from src.progress import ProgressLine
-from src.search import asha, asha_rungs
+from src.search import asha
 
 
 def trial(status: str, epochs: int) -> Any:
@@ -23,7 +23,9 @@ def test_asha_rungs_are_the_milestones_ray_uses(max_epochs: int, grace: int, fac
         "x", Path("/tmp"), None, max_epochs=max_epochs, grace_period=grace, reduction_factor=factor
     )
     milestones = [rung for rung, _ in asha(settings)._brackets[0]._rungs]  # Ray's own, private
-    assert asha_rungs(settings) == tuple(sorted(m for m in milestones if m < max_epochs))
+    assert asha_rungs(max_epochs, grace, factor) == tuple(
+        sorted(m for m in milestones if m < max_epochs)
+    )
 
 
 def test_a_running_trial_is_counted_to_its_next_rung() -> None:

@@ -30,8 +30,10 @@ def settings(tmp_path: Path, **changes: Any) -> RunSettings:
 
 
 @pytest.fixture
-def ray_with_one_gpu() -> Iterator[None]:
-    # A logical GPU: Ray schedules 0.5-GPU trials on it; torch still sees no CUDA and uses CPU.
+def ray_with_one_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # A logical GPU: Ray schedules 0.5-GPU trials on it; they train on the CPU, as told by
+    # HYPERTUNE_DEVICE (a trial given a GPU that torch cannot use would fail, as it should).
+    monkeypatch.setenv("HYPERTUNE_DEVICE", "cpu")  # before ray.init: the workers inherit it
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
     yield
     ray.shutdown()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from src.config import SEARCH_SPACE
-from src.search import baseline_point, to_tune_space
+from src.config import SEARCH_SPACE, starting_point
+from src.search import to_tune_space
 from src.space import SpaceError, load_space, pin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,8 @@ def test_int_ranges_include_both_bounds_and_baseline_is_kept_only_inside() -> No
     space = {"fc_units": ("int", [64, 66]), "lr": ("loguniform", [1e-4, 1e-2])}
     sampler = to_tune_space(space)["fc_units"]
     assert {sampler.sample() for _ in range(200)} == {64, 65, 66}
-    assert baseline_point(space) == []  # BASELINE's 128 units lie outside [64, 66]
-    assert baseline_point({"lr": ("loguniform", [1e-4, 1e-2])}) == [{"lr": 3e-3}]
+    assert starting_point(space) is None  # BASELINE's 128 units lie outside [64, 66]
+    assert starting_point({"lr": ("loguniform", [1e-4, 1e-2])}) == {"lr": 3e-3}
 
 
 def test_set_pins_a_hyperparameter_out_of_the_space() -> None:

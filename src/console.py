@@ -1,0 +1,91 @@
+"""What a person sees of a run outside Ray's loop: a progress line that rewrites itself, the
+closing summary, and commands to copy. No Ray at import time (refit uses it too)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from src.config import HYPERPARAMETERS, METRIC, MODEL_FILE
+from src.flags import experiment_flags, hypertune_command
+from src.results import cheapest_close_to_best
+
+PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
+TTY_EVERY_S = 1.0  # on a terminal: redraw at most this often
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class Ticker:
+    """One line of progress on stderr: rewritten in place on a terminal (at most every
+    TTY_EVERY_S), else printed as a new line at most every PLAIN_EVERY_S unless forced."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown_at, self.last = -float("inf"), ""
+
+    def due(self, force: bool = False) -> bool:
+        wait = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        return force or time.monotonic() - self.shown_at >= wait
+
+    def show(self, line: str, force: bool = False) -> None:
+        if not self.due(force) or (line == self.last and not self.tty):
+            return
+        self.shown_at, self.last = time.monotonic(), line
+        sys.stderr.write(f"\r\033[K{line}" if self.tty else f"{line}\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """Leave the in-place line behind, so that what follows starts on a new line."""
+        if self.tty and self.last:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def describe_config(row: pd.Series) -> str:
+    return ", ".join(
+        f"{name}={row[name]:.3g}" if isinstance(row[name], float) else f"{name}={row[name]}"
+        for name in HYPERPARAMETERS
+    )
+
+
+def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None) -> str:
+    """The end of a run in a few lines: the best trial, the cheapest one within a point of it,
+    the final model and its test accuracy, where everything is, and what to run next."""
+    best, cheap = table.iloc[0], cheapest_close_to_best(table)
+    stopped = int((table["status"] == "stopped_early").sum())
+    again = experiment_flags(folder)
+    lines = [
+        "=" * 78,
+        f"{folder.name}: {len(table)} trials ({stopped} stopped early)",
+        f"best trial     {best['trial_id']}: {METRIC} {best['best_val_accuracy']:.4f} at epoch "
+        f"{best['best_epoch']:.0f} of {best['epochs']}, {best['compute_seconds']:.0f} s",
+        f"               {describe_config(best)}",
+    ]
+    if cheap["trial_id"] != best["trial_id"]:
+        saving = best["compute_seconds"] / cheap["compute_seconds"]
+        lines.append(
+            f"within 1 point {cheap['trial_id']}: {METRIC} {cheap['best_val_accuracy']:.4f} in "
+            f"{cheap['compute_seconds']:.0f} s ({saving:.1f}x less compute): "
+            f"{describe_config(cheap)}"
+        )
+    if test_accuracy is not None:
+        lines.append(
+            f"final model    {folder / MODEL_FILE}: test accuracy {test_accuracy:.4f} "
+            f"(scored once; details in {folder / 'refit' / 'evaluation'})"
+        )
+        lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
+    else:
+        lines.append(f"next           {hypertune_command('refit', *again)}")
+    lines += [
+        f"               {hypertune_command('analyze', folder)}   (figures)",
+        f"results        {folder} (experiment_summary.csv, TensorBoard files per trial)",
+        "=" * 78,
+    ]
+    return "\n".join(lines)

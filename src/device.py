@@ -1,0 +1,120 @@
+"""Where a process computes, in which precision, from which seed: decided here and nowhere else.
+
+- A Ray trial uses exactly the device Ray assigned it (`trial_device`): no GPU id means the CPU,
+  whatever torch can see (Ray 2.60 no longer hides GPUs from trials that got none); a GPU that
+  torch cannot use fails the trial at once, saying why (`gpu_problem`).
+- A single process (refit, evaluate, predict) uses the GPU where torch can use one
+  (`local_device`).
+- HYPERTUNE_DEVICE=cpu in the environment (of the driver: Ray's workers inherit it) keeps every
+  process on the CPU; a trial still holds the GPU share Ray gave it. The tests use it to
+  schedule trials on a logical GPU (`ray.init(num_gpus=1)`) of a machine that has none.
+- The precision follows the card (`precision_for`): bf16 autocast from compute capability 8.0
+  (Ampere), fp16 autocast with a gradient scaler below it (Turing's T4, Volta's V100: cuDNN has no
+  bf16 convolutions there), fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from src.config import HypertuneError
+
+# What the locked torch build needs (README, "On a GPU"): a driver of the CUDA 13 generation
+# and a card it ships kernels for.
+DRIVER_HINT = (
+    "torch {torch} is built for CUDA {cuda}: it needs an NVIDIA driver of version 580 or newer "
+    "and a card of compute capability 7.5 or newer. Update the driver (nvidia-smi shows its "
+    "version), or install the torch build for your driver's CUDA version into .venv "
+    "(https://pytorch.org/get-started/locally/), or run on CPUs with --gpus-per-trial 0."
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def gpu_problem() -> str | None:
+    """Why torch cannot train on this process's first visible GPU, or None."""
+    hint = DRIVER_HINT.format(torch=torch.__version__, cuda=torch.version.cuda)
+    if not torch.cuda.is_available():
+        return f"torch cannot use the GPU (torch.cuda.is_available() is False). {hint}"
+    major, minor = torch.cuda.get_device_capability(0)
+    built = [int(a.split("_")[1].rstrip("af")) for a in torch.cuda.get_arch_list() if "sm_" in a]
+    if built and 10 * major + minor < min(built):  # newer cards run the bundled PTX
+        name = torch.cuda.get_device_name(0)
+        return (
+            f"torch {torch.__version__} has no kernels for {name} (compute capability "
+            f"{major}.{minor}; the oldest it supports is {min(built) / 10:.1f}). {hint}"
+        )
+    return None
+
+
+class DeviceError(HypertuneError):
+    """A GPU was assigned that torch cannot use; the message says why and what to do."""
+
+
+def trial_device(gpu_ids: list[Any]) -> torch.device:
+    """The device of a Ray trial that was assigned `gpu_ids` (ray.get_gpu_ids()). Ray makes the
+    assigned GPU the only visible one, so it is cuda:0."""
+    if not gpu_ids or os.environ.get("HYPERTUNE_DEVICE") == "cpu":
+        return torch.device("cpu")
+    if problem := gpu_problem():
+        raise DeviceError(f"This trial was given GPU {gpu_ids[0]}, but {problem}")
+    return torch.device("cuda", 0)
+
+
+def local_device() -> torch.device:
+    """The device of a single process: the GPU where torch can use one, else the CPU."""
+    usable = os.environ.get("HYPERTUNE_DEVICE") != "cpu" and gpu_problem() is None
+    return torch.device("cuda" if usable else "cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """'cpu', or the card's name: recorded with every trial and model."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def precision_for(capability: tuple[int, int] | None) -> str:
+    """bf16, fp16 or fp32 for a CUDA card of compute `capability`, or fp32 for the CPU (None)."""
+    if capability is None:
+        return "fp32"
+    return "bf16" if capability >= (8, 0) else "fp16"
+
+
+@dataclass
+class Amp:
+    """Mixed precision for one training run: an autocast dtype, and for fp16 a gradient scaler
+    (fp16's narrow range would round small gradients to 0; bf16 has fp32's range)."""
+
+    device_type: str
+    precision: str  # from precision_for
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> Amp:
+        capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+        precision = precision_for(capability)
+        scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        return cls(device.type, precision, scaler)
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(self.device_type, dtype=dtype, enabled=dtype is not None)
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()

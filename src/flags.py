@@ -1,0 +1,221 @@
+"""From parsed command-line flags to checked settings: the command line's side of the checks.
+
+Ranges and how values combine are the settings' own business (`RunSettings.problems()`,
+`Grid.problems()` in src/config.py); what is left here needs the file system (is the name
+taken, can the folder be written, does the experiment exist) or the flags themselves.
+Everything runs before any heavy import, so a bad command fails in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from src.config import (
+    CHECKPOINT_FILE,
+    DEFAULT_STORAGE,
+    EXPERIMENT_INFO,
+    METRICS,
+    SEARCH_SPACE,
+    SUMMARY_FILE,
+    Grid,
+    RunSettings,
+    at_least,
+    compare_problem,
+    first_problem,
+    image_size_problem,
+    parse_assignment,
+    resolve_method,
+)
+
+
+def short(path: Path) -> str:
+    """`path` relative to the working folder where it is inside it: shorter to read and copy."""
+    return os.path.relpath(path) if path.absolute().is_relative_to(Path.cwd()) else str(path)
+
+
+def hypertune_command(*args: str | Path) -> str:
+    """A hypertune command line to copy: this interpreter (.venv/bin/python after make install:
+    a bare `python` may lack the packages) and this hypertune.py."""
+    script = Path(__file__).resolve().parents[1] / "hypertune.py"
+    words = [short(a) if isinstance(a, Path) else a for a in (Path(sys.executable), script, *args)]
+    return shlex.join(words)
+
+
+def experiment_flags(folder: Path) -> list[str | Path]:
+    """--name, and --storage-path where it is not the default: what finds `folder` again."""
+    if folder.parent == DEFAULT_STORAGE.resolve():
+        return ["--name", folder.name]
+    return ["--name", folder.name, "--storage-path", folder.parent]
+
+
+def resume_command(folder: Path) -> str:
+    return hypertune_command("--resume", *experiment_flags(folder))
+
+
+def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of an analysis: `hypertune.py analyze` and `python -m src.analysis`."""
+    p.add_argument("experiment", nargs="?", type=Path, help="experiment folder (default: latest)")
+    p.add_argument("--root", type=Path, default=DEFAULT_STORAGE, help="where to look")
+    p.add_argument("--x", help="heatmap x-axis hyperparameter (default: a grid's first axis)")
+    p.add_argument("--y", help="heatmap y-axis hyperparameter (default: a grid's second axis)")
+    p.add_argument("--metric", default="val_accuracy", help=f"one of {', '.join(METRICS)}")
+    p.add_argument("--at-epoch", type=int, help="compare trials at this epoch (ASHA searches)")
+
+
+def pinned(args: argparse.Namespace) -> dict:
+    """The hyperparameters pinned with --set NAME=VALUE."""
+    return dict(parse_assignment(text, many=False) for text in args.set)
+
+
+def settings_from(args: argparse.Namespace) -> RunSettings:
+    """The settings of a search, grid or comparison. Raises ValueError on a bad --set or
+    --space (src.space.SpaceError names the file and line)."""
+    search = args.command == "search"
+    space, fixed = SEARCH_SPACE, pinned(args) if search else {}
+    if search and args.space:
+        from src.space import load_space
+
+        space = load_space(args.space)
+    searcher, scheduler = RunSettings.searcher, RunSettings.scheduler
+    if search:
+        searcher, scheduler = resolve_method(args.searcher, args.scheduler)
+    only = {k: getattr(args, k) for k in ("num_samples", "grace_period", "reduction_factor",
+            "refit_epochs", "refit_image_size") if hasattr(args, k)}  # fmt: skip
+    return RunSettings(
+        name=args.name,
+        storage_path=args.storage_path.resolve(),
+        data_dir=args.data_dir.resolve() if args.data_dir else None,  # trials run elsewhere
+        image_size=args.image_size,
+        max_epochs=args.max_epochs,
+        gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        seed=args.seed,
+        address=args.address,
+        max_failures=args.max_failures,
+        verbose=args.verbose,
+        searcher=searcher,
+        scheduler=scheduler,
+        space={k: v for k, v in space.items() if k not in fixed},
+        fixed=fixed,
+        refit=search and not args.no_refit,
+        **only,
+    )
+
+
+def grid_from(args: argparse.Namespace) -> Grid:
+    """The grid of `hypertune.py grid`: its two axes and what is fixed around them."""
+    fixed: dict = {}
+    if args.from_experiment:
+        from src.results import best_config
+
+        fixed |= best_config(args.storage_path / args.from_experiment)
+    fixed |= pinned(args)
+    axes = dict([parse_assignment(args.x, many=True), parse_assignment(args.y, many=True)])
+    return Grid(axes=axes, repeats=args.repeats, fixed=fixed)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written into `folder` (created if missing), or None. Tried for
+    real, before any work starts: permissions alone do not tell (root, read-only mounts)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return (
+            f"Cannot write into {folder} ({err.strerror or err}). Choose a folder you can "
+            f"write to (--storage-path for experiments, --output for predictions)."
+        )
+    return None
+
+
+def new_run_problem(args: argparse.Namespace) -> str | None:
+    """A new search, grid or comparison: its settings, and a name that is free."""
+    settings = settings_from(args)
+    grid = grid_from(args) if args.command == "grid" else None
+    problem = first_problem(
+        (
+            compare_problem(args.methods.split(","), args.seeds, args.budget, args.max_epochs)
+            if args.command == "compare"
+            else None
+        ),
+        grid.problems() if grid else None,
+        settings.problems(grid),
+    )
+    if problem:
+        return problem
+    folder = args.storage_path / args.name
+    if args.command == "compare" and args.resume:
+        if not folder.is_dir():
+            return f"There is no comparison {args.name!r} in {args.storage_path} to resume."
+    elif folder.exists():
+        return (
+            f"An experiment named {args.name!r} already exists in {args.storage_path}. Choose "
+            f"another --name, or move the old folder away."
+        )
+    return unwritable(args.storage_path)
+
+
+def resume_problem(args: argparse.Namespace) -> str | None:
+    if args.name is None:
+        return f"--resume needs the --name of the {args.command} to continue."
+    if args.command == "compare":
+        return new_run_problem(args)
+    if not (args.storage_path / args.name / EXPERIMENT_INFO).is_file():
+        return f"There is no experiment {args.name!r} in {args.storage_path} to resume."
+    return None
+
+
+def refit_problem(args: argparse.Namespace) -> str | None:
+    if not (args.storage_path / args.name / SUMMARY_FILE).is_file():
+        return (
+            f"There is no finished experiment {args.name!r} in {args.storage_path} (no "
+            f"{SUMMARY_FILE}); refit needs a search or grid that ran to the end."
+        )
+    return first_problem(
+        at_least("epochs", args.epochs or 1),
+        image_size_problem("image-size", args.image_size),
+        unwritable(args.storage_path / args.name),
+    )
+
+
+def predict_problem(args: argparse.Namespace) -> str | None:
+    if (args.model is None) == (args.name is None):
+        return "predict needs either --model PATH (a final_model.pt) or --name NAME."
+    if args.output is not None and args.output.is_dir():
+        return f"--output {args.output} is a folder; give a file name such as preds.csv."
+    return first_problem(
+        at_least("top-k", args.top_k),
+        unwritable(args.output.parent) if args.output is not None else None,
+    )
+
+
+def evaluate_problem(args: argparse.Namespace) -> str | None:
+    if args.name is None and args.checkpoint is None:
+        return "evaluate needs --name NAME (an experiment) or --checkpoint PATH."
+    if args.name and not (args.storage_path / args.name).is_dir():
+        return f"There is no experiment {args.name!r} in {args.storage_path}."
+    checkpoint = args.checkpoint
+    if checkpoint and not (checkpoint.is_file() or (checkpoint / CHECKPOINT_FILE).is_file()):
+        return f"{checkpoint} is not a checkpoint folder (it has no {CHECKPOINT_FILE})."
+    if args.name is None and args.data_dir is None:
+        return "With --checkpoint alone there is no test split: give --data-dir or --name."
+    return None
+
+
+def problem(args: argparse.Namespace) -> str | None:
+    """The first problem with the parsed flags of any command, or None."""
+    try:
+        if args.command in ("refit", "predict", "evaluate"):
+            checks = {"refit": refit_problem, "predict": predict_problem}
+            return checks.get(args.command, evaluate_problem)(args)
+        if args.command == "analyze":
+            return None  # the analysis checks its own request, before writing anything
+        return resume_problem(args) if args.resume else new_run_problem(args)
+    except ValueError as err:  # a bad --set, --x, --y, --space or --from-experiment
+        return str(err)

@@ -1,0 +1,71 @@
+"""A trained model applied to images: loading a model file or checkpoint, and preparing pixels
+the way training did. Used by predict and evaluate; no Ray, no plotting, so that applying a
+model starts fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from src.config import CHECKPOINT_FILE, MODEL_FORMAT
+from src.data import DataError
+from src.model import Net, build_model
+
+BATCH = 256  # images classified at a time: bounded memory for any number of images
+
+
+def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[Net, dict[str, Any]]:
+    model = build_model(state["config"], len(state["class_names"]), device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def load_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+    """A trial's checkpoint folder, or a model file (final_model.pt), ready to predict."""
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    return model_from_state(torch.load(file, map_location=device, weights_only=True), device)
+
+
+def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+    """A model file written by `hypertune.py refit`, or a DataError that says what is wrong."""
+    if not path.is_file():
+        raise DataError(
+            f"There is no model file {path}. A model is written by `hypertune.py refit "
+            f"--name NAME` (and at the end of every search) as logs/ray_results/NAME/"
+            f"final_model.pt; pass that file with --model, or the experiment with --name."
+        )
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        state = {"format": f"unreadable by torch.load ({type(err).__name__})"}
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found != MODEL_FORMAT:
+        raise DataError(
+            f"{path} is not a hypertune model file (format {found!r}, expected "
+            f"{MODEL_FORMAT!r}). Use the final_model.pt that `hypertune.py refit` wrote; "
+            f"a trial checkpoint can be scored with `hypertune.py evaluate --checkpoint`."
+        )
+    return model_from_state(state, device)
+
+
+def normalised(state: dict[str, Any], pixels: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images (N, 3, S, S) as the model saw them in training: scaled to [0, 1],
+    normalised with the statistics stored in `state`, channels-last."""
+    mean = torch.tensor(state["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(state["std"], device=device).view(1, 3, 1, 1)
+    x = (torch.from_numpy(np.ascontiguousarray(pixels)).to(device).float() / 255 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def probabilities(model: Net, state: dict[str, Any], pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities of uint8 images (N, 3, S, S), BATCH images at a time."""
+    device = next(model.parameters()).device
+    chunks = [
+        torch.softmax(model(normalised(state, pixels[i : i + BATCH], device)), 1).cpu().numpy()
+        for i in range(0, len(pixels), BATCH)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(state["class_names"])))

@@ -1,0 +1,96 @@
+"""The Ray Tune trainable: one trial = one CNN trained epoch by epoch on the cached images.
+
+After every epoch it reports train_loss, val_loss, val_accuracy and epoch_seconds to Tune with a
+checkpoint, so a scheduler can stop it and a restarted trial continues where it was. It trains
+on exactly the device Ray assigned it (src/device.py) with the recipe of src/train.py.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from src.config import CHECKPOINT_FILE
+from src.data import DataSpec, open_trial_data
+from src.device import Amp, describe_device, seed_everything, trial_device
+from src.model import build_model, count_parameters
+from src.train import (
+    evaluate,
+    load_training_state,
+    make_optimizer,
+    plain,
+    save_checkpoint,
+    set_optimizer_hyperparameters,
+    train_epoch,
+)
+
+
+def trial_cpus() -> int:
+    """CPUs Ray assigned to this trial: the torch thread count."""
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
+def restore(model: torch.nn.Module, optimizer: Any, schedule: Any, config: dict[str, Any]) -> int:
+    """Load Tune's checkpoint for this trial, if any; returns the number of epochs done.
+    The checkpoint may be another trial's, with `config` a mutation of its config (PBT)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    done = load_training_state(state, model, optimizer, schedule)  # dropout: from `config`
+    set_optimizer_hyperparameters(optimizer, schedule, config)
+    return done
+
+
+def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
+    """Tune function trainable. `config` holds the hyperparameters (see src.config.BASELINE)
+    and `seed`; `data_spec` and `max_epochs` are the same for every trial."""
+    config = plain(config)  # BOHB's ConfigSpace hands out numpy integers, which torch refuses
+    torch.set_num_threads(trial_cpus())
+    seed_everything(config["seed"])
+    device = trial_device(ray.get_gpu_ids())
+    data = open_trial_data(
+        data_spec, config["batch_size"], config["seed"], device, jitter=config["jitter"]
+    )
+    assert data.val is not None
+    model = build_model(config, len(data.class_names), device)
+    optimizer, schedule = make_optimizer(model, config, max_epochs, len(data.train))
+    amp = Amp.for_device(device)
+    fixed = {
+        "num_params": count_parameters(model),
+        "val_images": data.val.num_images,  # the binomial noise of val_accuracy follows from it
+        "node_id": ray.get_runtime_context().get_node_id(),  # which machine, on a cluster
+        "device": describe_device(device),
+        "precision": amp.precision,
+    }
+    for epoch in range(restore(model, optimizer, schedule, config) + 1, max_epochs + 1):
+        start = time.perf_counter()
+        loss = train_epoch(model, data.train, optimizer, schedule, config["label_smoothing"], amp)
+        diverged = not math.isfinite(loss)
+        scores = {"val_loss": math.nan, "val_accuracy": 0.0}
+        if not diverged:
+            scores = evaluate(model, data.val, amp)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss,
+            **scores,
+            "epoch_seconds": time.perf_counter() - start,
+            "diverged": diverged,
+            **fixed,
+        }
+        if diverged:
+            # The trial ends with the worst accuracy: schedulers and searchers see a bad
+            # configuration, not a crash, and no checkpoint of NaN weights is kept.
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(Path(folder), epoch, model, optimizer, schedule, config, data)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

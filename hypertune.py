@@ -50,12 +50,20 @@ Handler = Callable[[argparse.Namespace, str], None]
 DEFAULTS = RunSettings(name="", storage_path=Path(), data_dir=None)  # shown in --help
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each flag's default (the preset's, where one applies), unless it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        unset = action.default in (None, [], argparse.SUPPRESS) or action.default is False
+        return action.help if unset else super()._get_help_string(action)
+
+
 def subparser(commands: argparse._SubParsersAction, name: str, run: Handler, help: str,
               description: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
     # No abbreviated flags: what the user typed must be recognisable, so that it beats a preset.
     p = commands.add_parser(
         name, help=help, description=description or help, allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )  # fmt: skip
     p.set_defaults(run=run)
     return p
@@ -96,7 +104,14 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
     how = p.add_argument_group("the search")
     how.add_argument("--preset", choices=[k for k in PRESETS if k != "smoke"], default="quick",
                      help=f"defaults for the flags you do not type: {PRESETS}")  # fmt: skip
-    how.add_argument("--num-samples", type=int, default=d.num_samples, help="trials to run")
+    how.add_argument("--time-budget", type=float, metavar="MINUTES",
+                     help="for search + final model; 0: no limit (then --num-samples and "
+                     "--refit-epochs decide)")  # fmt: skip
+    how.add_argument("--search-share", type=float, default=d.search_share,
+                     help="of the time budget, what the search may use; 0: no search")  # fmt: skip
+    how.add_argument("--num-samples", type=int,
+                     help=f"trials (default: what the time budget holds; {d.num_samples} "
+                     "without one)")  # fmt: skip
     how.add_argument("--searcher", choices=SEARCHERS,
                      help=f"proposes configurations (default {d.searcher}, or the partner of "
                      "--scheduler)")  # fmt: skip
@@ -115,8 +130,9 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
     how.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="pin a hyperparameter for this search (repeatable)")  # fmt: skip
     final = p.add_argument_group("the final model")
-    final.add_argument("--refit-epochs", type=int, default=d.refit_epochs,
-                       help="epochs of the final model on train + val")  # fmt: skip
+    final.add_argument("--refit-epochs", type=int,
+                       help=f"epochs of the final model on train + val (default: what the "
+                       f"time budget leaves; {d.refit_epochs} without one)")  # fmt: skip
     final.add_argument("--refit-image-size", type=int, help="px (default: --image-size)")
     final.add_argument("--no-refit", action="store_true", help="no final model, no test split")
 
@@ -207,12 +223,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser, subparsers = build_parser()
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["search", *argv]  # `search` is the default command
-    first, _ = parser.parse_known_args(argv)
+    first, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     smoke = getattr(first, "smoke_test", False)
     defaults = dict(PRESETS["smoke" if smoke else getattr(first, "preset", "quick")])
+    if getattr(first, "time_budget", None):  # minutes typed: trials and epochs follow from them
+        defaults = {k: v for k, v in defaults.items() if k not in ("num_samples", "refit_epochs")}
     if first.command in ("search", "grid", "compare") and not first.resume:
         defaults["name"] = f"{'smoke' if smoke else first.command}-{time.strftime('%Y%m%d-%H%M%S')}"
-    command = subparsers[first.command]
+    command = subparsers.get(first.command, parser)  # none for hypertune.py --help
     known = {action.dest for action in command._actions}
     command.set_defaults(**{k: v for k, v in defaults.items() if k in known})
     args = parser.parse_args(argv)

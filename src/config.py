@@ -10,6 +10,7 @@ tests, benchmarks) pass the same checks as the command line's. Change the search
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,12 +75,12 @@ HYPERPARAMETERS = [*BASELINE, "seed"]
 # Presets of `search` (--preset NAME): values for flags the user did not type. Wall times are
 # for 2 CPU cores and the Flowers copy (README, Measured).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {},  # the RunSettings defaults: 10 min 56 s on Flowers (journal entry 8)
-    # Twice the trials, twice as long, judged later (ASHA's epoch-2 rung stopped the baseline:
-    # entry 6), and a final model trained twice as long. 64 px: 96 px did not pay (entry 7).
-    "long": {"num_samples": 20, "max_epochs": 20, "grace_period": 4, "refit_epochs": 80},
+    "quick": {"time_budget": 10},  # minutes for search + final model (journal entry 11)
+    # Longer trials, judged later (ASHA's epoch-2 rung stopped the baseline: entry 6).
+    "long": {"time_budget": 60, "max_epochs": 20, "grace_period": 4},
     # --smoke-test: generated images, checks an installation in well under a minute
     "smoke": {
+        "time_budget": 0,  # no time limit: a fixed, small amount of work
         "num_samples": 4,
         "max_epochs": 3,
         "grace_period": 1,
@@ -104,13 +105,17 @@ PAIRED: dict[str, tuple[str, str]] = {
 # What PBT may change while a trial runs (from its checkpoint); the architecture never.
 PBT_MUTABLE = ("lr", "weight_decay", "dropout")
 
-# Search methods of `hypertune.py compare`: scheduler+searcher pairs as above, and a grid.
+# Search methods of `hypertune.py compare`: scheduler+searcher pairs as above, a grid, and
+# `baseline`: no search, the starting configuration trained for the whole budget.
 COMPARE_METHODS = (
-    "asha+hyperopt", "asha+random", "asha+de", "hyperband+bohb", "pbt+random", "fifo+random",
-    "grid",
+    "baseline", "asha+hyperopt", "asha+random", "asha+de", "hyperband+bohb", "pbt+random",
+    "fifo+random", "grid",
 )  # fmt: skip
-# What `compare` runs unless --methods says otherwise: one per searcher (journal entry 10).
-COMPARE_DEFAULT = ("hyperband+bohb", "pbt+random", "asha+de", "asha+hyperopt", "asha+random")
+# What `compare` runs unless --methods says otherwise: the yardstick and one method per
+# searcher (journal entry 10).
+COMPARE_DEFAULT = (
+    "baseline", "hyperband+bohb", "pbt+random", "asha+de", "asha+hyperopt", "asha+random",
+)  # fmt: skip
 
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
 MODE = "max"
@@ -221,6 +226,17 @@ def starting_point(space: dict[str, Any]) -> dict[str, Any] | None:
     return point if inside else None
 
 
+def is_starting_point(config: dict[str, Any], point: dict[str, Any] | None) -> bool:
+    """Whether a trial's `config` is the starting point (floats compared to a relative 1e-9: a
+    searcher may hand BASELINE's values back through its own number types)."""
+    if point is None:
+        return False
+    return all(
+        math.isclose(config[k], v, rel_tol=1e-9) if isinstance(v, float) else config[k] == v
+        for k, v in point.items()
+    )
+
+
 def first_problem(*checks: str | None) -> str | None:
     return next((problem for problem in checks if problem), None)
 
@@ -246,7 +262,7 @@ class RunSettings:
     storage_path: Path  # where Ray writes results (absolute)
     data_dir: Path | None  # folder of <class>/*.jpg; None = Flowers via mads_datasets
     image_size: int = 64  # square side in px; 64 keeps CPU trials at minutes, not hours
-    num_samples: int = 10  # trials the searcher proposes
+    num_samples: int | None = 10  # trials to run; None: as many as the time budget allows
     max_epochs: int = 10  # epochs of a trial that ASHA never stops
     grace_period: int = 2  # epochs every trial gets before ASHA may stop it
     reduction_factor: int = 3  # ASHA keeps the top 1/reduction_factor at each rung
@@ -256,7 +272,9 @@ class RunSettings:
     max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
     address: str | None = None  # existing Ray cluster, or None for a local one
     refit: bool = True  # train the final model after a search (--no-refit: False)
-    refit_epochs: int = 40  # epochs of the final model on train + val
+    refit_epochs: int | None = 40  # epochs of the final model; None: what the time budget leaves
+    time_budget: float | None = None  # minutes for search + final model; None: no limit
+    search_share: float = 0.4  # of a time budget, what the search may use; 0: no search
     refit_image_size: int | None = None  # the final model's image size; None = image_size
     verbose: bool = False  # Ray's own console output instead of hypertune's progress line
     searcher: str = "hyperopt"  # proposes configurations: one of SEARCHERS
@@ -277,13 +295,15 @@ class RunSettings:
         Ranges first, then how values combine, then every trial configuration the model must
         build. The messages name the command-line flags that set each value."""
         counts = ("max_epochs", "cpus_per_trial", "num_samples", "grace_period", "refit_epochs")
+        counted = [name for name in counts if getattr(self, name) is not None]
         return first_problem(
+            self.budget_problem(),
             (
                 f"--max-failures cannot be negative, got {self.max_failures}."
                 if self.max_failures < 0
                 else None
             ),
-            *(at_least(name.replace("_", "-"), getattr(self, name)) for name in counts),
+            *(at_least(name.replace("_", "-"), getattr(self, name)) for name in counted),
             self.grace_problem() if grid is None else None,
             at_least("reduction-factor", self.reduction_factor, 2),
             (
@@ -301,6 +321,17 @@ class RunSettings:
             method_problem(self.searcher, self.scheduler, self.space) if grid is None else None,
             self.configs_problem(grid),
         )
+
+    def budget_problem(self) -> str | None:
+        if self.time_budget is None:
+            if self.num_samples is None or self.refit_epochs is None:
+                return "Without --time-budget, give --num-samples and --refit-epochs."
+            return None
+        if not self.time_budget > 0:
+            return f"--time-budget must be a positive number of minutes, got {self.time_budget}."
+        if not 0 <= self.search_share <= 1:
+            return f"--search-share must be between 0 and 1, got {self.search_share}."
+        return None
 
     def grace_problem(self) -> str | None:
         if self.grace_period > self.max_epochs:

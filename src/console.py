@@ -11,7 +11,7 @@ import pandas as pd
 
 from src.config import HYPERPARAMETERS, METRIC, MODEL_FILE
 from src.flags import experiment_flags, hypertune_command
-from src.results import cheapest_close_to_best
+from src.results import best_trial, cheapest_close_to_best, yardstick
 
 PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
 TTY_EVERY_S = 1.0  # on a terminal: redraw at most this often
@@ -55,26 +55,37 @@ def describe_config(row: pd.Series) -> str:
     )
 
 
-def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None) -> str:
-    """The end of a run in a few lines: the best trial, the cheapest one within a point of it,
-    the final model and its test accuracy, where everything is, and what to run next."""
-    best, cheap = table.iloc[0], cheapest_close_to_best(table)
-    stopped = int((table["status"] == "stopped_early").sum())
-    again = experiment_flags(folder)
+def search_lines(table: pd.DataFrame) -> list[str]:
+    """The search in a few lines: the best trial, how it compares with the starting
+    configuration, and the cheapest trial nearly as good."""
+    best, stopped = best_trial(table), int((table["status"] == "stopped_early").sum())
     lines = [
-        "=" * 78,
-        f"{folder.name}: {len(table)} trials ({stopped} stopped early)",
+        f"{len(table)} trials ({stopped} stopped early)",
         f"best trial     {best['trial_id']}: {METRIC} {best['best_val_accuracy']:.4f} at epoch "
         f"{best['best_epoch']:.0f} of {best['epochs']}, {best['compute_seconds']:.0f} s",
         f"               {describe_config(best)}",
     ]
-    if cheap["trial_id"] != best["trial_id"]:
-        saving = best["compute_seconds"] / cheap["compute_seconds"]
+    if versus := yardstick(table):
         lines.append(
-            f"within 1 point {cheap['trial_id']}: {METRIC} {cheap['best_val_accuracy']:.4f} in "
-            f"{cheap['compute_seconds']:.0f} s ({saving:.1f}x less compute): "
-            f"{describe_config(cheap)}"
+            f"vs the start   trial {versus.start_id} (the starting configuration): {METRIC} "
+            f"{versus.start:.4f} at epoch {versus.epoch}; {versus.verdict()}"
         )
+    cheap = cheapest_close_to_best(table)
+    if cheap is not None and cheap["trial_id"] != best["trial_id"]:
+        lines.append(
+            f"within 1 point {cheap['trial_id']}: {METRIC} {cheap['best_val_accuracy']:.4f} at "
+            f"{cheap['seconds_per_epoch']:.1f} s per epoch (best: {best['seconds_per_epoch']:.1f})"
+            f": {describe_config(cheap)}"
+        )
+    return lines
+
+
+def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None) -> str:
+    """The end of a run in a few lines: the search, the final model and its test accuracy,
+    where everything is, and what to run next."""
+    again = experiment_flags(folder)
+    searched = search_lines(table) if len(table) else ["no search: the starting configuration"]
+    lines = ["=" * 78, f"{folder.name}: {searched[0]}", *searched[1:]]
     if test_accuracy is not None:
         lines.append(
             f"final model    {folder / MODEL_FILE}: test accuracy {test_accuracy:.4f} "

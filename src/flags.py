@@ -84,8 +84,12 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
     searcher, scheduler = RunSettings.searcher, RunSettings.scheduler
     if search:
         searcher, scheduler = resolve_method(args.searcher, args.scheduler)
-    only = {k: getattr(args, k) for k in ("num_samples", "grace_period", "reduction_factor",
-            "refit_epochs", "refit_image_size") if hasattr(args, k)}  # fmt: skip
+    only = {k: getattr(args, k) for k in ("grace_period", "reduction_factor",
+            "refit_image_size", "search_share") if hasattr(args, k)}  # fmt: skip
+    budget = getattr(args, "time_budget", None) or None  # 0: no limit
+    for name in ("num_samples", "refit_epochs"):  # a time budget plans them unless typed
+        typed = getattr(args, name, None)
+        only[name] = typed if typed is not None or budget else getattr(RunSettings, name)
     return RunSettings(
         name=args.name,
         storage_path=args.storage_path.resolve(),
@@ -103,6 +107,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         space={k: v for k, v in space.items() if k not in fixed},
         fixed=fixed,
         refit=search and not args.no_refit,
+        time_budget=budget,
         **only,
     )
 

@@ -6,16 +6,18 @@ once, the search or grid, the refit of the best configuration, the closing summa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+from loguru import logger
 
-from src.config import MODEL_FILE, SUMMARY_FILE, Grid, RunSettings
+from src.config import BASELINE, MODEL_FILE, SUMMARY_FILE, Grid, RunSettings, starting_point
 from src.console import summary_block
 from src.data import DataSpec, image_folder, prepare_cache
 from src.evaluate import Evaluation
-from src.results import read_experiment_info
+from src.results import read_experiment_info, write_experiment_info, write_summary
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,40 @@ def run(settings: RunSettings, grid: Grid | None, command: str) -> Outcome:
     command line, recorded in the model file."""
     from src.search import run_experiment
 
+    started = time.monotonic()  # a time budget counts from here
     data_spec = prepared_data(settings.data_dir, settings.image_size)
+    if grid is None and settings.time_budget:
+        return run_within_budget(settings, data_spec, command, started)
     table = run_experiment(settings, data_spec, grid)
     return conclude(settings.storage_path / settings.name, settings, grid, table, command)
+
+
+def run_within_budget(
+    settings: RunSettings, data_spec: DataSpec, command: str, started: float
+) -> Outcome:
+    """A search that ends within settings.time_budget minutes, final model included: planned
+    from the measured pace (src/budget.py), the search stopped at its share, the refit given
+    what is left. --search-share 0: no search, the starting configuration trains throughout."""
+    from src.budget import EVALUATION_RESERVE_S, plan_budget
+    from src.search import cluster_resources, run_experiment
+
+    assert settings.time_budget is not None
+    deadline = started + settings.time_budget * 60 - EVALUATION_RESERVE_S
+    folder = settings.storage_path / settings.name
+    start = {**BASELINE, **settings.fixed, **(starting_point(settings.space) or {})}
+    searching = settings.search_share > 0 or not settings.refit
+    concurrent = cluster_resources(settings).concurrent if searching else 1
+    plan = plan_budget(settings, start, data_spec, concurrent, time.monotonic() - started)
+    logger.info(plan.describe(settings))
+    if searching:
+        settings = replace(settings, num_samples=plan.trials)
+        limit = started + plan.search_seconds - time.monotonic()
+        table = run_experiment(settings, data_spec, time_limit=limit, budget=plan.as_dict())
+    else:
+        write_experiment_info(settings, data_spec, None, plan.as_dict())
+        table = pd.DataFrame(columns=["trial_id", "best_val_accuracy"])
+        write_summary(table, folder)
+    return conclude(folder, settings, None, table, command, deadline - time.monotonic())
 
 
 def resume(folder: Path, command: str) -> Outcome | None:
@@ -63,12 +96,18 @@ def resume(folder: Path, command: str) -> Outcome | None:
 
 
 def conclude(
-    folder: Path, settings: RunSettings, grid: Grid | None, table: pd.DataFrame, command: str
+    folder: Path,
+    settings: RunSettings,
+    grid: Grid | None,
+    table: pd.DataFrame,
+    command: str,
+    refit_seconds: float | None = None,
 ) -> Outcome:
-    """The refit (searches only, unless --no-refit) and the closing summary."""
+    """The refit (searches only, unless --no-refit; within `refit_seconds` under a time
+    budget) and the closing summary."""
     test = None
     if grid is None and settings.refit:
-        test = refit_best(folder, command).accuracy
+        test = refit_best(folder, command, seconds=refit_seconds).accuracy
     print(summary_block(folder, table, test))
     return Outcome(folder, table, test)
 
@@ -79,19 +118,13 @@ def refit_best(
     epochs: int | None = None,
     image_size: int | None = None,
     seed: int | None = None,
+    seconds: float | None = None,
 ) -> Evaluation:
-    """The final model of an experiment and its test evaluation; unset values come from the
-    experiment's settings."""
+    """The final model of an experiment and its test evaluation (src/refit.py: plan_refit
+    says where unset values come from)."""
     from src.refit import plan_refit, refit
 
-    settings, _, _ = read_experiment_info(folder)
-    plan = plan_refit(
-        folder,
-        epochs or settings.refit_epochs,
-        image_size or settings.refit_image_size,
-        settings.seed if seed is None else seed,
-    )
-    return refit(plan, command)
+    return refit(plan_refit(folder, epochs, image_size, seed, seconds), command)
 
 
 def compare(

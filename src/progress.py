@@ -30,7 +30,8 @@ class ProgressLine(tune.Callback):
     """A Tune callback that keeps one line of progress up to date. `trials` is how many the
     experiment will run (None where a budget ends it instead); `epoch_budget` is the total of
     training epochs that ends it (compare), if any; `rungs` are the epochs below max_epochs at
-    which the scheduler may stop a trial (ASHA's milestones; none for FIFO)."""
+    which the scheduler may stop a trial (ASHA's milestones; none for FIFO); `time_limit`: the
+    seconds after which a time budget ends the search."""
 
     def __init__(
         self,
@@ -39,9 +40,10 @@ class ProgressLine(tune.Callback):
         max_epochs: int,
         epoch_budget: int | None = None,
         rungs: tuple[int, ...] = (),
+        time_limit: float | None = None,
     ) -> None:
         self.label, self.trials, self.max_epochs = label, trials, max_epochs
-        self.epoch_budget, self.rungs = epoch_budget, rungs
+        self.epoch_budget, self.rungs, self.time_limit = epoch_budget, rungs, time_limit
         self.best: tuple[float, str, int] | None = None  # (value, trial id, epoch)
         self.setup()
 
@@ -127,4 +129,7 @@ class ProgressLine(tune.Callback):
                 max(per_trial, self.next_stop(trained(t))) - trained(t) for t in running
             )
             to_come = not_started * per_trial + in_flight
-        return f", ~{clock(to_come * elapsed / this_session)} left" if to_come else ""
+        left = to_come * elapsed / this_session
+        if self.time_limit is not None:  # a time budget ends the search at the latest
+            left = min(left, max(self.time_limit - elapsed, 0.0))
+        return f", ~{clock(left)} left" if to_come else ""

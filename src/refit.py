@@ -27,13 +27,14 @@ import torch
 from loguru import logger
 from torch import nn
 
+from src.budget import refit_epochs
 from src.config import MODEL_FILE, MODEL_FORMAT
 from src.console import Ticker, clock
 from src.data import DataSpec, TrialData, open_trial_data
 from src.device import Amp, describe_device, local_device, seed_everything
 from src.evaluate import Evaluation, evaluate_and_report
 from src.model import build_model, count_parameters
-from src.results import best_config, read_experiment_info
+from src.results import budget_plan, read_experiment_info, refit_config
 from src.train import (
     load_training_state,
     make_optimizer,
@@ -52,16 +53,43 @@ class RefitPlan:
     its plan is the same."""
 
     experiment: str  # experiment folder (absolute)
-    config: dict[str, Any]  # the best trial's hyperparameters and the seed
+    config: dict[str, Any]  # the chosen trial's hyperparameters and the seed
     epochs: int
     image_size: int
 
 
-def plan_refit(experiment: Path, epochs: int, image_size: int | None, seed: int) -> RefitPlan:
-    """The best trial's configuration (by validation accuracy) and how long to train it."""
-    settings, _, _ = read_experiment_info(experiment)
-    config = {**best_config(experiment), "seed": seed}
-    return RefitPlan(str(experiment), plain(config), epochs, image_size or settings.image_size)
+def plan_refit(
+    experiment: Path,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    seed: int | None = None,
+    seconds: float | None = None,
+) -> RefitPlan:
+    """The experiment's chosen configuration (src.results.refit_config) and how long to train
+    it: `epochs`, else the experiment's --refit-epochs, else the epochs of an interrupted refit
+    of the same model, else as many as `seconds` hold (by default the refit's share of the
+    experiment's time budget) at the pace measured here. Unset values: the experiment's."""
+    settings, spec, _ = read_experiment_info(experiment)
+    config = plain(
+        {**refit_config(experiment, settings), "seed": settings.seed if seed is None else seed}
+    )
+    size = image_size or settings.refit_image_size or settings.image_size
+    epochs = epochs or settings.refit_epochs or interrupted_epochs(experiment, config, size)
+    if not epochs:
+        budget = budget_plan(experiment) or {}
+        seconds = seconds if seconds is not None else budget.get("refit_seconds", 0.0)
+        threads = os.cpu_count() or 1
+        epochs = refit_epochs(config, DataSpec(spec.root, size), threads, seconds)
+    return RefitPlan(str(experiment), config, epochs, size)
+
+
+def interrupted_epochs(experiment: Path, config: dict[str, Any], image_size: int) -> int | None:
+    """The planned epochs of an interrupted refit of this configuration and size, if any: a
+    time-budgeted refit continues with its plan rather than one measured anew."""
+    state = resume_state(experiment / REFIT_DIR / "checkpoint.pt")
+    plan = (state or {}).get("plan", {})
+    same = plan.get("config") == config and plan.get("image_size") == image_size
+    return int(plan["epochs"]) if same else None
 
 
 def write_atomically(state: dict[str, Any], path: Path) -> None:
@@ -71,16 +99,17 @@ def write_atomically(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def resume_state(path: Path, plan: RefitPlan) -> dict[str, Any] | None:
-    """The saved training state of this same plan, or None (absent, other plan, unreadable)."""
+def resume_state(path: Path, plan: RefitPlan | None = None) -> dict[str, Any] | None:
+    """The saved training state (of this same `plan`, if given), or None (absent, other plan,
+    unreadable)."""
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged file is not worth failing for: start over
         logger.warning(f"Ignoring the unreadable refit state {path} ({err}); starting over.")
         return None
-    return state if state.get("plan") == asdict(plan) else None
+    return state if plan is None or state.get("plan") == asdict(plan) else None
 
 
 def refit(plan: RefitPlan, command: str) -> Evaluation:

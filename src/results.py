@@ -5,7 +5,8 @@ No Ray at import time: predict and evaluate read these files without it."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from src.config import (
     SUMMARY_FILE,
     Grid,
     RunSettings,
+    is_starting_point,
 )
 from src.data import DataSpec
 
@@ -79,17 +81,80 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
         "final_val_loss": last.get("val_loss"),
         "final_train_loss": last.get("train_loss"),
         "num_params": last.get("num_params"),
+        "val_images": last.get("val_images"),  # what the validation accuracy is measured on
         # Seconds the trial trained and validated (its own clock, from start to last report):
         # the cost a user weighs against accuracy, comparable across trials run in parallel.
         "compute_seconds": last.get("time_total_s"),
+        "seconds_per_epoch": last.get("time_total_s", math.nan) / max(epochs, 1),
         "error": str(result.error).strip().splitlines()[-1] if result.error else "",
         "path": result.path,
     }
 
 
-def summarize(results: ResultGrid, max_epochs: int) -> pd.DataFrame:
-    """One row per trial, best first."""
-    return ranked(pd.DataFrame([trial_row(results[i], max_epochs) for i in range(len(results))]))
+def binomial_sd(accuracy: float, images: float) -> float:
+    """One standard deviation of an accuracy measured on `images` images."""
+    return math.sqrt(accuracy * (1 - accuracy) / images) if images > 0 else math.nan
+
+
+def summarize(results: ResultGrid, max_epochs: int, start: dict[str, Any] | None) -> pd.DataFrame:
+    """One row per trial, best first, each beside the yardstick: `is_start` marks the trial of
+    the starting point `start` (None for a grid), `start_at_best_epoch` is that trial's
+    val_accuracy at the epoch where the row's trial did best (empty where it did not train that
+    long), `val_accuracy_sd` one binomial sd of the row's best val_accuracy."""
+    trials = [results[i] for i in range(len(results))]
+    table = pd.DataFrame([trial_row(trial, max_epochs) for trial in trials])
+    table["is_start"] = [is_starting_point(trial.config or {}, start) for trial in trials]
+    curve: dict[float, float] = {}
+    if table["is_start"].any():
+        history = epoch_history(trials[int(table["is_start"].to_numpy().argmax())])
+        curve = dict(zip(history["epoch"], history[METRIC], strict=True))
+    table["start_at_best_epoch"] = table["best_epoch"].map(curve)
+    table["val_accuracy_sd"] = [
+        binomial_sd(p, n)
+        for p, n in zip(table["best_val_accuracy"], table["val_images"], strict=True)
+    ]
+    return ranked(table)
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """The best trial against the starting configuration, at the best trial's best epoch."""
+
+    best_id: str
+    start_id: str
+    epoch: int
+    best: float
+    start: float
+    sd: float  # one binomial sd of the best's validation accuracy
+
+    @property
+    def gain(self) -> float:
+        return self.best - self.start
+
+    def verdict(self) -> str:
+        """What the gain means: within 2 sd it may be the validation split's noise."""
+        if self.best_id == self.start_id:
+            return "the best trial is the starting configuration: the search found nothing better"
+        points = f"{100 * self.gain:+.1f} points over the starting configuration at epoch "
+        noise = f"{self.epoch} (1 sd = {100 * self.sd:.1f} points)"
+        if self.gain < 2 * self.sd:
+            return f"{points}{noise}: within noise"
+        return f"{points}{noise}: beyond noise"
+
+
+def yardstick(table: pd.DataFrame) -> Yardstick | None:
+    """The best trial beside the starting configuration, where both trained to the best's
+    best epoch; None where the search did not start from it or stopped it earlier."""
+    if "is_start" not in table or not table["is_start"].any():
+        return None
+    best, start = best_trial(table), table[table["is_start"]].iloc[0]
+    if pd.isna(best["start_at_best_epoch"]):
+        return None
+    return Yardstick(
+        str(best["trial_id"]), str(start["trial_id"]), int(best["best_epoch"]),
+        float(best["best_val_accuracy"]), float(best["start_at_best_epoch"]),
+        float(best["val_accuracy_sd"]),
+    )  # fmt: skip
 
 
 def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
@@ -115,13 +180,23 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
             f"No {SUMMARY_FILE} in {experiment_dir}: --from-experiment needs a finished "
             f"experiment's folder name under --storage-path."
         )
-    best = best_trial(pd.read_csv(path))
-    return {name: type(value)(best[name]) for name, value in BASELINE.items()}
+    return config_of(best_trial(pd.read_csv(path)))
 
 
-def write_experiment_info(settings: RunSettings, data_spec: DataSpec, grid: Grid | None) -> None:
+def config_of(row: pd.Series) -> dict[str, Any]:
+    """The hyperparameters of a summary row, typed like BASELINE's (a CSV reads 32 as 32.0)."""
+    return {name: type(value)(row[name]) for name, value in BASELINE.items()}
+
+
+def write_experiment_info(
+    settings: RunSettings,
+    data_spec: DataSpec,
+    grid: Grid | None,
+    plan: dict[str, Any] | None = None,
+) -> None:
     """What this experiment is, for src.analysis (grid: fixed epochs; search: its scheduler)
-    and for --resume (everything needed to rebuild the trainable)."""
+    and for --resume (everything needed to rebuild the trainable); `plan`: how a time budget
+    is spent (src/budget.py)."""
     folder = settings.storage_path / settings.name
     folder.mkdir(parents=True, exist_ok=True)
     info = {
@@ -129,6 +204,7 @@ def write_experiment_info(settings: RunSettings, data_spec: DataSpec, grid: Grid
         "settings": settings.as_dict(),
         "data_root": str(data_spec.root),
         "grid": None if grid is None else asdict(grid),
+        "plan": plan,
     }
     (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
 
@@ -141,9 +217,27 @@ def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | No
     return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
 
 
-def cheapest_close_to_best(table: pd.DataFrame, within: float = 0.01) -> pd.Series:
-    """The trial with the fewest compute seconds whose best val_accuracy is within `within`
-    (one point) of the best trial's: the one to pick when time matters."""
-    best = table["best_val_accuracy"].max()
-    close = table[table["best_val_accuracy"] >= best - within]
-    return close.loc[close["compute_seconds"].idxmin()]
+def budget_plan(folder: Path) -> dict[str, Any] | None:
+    """How the experiment's time budget was planned (src/budget.py), or None."""
+    plan: dict[str, Any] | None = json.loads((folder / EXPERIMENT_INFO).read_text()).get("plan")
+    return plan
+
+
+def refit_config(folder: Path, settings: RunSettings) -> dict[str, Any]:
+    """What the final model trains: the best trial's hyperparameters, or the starting
+    configuration where no trial ran (--search-share 0); with the experiment's seed."""
+    table = pd.read_csv(folder / SUMMARY_FILE)
+    config = config_of(best_trial(table)) if len(table) else {**BASELINE, **settings.fixed}
+    return {**config, "seed": settings.seed}
+
+
+def cheapest_close_to_best(table: pd.DataFrame, within: float = 0.01) -> pd.Series | None:
+    """Among the trials that trained every epoch (equal length, so a trial stopped early does not
+    look cheap for being stopped), the one with the fewest seconds per epoch whose best
+    val_accuracy is within `within` (one point) of theirs: the one to pick when time matters.
+    None where no trial trained every epoch."""
+    full = table[table["status"] == "completed"]
+    if full.empty:
+        return None
+    close = full[full["best_val_accuracy"] >= full["best_val_accuracy"].max() - within]
+    return close.loc[close["seconds_per_epoch"].idxmin()]

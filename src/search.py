@@ -41,9 +41,11 @@ from src.config import (
     Interrupted,
     RunSettings,
     asha_rungs,
+    is_starting_point,
     starting_point,
 )
 from src.data import DataSpec
+from src.device import gpu_problem
 from src.flags import resume_command
 from src.progress import ProgressLine
 from src.results import summarize, trial_folder_name, write_experiment_info, write_summary
@@ -155,8 +157,25 @@ def make_trainable(
 Plan = tuple[dict[str, Any], tune.TuneConfig]  # param_space and how to search it
 
 
+class ASHAKeepingStart(ASHAScheduler):
+    """ASHA that never stops the starting configuration: it is the yardstick every other trial
+    is measured against at the same epoch, so it trains every epoch. Its results still count
+    at the rungs, so the other trials are judged as before."""
+
+    def __init__(self, start: dict[str, Any] | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and is_starting_point(trial.config, self.start):
+            return TrialScheduler.CONTINUE  # at its last epoch the trainable ends by itself
+        return str(decision)
+
+
 def asha(settings: RunSettings) -> ASHAScheduler:
-    return ASHAScheduler(
+    return ASHAKeepingStart(
+        starting_point(settings.space),
         time_attr="training_iteration",
         max_t=settings.max_epochs,
         grace_period=settings.grace_period,
@@ -172,7 +191,7 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
         random_state_seed=settings.seed,
         # HyperOpt's default of 20 random trials before TPE starts would make a 10-trial search
         # pure random search; a third of the trials (the baseline included) are random here.
-        n_initial_points=max(3, settings.num_samples // 3),
+        n_initial_points=max(3, expected_trials(settings, None) // 3),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)
 
@@ -277,7 +296,7 @@ def search_plan(settings: RunSettings, concurrent: int) -> Plan:
     config = tune.TuneConfig(
         search_alg=SEARCHER_FACTORIES[settings.searcher](settings, concurrent),
         scheduler=scheduler(settings),
-        num_samples=settings.num_samples,
+        num_samples=expected_trials(settings, None),
     )
     return search_space(settings), config
 
@@ -303,17 +322,22 @@ def build_tuner(
     stop: tune.Stopper | None = None,
     trials: int | None = None,
     epoch_budget: int | None = None,
+    time_limit: float | None = None,
 ) -> tune.Tuner:
     """The Tuner of one experiment; unless verbose, with hypertune's progress line for its
-    `trials` (or its `epoch_budget`) in place of Ray's console output."""
+    `trials` (or its `epoch_budget`) in place of Ray's console output. `time_limit` (seconds):
+    the search ends there, its running trials stopped (Tune's time_budget_s)."""
     space, tune_config = plan
+    tune_config.time_budget_s = time_limit
     if not settings.verbose:
         rungs: tuple[int, ...] = ()
         if isinstance(tune_config.scheduler, ASHAScheduler):
             rungs = asha_rungs(
                 settings.max_epochs, settings.grace_period, settings.reduction_factor
             )
-        line = ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget, rungs)
+        line = ProgressLine(
+            settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit
+        )
         callbacks = [*(callbacks or []), line]
     # Tune's newer console output prints a config box and paths even at verbose=0; its classic
     # one, at verbose=0, prints nothing. Read when fit() starts; set both ways, as the
@@ -345,9 +369,15 @@ def build_tuner(
 
 
 def cluster_resources(settings: RunSettings) -> TrialResources:
-    """Start or join Ray, and fit the trials to what it has."""
+    """Start or join Ray, and fit the trials to what it has. GPUs that torch cannot use here
+    (a local cluster) are left out, with a line that says why."""
     start_ray(settings.address, settings.verbose)
-    resources = trial_resources(settings, ray.cluster_resources())
+    cluster = ray.cluster_resources()
+    local_gpus = cluster.get("GPU") and settings.gpus_per_trial > 0 and settings.address is None
+    if local_gpus and (problem := gpu_problem()):
+        logger.warning(f"Ray sees {cluster['GPU']:g} GPU(s), but {problem} Trials run on CPUs.")
+        cluster = {**cluster, "GPU": 0.0}
+    resources = trial_resources(settings, cluster)
     logger.info(
         f"{resources.cpu} CPU + {resources.gpu} GPU per trial, {resources.concurrent} at once; "
         f"results in {settings.storage_path / settings.name}"
@@ -361,10 +391,14 @@ def run_experiment(
     grid: Grid | None = None,
     monitor: ConcurrencyMonitor | None = None,
     callbacks: list[tune.Callback] | None = None,
+    resources: TrialResources | None = None,
+    time_limit: float | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """A search (grid=None) or a fixed-epoch grid; writes experiment_summary.csv, prints the
-    best trial and returns the summary."""
-    resources = cluster_resources(settings)
+    best trial and returns the summary. A search with a `time_limit` (seconds) ends there;
+    `budget` is its plan (src/budget.py), recorded with the experiment."""
+    resources = resources or cluster_resources(settings)
     if grid is None:
         plan = search_plan(settings, resources.concurrent)
     else:
@@ -372,9 +406,9 @@ def run_experiment(
     monitor = monitor or ConcurrencyMonitor()
     tuner = build_tuner(
         settings, data_spec, resources, plan, [monitor, *(callbacks or [])],
-        trials=expected_trials(settings, grid),
+        trials=expected_trials(settings, grid), time_limit=time_limit,
     )  # fmt: skip
-    write_experiment_info(settings, data_spec, grid)
+    write_experiment_info(settings, data_spec, grid, budget)
     results = tuner.fit()
     logger.info(f"At most {monitor.max_running} trials ran at once.")
     return finish(results, settings, grid)
@@ -397,6 +431,7 @@ def resume_experiment(
 
 def expected_trials(settings: RunSettings, grid: Grid | None) -> int:
     if grid is None:
+        assert settings.num_samples is not None  # a time budget's plan sets it
         return settings.num_samples
     return math.prod(len(values) for values in grid.axes.values()) * grid.repeats
 
@@ -414,12 +449,15 @@ def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -
     """Summary and best trial of a finished experiment; an interrupted one gets no summary,
     so that --resume can tell the two apart."""
     ended = all_trials_ended(results, settings.storage_path / settings.name)
-    if not ended or len(results) < expected_trials(settings, grid):
+    # A time budget ends the search with fewer trials than planned; only Ctrl-C interrupts it.
+    if not ended or (len(results) < expected_trials(settings, grid) and not settings.time_budget):
         raise Interrupted(
             f"The experiment stopped before all its trials finished. Continue it with: "
             f"{resume_command(settings.storage_path / settings.name)}"
         )
-    table = summarize(results, settings.max_epochs)
+    start = None if grid else starting_point(settings.space)
+    table = summarize(results, settings.max_epochs, start)
+    table = table[(table["epochs"] > 0) | (table["status"] == "error")]  # drop never started
     path = write_summary(table, settings.storage_path / settings.name)
     if table["best_val_accuracy"].isna().all():
         raise SearchError(

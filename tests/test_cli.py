@@ -11,7 +11,7 @@ import pytest
 
 from hypertune import parse_args
 from src.analysis import load_experiment
-from src.config import PRESETS, RunSettings
+from src.config import PRESETS
 from src.flags import settings_from
 from src.results import read_experiment_info
 
@@ -127,12 +127,13 @@ def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
     args = parse_args(["--preset", "long", "--num-samples", "3", *storage])
     assert args.num_samples == 3  # typed
     assert args.max_epochs == PRESETS["long"]["max_epochs"]  # from the preset
-    assert args.refit_epochs == PRESETS["long"]["refit_epochs"]
+    assert args.time_budget == PRESETS["long"]["time_budget"]
     args = parse_args(["--smoke-test", "--max-epochs=5", "--grace-period", "2", *storage])
     assert (args.max_epochs, args.grace_period) == (5, 2)
     assert args.num_samples == PRESETS["smoke"]["num_samples"]
     settings = settings_from(parse_args([*storage]))
-    assert settings.num_samples == RunSettings.num_samples  # quick: the defaults
+    assert settings.time_budget == PRESETS["quick"]["time_budget"]
+    assert settings.num_samples is None  # planned from the budget
     assert (settings.searcher, settings.scheduler) == ("hyperopt", "asha")
 
 

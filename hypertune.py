@@ -243,7 +243,7 @@ def new_settings(args: argparse.Namespace) -> RunSettings:
     """The checked settings of a new run, on generated images for a smoke test without data."""
     settings = flags.settings_from(args)
     if args.smoke_test and args.data_dir is None:
-        from src.data import write_synthetic_images
+        from src.images import write_synthetic_images
 
         images = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
         settings = replace(settings, data_dir=images)
@@ -264,8 +264,7 @@ def run_experiment(args: argparse.Namespace, command: str) -> None:
 def run_compare(args: argparse.Namespace, command: str) -> None:
     from src import pipeline
 
-    settings = new_settings(args)
-    pipeline.compare(settings, args.methods.split(","), args.seeds, args.budget, args.resume)
+    pipeline.compare(new_settings(args), flags.comparison_from(args), args.resume)
 
 
 def run_refit(args: argparse.Namespace, command: str) -> None:

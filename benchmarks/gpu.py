@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.config import BASELINE  # noqa: E402
-from src.data import DataSpec, open_trial_data, prepare_cache, scan_images  # noqa: E402
+from src.data import DataSpec, open_trial_data  # noqa: E402
+from src.images import prepare_cache, scan_images  # noqa: E402
 from src.model import build_model  # noqa: E402
 from src.train import make_optimizer, train_epoch  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Which search method for which budget? Search methods, one search space, an equal budget.
 
-    python hypertune.py compare --seeds 3 --budget 60 --data-dir ../shared/data/flowers
+    .venv/bin/python hypertune.py compare --seeds 3 --budget 60 --data-dir ../shared/data/flowers
 
 The budget is total training epochs (every epoch of every trial counts, early-stopped or
 not), the cost that dominates on any hardware. Each method runs --seeds times; once its
@@ -9,7 +9,10 @@ they are in; the curves are cut at the budget exactly). The result is an anytime
 method, best val_accuracy found so far against epochs spent (mean and min-max over seeds),
 and a table of the final best and the budget needed to reach a target accuracy.
 
-Methods are scheduler+searcher pairs of `search` (src/search.py says what each one is):
+Methods are scheduler+searcher pairs of `search` (src/search.py says what each one is), a grid,
+and the yardstick every method is measured against:
+- baseline: no search; the starting configuration trained for the whole budget as one trial
+  (its learning-rate schedule over all `budget` epochs)
 - asha+hyperopt: what `hypertune.py search` does by default
 - asha+random, asha+de: ASHA early stopping; random or differential-evolution proposals
 - hyperband+bohb: BOHB (HyperBand brackets feeding a kernel-density model)
@@ -37,7 +40,7 @@ from loguru import logger
 from ray import tune
 
 from src.analysis import markdown_table
-from src.config import BASELINE, METRIC, RunSettings
+from src.config import BASELINE, METRIC, Comparison, RunSettings
 from src.data import DataSpec
 from src.results import trial_folder_name
 from src.search import Plan, build_tuner, cluster_resources, search_plan
@@ -66,9 +69,10 @@ class EpochBudget(tune.Stopper):
 def method_settings(method: str, settings: RunSettings, seed: int, budget: int) -> RunSettings:
     """One run's settings: its own folder <storage>/<name>/<method>-seed<k>/, its searcher and
     scheduler (the grid's trials run as FIFO), and more trials than the budget can pay for, so
-    that the budget is what ends every method."""
+    that the budget is what ends every method. The baseline is one trial of `budget` epochs of
+    the starting configuration (an empty space: every hyperparameter at BASELINE)."""
     scheduler, searcher = method.split("+") if "+" in method else ("fifo", "random")
-    return replace(
+    run = replace(
         settings,
         name=f"{method}-seed{seed}",
         storage_path=settings.storage_path / settings.name,
@@ -76,7 +80,11 @@ def method_settings(method: str, settings: RunSettings, seed: int, budget: int) 
         scheduler=scheduler,
         searcher=searcher,
         num_samples=budget,
+        time_budget=None,
     )
+    if method == "baseline":
+        return replace(run, num_samples=1, max_epochs=budget, space={})
+    return run
 
 
 def method_plan(method: str, run: RunSettings, concurrent: int) -> Plan:
@@ -102,18 +110,14 @@ def anytime(folder: Path, budget: int) -> np.ndarray:
 
 
 def run_comparison(
-    settings: RunSettings,
-    data_spec: DataSpec,
-    methods: list[str],
-    seeds: int,
-    budget: int,
-    resume: bool = False,
+    settings: RunSettings, data_spec: DataSpec, comparison: Comparison, resume: bool = False
 ) -> dict[str, list[np.ndarray]]:
     """Every method `seeds` times. With `resume`, a run that already spent its budget is kept;
     any other run folder is trained again from scratch."""
-    curves: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    for seed in range(settings.seed, settings.seed + seeds):
-        for method in methods:
+    budget = comparison.budget
+    curves: dict[str, list[np.ndarray]] = {m: [] for m in comparison.methods}
+    for seed in range(settings.seed, settings.seed + comparison.seeds):
+        for method in comparison.methods:
             run = method_settings(method, settings, seed, budget)
             if problem := run.problems():
                 raise ValueError(f"{method}: {problem}")
@@ -155,7 +159,12 @@ def comparison_table(curves: dict[str, list[np.ndarray]], target: float) -> pd.D
     for row in rows:
         beyond = "yes" if row["max"] < leader["min"] else "no"
         row["below the leader beyond noise"] = "(leader)" if row is leader else beyond
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "baseline" in curves:  # the yardstick: what searching added, in points
+        mean = f"final best {METRIC} (mean)"
+        baseline = table.loc[table["method"] == "baseline", mean].iloc[0]
+        table["vs baseline (points)"] = 100 * (table[mean] - baseline)
+    return table
 
 
 def plot_anytime(curves: dict[str, list[np.ndarray]], budget: int) -> plt.Figure:
@@ -164,7 +173,8 @@ def plot_anytime(curves: dict[str, list[np.ndarray]], budget: int) -> plt.Figure
         length = min(len(run) for run in runs)
         stack = np.stack([run[:length] for run in runs])
         x = np.arange(1, length + 1)
-        ax.plot(x, stack.mean(0), label=f"{method} (n={len(runs)})")
+        style: dict[str, Any] = {"color": "black", "ls": "--"} if method == "baseline" else {}
+        ax.plot(x, stack.mean(0), label=f"{method} (n={len(runs)})", **style)
         ax.fill_between(x, stack.min(0), stack.max(0), alpha=0.2)
     ax.set_xlabel("training epochs spent (all trials)")
     ax.set_ylabel(f"best {METRIC} so far")
@@ -191,14 +201,10 @@ def write_comparison(
 
 
 def compare(
-    settings: RunSettings,
-    data_spec: DataSpec,
-    methods: list[str],
-    seeds: int,
-    budget: int,
-    resume: bool = False,
+    settings: RunSettings, data_spec: DataSpec, comparison: Comparison, resume: bool = False
 ) -> pd.DataFrame:
-    curves = run_comparison(settings, data_spec, methods, seeds, budget, resume)
-    table, paths = write_comparison(curves, budget, settings.storage_path / settings.name)
+    curves = run_comparison(settings, data_spec, comparison, resume)
+    folder = settings.storage_path / settings.name
+    table, paths = write_comparison(curves, comparison.budget, folder)
     logger.info(f"\n{table.round(4).to_string(index=False)}\nwritten: {', '.join(map(str, paths))}")
     return table

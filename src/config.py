@@ -56,6 +56,8 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
 # The test split is never seen during tuning.
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 SPLIT_SEED = 42
+SPLITS = tuple(SPLIT_FRACTIONS)  # a pre-split folder's train/, val/ and test/, in this order
+HELD_OUT_TEST = 0.15  # of a pre-split folder's train/ without test/: held out as its test split
 
 DEFAULT_STORAGE = Path("logs/ray_results")  # experiment folders, relative to the working folder
 NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs use '+'
@@ -372,14 +374,23 @@ class Grid:
         return at_least("repeats", self.repeats)
 
 
-def compare_problem(methods: list[str], seeds: int, budget: int, max_epochs: int) -> str | None:
-    """Why a comparison of `methods` cannot run, or None."""
-    if unknown := set(methods) - set(COMPARE_METHODS):
-        names = ", ".join(COMPARE_METHODS)
-        return f"Unknown method(s) {', '.join(sorted(unknown))}; choose from {names}."
-    if budget < max_epochs:
-        return (
-            f"--budget {budget} epochs cannot pay for one full trial of --max-epochs "
-            f"{max_epochs}; raise --budget or lower --max-epochs."
-        )
-    return at_least("seeds", seeds)
+@dataclass(frozen=True)
+class Comparison:
+    """`hypertune.py compare`: search methods side by side on one search space, each run
+    `seeds` times, every run stopped once its trials have trained `budget` epochs in all."""
+
+    methods: tuple[str, ...] = COMPARE_DEFAULT
+    seeds: int = 3  # runs of every method: seeds seed, seed + 1, ...
+    budget: int = 40  # training epochs per run, every epoch of every trial counted
+
+    def problems(self, max_epochs: int) -> str | None:
+        """Why the comparison cannot run with trials of `max_epochs`, or None."""
+        if unknown := set(self.methods) - set(COMPARE_METHODS):
+            names = ", ".join(COMPARE_METHODS)
+            return f"Unknown method(s) {', '.join(sorted(unknown))}; choose from {names}."
+        if self.budget < max_epochs:
+            return (
+                f"--budget {self.budget} epochs cannot pay for one full trial of --max-epochs "
+                f"{max_epochs}; raise --budget or lower --max-epochs."
+            )
+        return at_least("seeds", self.seeds)

@@ -35,8 +35,9 @@ from src.config import (
     SPLIT_SEED,
     SUMMARY_FILE,
 )
-from src.data import DataError, load_cache, prepare_cache, scan_images, split_indices
+from src.data import split_indices
 from src.device import local_device
+from src.images import DataError, load_cache, prepare_cache, scan_images
 from src.inference import load_model, probabilities
 from src.model import Net
 from src.results import ranked, read_experiment_info

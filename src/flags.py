@@ -22,10 +22,10 @@ from src.config import (
     METRICS,
     SEARCH_SPACE,
     SUMMARY_FILE,
+    Comparison,
     Grid,
     RunSettings,
     at_least,
-    compare_problem,
     first_problem,
     image_size_problem,
     parse_assignment,
@@ -124,6 +124,10 @@ def grid_from(args: argparse.Namespace) -> Grid:
     return Grid(axes=axes, repeats=args.repeats, fixed=fixed)
 
 
+def comparison_from(args: argparse.Namespace) -> Comparison:
+    return Comparison(tuple(args.methods.split(",")), args.seeds, args.budget)
+
+
 def unwritable(folder: Path) -> str | None:
     """Why files cannot be written into `folder` (created if missing), or None. Tried for
     real, before any work starts: permissions alone do not tell (root, read-only mounts)."""
@@ -144,11 +148,7 @@ def new_run_problem(args: argparse.Namespace) -> str | None:
     settings = settings_from(args)
     grid = grid_from(args) if args.command == "grid" else None
     problem = first_problem(
-        (
-            compare_problem(args.methods.split(","), args.seeds, args.budget, args.max_epochs)
-            if args.command == "compare"
-            else None
-        ),
+        comparison_from(args).problems(args.max_epochs) if args.command == "compare" else None,
         grid.problems() if grid else None,
         settings.problems(grid),
     )

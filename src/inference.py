@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from src.config import CHECKPOINT_FILE, MODEL_FORMAT
-from src.data import DataError
+from src.images import DataError
 from src.model import Net, build_model
 
 BATCH = 256  # images classified at a time: bounded memory for any number of images

@@ -13,10 +13,19 @@ from pathlib import Path
 import pandas as pd
 from loguru import logger
 
-from src.config import BASELINE, MODEL_FILE, SUMMARY_FILE, Grid, RunSettings, starting_point
+from src.config import (
+    BASELINE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    Comparison,
+    Grid,
+    RunSettings,
+    starting_point,
+)
 from src.console import summary_block
-from src.data import DataSpec, image_folder, prepare_cache
+from src.data import DataSpec
 from src.evaluate import Evaluation
+from src.images import image_folder, prepare_cache
 from src.results import read_experiment_info, write_experiment_info, write_summary
 
 
@@ -63,13 +72,16 @@ def run_within_budget(
     folder = settings.storage_path / settings.name
     start = {**BASELINE, **settings.fixed, **(starting_point(settings.space) or {})}
     searching = settings.search_share > 0 or not settings.refit
-    concurrent = cluster_resources(settings).concurrent if searching else 1
+    resources = cluster_resources(settings) if searching else None
+    concurrent = resources.concurrent if resources else 1
     plan = plan_budget(settings, start, data_spec, concurrent, time.monotonic() - started)
     logger.info(plan.describe(settings))
     if searching:
         settings = replace(settings, num_samples=plan.trials)
         limit = started + plan.search_seconds - time.monotonic()
-        table = run_experiment(settings, data_spec, time_limit=limit, budget=plan.as_dict())
+        table = run_experiment(
+            settings, data_spec, resources=resources, time_limit=limit, budget=plan.as_dict()
+        )
     else:
         write_experiment_info(settings, data_spec, None, plan.as_dict())
         table = pd.DataFrame(columns=["trial_id", "best_val_accuracy"])
@@ -127,11 +139,9 @@ def refit_best(
     return refit(plan_refit(folder, epochs, image_size, seed, seconds), command)
 
 
-def compare(
-    settings: RunSettings, methods: list[str], seeds: int, budget: int, resume: bool
-) -> pd.DataFrame:
+def compare(settings: RunSettings, comparison: Comparison, resume: bool) -> pd.DataFrame:
     """Search methods side by side (src/compare.py) on the prepared data."""
     from src.compare import compare as run_comparison
 
     data_spec = prepared_data(settings.data_dir, settings.image_size)
-    return run_comparison(settings, data_spec, methods, seeds, budget, resume)
+    return run_comparison(settings, data_spec, comparison, resume)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.data import IMAGE_SUFFIXES, DataError, decode_image
 from src.device import local_device
+from src.images import IMAGE_SUFFIXES, DataError, decode_image
 from src.inference import load_final_model, probabilities
 from src.model import Net
 

@@ -91,9 +91,11 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
     }
 
 
-def binomial_sd(accuracy: float, images: float) -> float:
-    """One standard deviation of an accuracy measured on `images` images."""
-    return math.sqrt(accuracy * (1 - accuracy) / images) if images > 0 else math.nan
+def binomial_sd(accuracy: float | None, images: float | None) -> float:
+    """One standard deviation of an accuracy measured on `images` images (NaN where unknown)."""
+    if pd.isna(accuracy) or pd.isna(images) or not images:
+        return math.nan
+    return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
 def summarize(results: ResultGrid, max_epochs: int, start: dict[str, Any] | None) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from ray.tune.schedulers import (
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.hyperopt import HyperOptSearch
+from ray.tune.stopper import TimeoutStopper
 
 from src.config import (
     BASELINE,
@@ -155,6 +156,24 @@ def make_trainable(
 
 
 Plan = tuple[dict[str, Any], tune.TuneConfig]  # param_space and how to search it
+
+
+class SearchTimeLimit(TimeoutStopper):
+    """Tune's time limit (time_budget_s), except that it never ends a search before one of its
+    trials has reported an epoch: on a busy machine, starting the first workers can take longer
+    than a small budget's search share, and a search with no result has nothing to refit.
+    Resumable as Tune's is: the time left is saved with the experiment."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.reported = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.reported = True
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(super().stop_all()) and self.reported
 
 
 class ASHAKeepingStart(ASHAScheduler):
@@ -328,7 +347,8 @@ def build_tuner(
     `trials` (or its `epoch_budget`) in place of Ray's console output. `time_limit` (seconds):
     the search ends there, its running trials stopped (Tune's time_budget_s)."""
     space, tune_config = plan
-    tune_config.time_budget_s = time_limit
+    if time_limit is not None:
+        stop = SearchTimeLimit(time_limit)
     if not settings.verbose:
         rungs: tuple[int, ...] = ()
         if isinstance(tune_config.scheduler, ASHAScheduler):

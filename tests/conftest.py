@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from src.config import BASELINE, SUMMARY_FILE, RunSettings
-from src.data import DataSpec, write_synthetic_images
+from src.data import DataSpec
+from src.images import write_synthetic_images
 from src.results import write_experiment_info
 
 SMALL = {**BASELINE, "num_conv_layers": 2, "start_filters": 16, "lr": 3e-3}  # trains in seconds

@@ -20,7 +20,8 @@ from src.analysis import (
     main,
 )
 from src.config import BASELINE, EXPERIMENT_INFO, Grid, RunSettings
-from src.data import DataSpec, write_synthetic_images
+from src.data import DataSpec
+from src.images import write_synthetic_images
 from src.search import run_experiment
 
 

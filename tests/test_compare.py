@@ -10,8 +10,9 @@ import ray
 
 from src.compare import comparison_table, run_comparison, write_comparison
 from src.config import COMPARE_METHODS as METHODS
-from src.config import RunSettings
-from src.data import DataSpec, write_synthetic_images
+from src.config import Comparison, RunSettings
+from src.data import DataSpec
+from src.images import write_synthetic_images
 
 
 def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
@@ -21,7 +22,8 @@ def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
     budget = 4
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        curves = run_comparison(settings, DataSpec(images, 32), list(METHODS), 1, budget)
+        comparison = Comparison(METHODS, seeds=1, budget=budget)
+        curves = run_comparison(settings, DataSpec(images, 32), comparison)
     finally:
         ray.shutdown()
     for method in METHODS:
@@ -42,9 +44,8 @@ def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
         progress.unlink()  # as if killed before anything was written
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        again = run_comparison(
-            settings, DataSpec(images, 32), ["asha+de", "pbt+random"], 1, budget, resume=True
-        )
+        two = Comparison(("asha+de", "pbt+random"), seeds=1, budget=budget)
+        again = run_comparison(settings, DataSpec(images, 32), two, resume=True)
     finally:
         ray.shutdown()
     assert sorted(p.name for p in kept.glob("trial_*")) == kept_trials

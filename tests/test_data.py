@@ -9,21 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-import src.data as data
+import src.images as images
 from src.config import SPLIT_FRACTIONS, SPLIT_SEED
 from src.data import (
     BatchStream,
-    DataError,
     DataSpec,
     colour_jitter,
-    flowers_dir,
-    load_cache,
     open_trial_data,
-    prepare_cache,
     random_resized_crop_flip,
-    scan_images,
     split_indices,
     split_stats,
+)
+from src.images import (
+    DataError,
+    flowers_dir,
+    load_cache,
+    prepare_cache,
+    scan_images,
     write_synthetic_images,
 )
 
@@ -96,7 +98,7 @@ def test_cache_holds_every_image_resized(image_dir: Path, tmp_path: Path) -> Non
 
 
 def _slow_build_logged(log: Path):  # type: ignore[no-untyped-def]
-    original = data._build_cache
+    original = images._build_cache
 
     def build(*args: object) -> None:
         with log.open("a") as f:
@@ -116,7 +118,7 @@ def test_cache_is_built_once_under_concurrent_callers(
     image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = tmp_path / "builds.log"
-    monkeypatch.setattr(data, "_build_cache", _slow_build_logged(log))
+    monkeypatch.setattr(images, "_build_cache", _slow_build_logged(log))
     with multiprocessing.get_context("fork").Pool(4) as pool:
         paths = pool.map(_prepare, [(image_dir, tmp_path / "cache")] * 4)
     assert len(set(paths)) == 1

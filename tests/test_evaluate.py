@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from src.config import BASELINE
-from src.data import DataError, DataSpec, open_trial_data, write_synthetic_images
+from src.data import DataSpec, open_trial_data
 from src.evaluate import evaluate, evaluate_and_report
+from src.images import DataError, write_synthetic_images
 from src.model import Net
 from src.train import save_checkpoint, train_epoch
 

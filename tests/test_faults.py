@@ -20,7 +20,8 @@ from ray import tune
 from ray.cluster_utils import Cluster
 
 from src.config import CHECKPOINT_FILE, Grid, RunSettings
-from src.data import DataSpec, load_cache, prepare_cache, scan_images, write_synthetic_images
+from src.data import DataSpec
+from src.images import load_cache, prepare_cache, scan_images, write_synthetic_images
 from src.search import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from conftest import SMALL, finished_experiment
 from PIL import Image
 
 from src.config import MODEL_FILE
-from src.data import write_synthetic_images
+from src.images import write_synthetic_images
 from src.refit import plan_refit, refit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from conftest import SMALL, finished_experiment
 
 import src.refit
 from src.config import MODEL_FILE, MODEL_FORMAT
-from src.data import write_synthetic_images
+from src.images import write_synthetic_images
 from src.refit import REFIT_DIR, plan_refit, refit
 
 

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler
 
 from src.bohb import ResumableHyperBand
 from src.config import METRIC, MODE
-from src.search import PBTWithinMaxEpochs
+from src.search import ASHAKeepingStart, PBTWithinMaxEpochs
 
 
 class StubTrial:
@@ -85,3 +86,24 @@ def test_pbt_clones_into_the_weak_except_at_their_last_epoch(epoch: int, cloned:
         result = {"training_iteration": epoch, METRIC: accuracy}
         scheduler.on_trial_result(tune_controller, trial, result)
     assert tune_controller.paused == cloned
+
+
+@pytest.mark.parametrize("keep_start", [True, False])
+def test_asha_stops_the_weak_but_never_the_starting_configuration(keep_start: bool) -> None:
+    # The starting configuration is the yardstick: it must reach every epoch the best does.
+    start = {"lr": 3e-3}
+    configs = {"a": {"lr": 1e-2}, "b": {"lr": 1e-3}, "c": {"lr": 5e-4}, "start": start}
+    trials = [Trial("train_cnn", config=c, trial_id=n, stub=True) for n, c in configs.items()]
+    asha: dict[str, Any] = {"time_attr": "training_iteration", "metric": METRIC, "mode": MODE,
+                            "max_t": 9, "grace_period": 1, "reduction_factor": 2}  # fmt: skip
+    scheduler = ASHAKeepingStart(start, **asha) if keep_start else ASHAScheduler(**asha)
+    controller: Any = SimpleNamespace(get_trials=lambda: trials, search_alg=None)
+    decisions = {}
+    for trial, accuracy in zip(trials, [0.9, 0.8, 0.2, 0.1], strict=True):  # start: worst
+        scheduler.on_trial_add(controller, trial)
+        result = {"training_iteration": 1, METRIC: accuracy}
+        decisions[trial.trial_id] = scheduler.on_trial_result(controller, trial, result)
+    # Asynchronous halving: a trial below the top half of those seen so far at the rung stops.
+    assert decisions == {
+        "a": "CONTINUE", "b": "STOP", "c": "STOP", "start": "CONTINUE" if keep_start else "STOP"
+    }  # fmt: skip

@@ -11,7 +11,8 @@ import pytest
 import ray
 
 from src.config import BASELINE, HYPERPARAMETERS, SEARCH_SPACE, SUMMARY_FILE, RunSettings
-from src.data import DataSpec, write_synthetic_images
+from src.data import DataSpec
+from src.images import write_synthetic_images
 from src.search import ConcurrencyMonitor, run_experiment, trial_resources
 
 

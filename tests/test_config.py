@@ -1,0 +1,82 @@
+"""Settings check themselves, wherever they are made: the command line, compare, code."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.config import (
+    BASELINE,
+    Comparison,
+    Grid,
+    RunSettings,
+    is_starting_point,
+    resolve_method,
+    starting_point,
+)
+
+SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"grace_period": 5, "max_epochs": 3}, "--grace-period (5) cannot exceed --max-epochs (3)"),
+        ({"num_samples": 0}, "--num-samples must be at least 1, got 0."),
+        ({"num_samples": None}, "Without --time-budget, give --num-samples and --refit-epochs."),
+        ({"time_budget": -1.0}, "--time-budget must be a positive number of minutes"),
+        ({"time_budget": 5.0, "search_share": 1.5}, "--search-share must be between 0 and 1"),
+        ({"image_size": 16}, "--image-size must be at least 32 px"),
+        ({"name": "../up"}, "--name may hold letters"),
+        ({"searcher": "bohb"}, "--searcher bohb needs hyperband as its partner"),
+        ({"image_size": 32, "fixed": {"num_conv_layers": 6}}, "num_conv_layers=6 does not fit"),
+    ],
+)
+def test_settings_made_in_code_are_checked_like_flags(changes: dict, message: str) -> None:
+    problem = replace(SETTINGS, **changes).problems()
+    assert problem is not None and message in problem
+
+
+def test_good_settings_have_no_problem_and_a_budget_needs_no_counts() -> None:
+    assert SETTINGS.problems() is None
+    planned = replace(SETTINGS, time_budget=10.0, num_samples=None, refit_epochs=None)
+    assert planned.problems() is None
+
+
+def test_a_grid_is_checked_cell_by_cell_and_not_for_the_grace_period() -> None:
+    settings = replace(SETTINGS, image_size=32, max_epochs=1)  # grace 2 > 1: no matter, a grid
+    assert settings.problems(Grid({"lr": [1e-3], "dropout": [0.1]})) is None
+    deep = Grid({"num_conv_layers": [3, 6], "dropout": [0.1]})
+    assert "num_conv_layers=6" in str(settings.problems(deep))
+    assert "two different" in str(Grid({"lr": [1e-3]}).problems())
+
+
+def test_a_comparison_checks_its_methods_and_budget() -> None:
+    assert "Unknown method(s) bayes" in str(Comparison(("baseline", "bayes")).problems(10))
+    assert "cannot pay for one full trial" in str(Comparison(budget=5).problems(10))
+    assert Comparison().problems(10) is None
+
+
+@pytest.mark.parametrize(
+    "typed, expected",
+    [
+        ((None, None), ("hyperopt", "asha")),
+        (("bohb", None), ("bohb", "hyperband")),
+        ((None, "pbt"), ("random", "pbt")),
+        (("random", None), ("random", "asha")),
+        (("de", "fifo"), ("de", "fifo")),
+    ],
+)
+def test_a_paired_method_brings_its_partner(typed: tuple, expected: tuple) -> None:
+    assert resolve_method(*typed) == expected
+
+
+def test_the_starting_point_is_found_among_a_searchers_number_types() -> None:
+    point = starting_point({"lr": ("loguniform", [1e-4, 1e-2]), "batch_size": ("choice", [16, 32])})
+    assert point == {"lr": BASELINE["lr"], "batch_size": BASELINE["batch_size"]}
+    assert is_starting_point({"lr": np.float64(0.003), "batch_size": np.int64(32)}, point)
+    assert not is_starting_point({"lr": 0.0031, "batch_size": 32}, point)
+    assert not is_starting_point({"lr": 0.003, "batch_size": 32}, None)

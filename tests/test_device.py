@@ -1,0 +1,49 @@
+"""Each trial on the device Ray gave it, in the precision its card supports (on CPU here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import src.device as device
+from src.device import Amp, DeviceError, precision_for, trial_device
+
+
+def test_no_gpu_assigned_means_the_cpu_even_where_torch_sees_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ray 2.60 no longer hides the GPUs from a trial that got none: torch may see them.
+    monkeypatch.setattr(device, "gpu_problem", lambda: None)  # "a usable GPU is visible"
+    assert trial_device([]) == torch.device("cpu")
+    assert trial_device(["0"]) == torch.device("cuda", 0)
+
+
+def test_an_assigned_gpu_torch_cannot_use_fails_at_once_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(device, "gpu_problem", lambda: "the driver is too old (example).")
+    with pytest.raises(DeviceError, match="was given GPU 1, but the driver is too old"):
+        trial_device([1])
+
+
+def test_hypertune_device_cpu_keeps_a_trial_with_a_gpu_share_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HYPERTUNE_DEVICE", "cpu")
+    assert trial_device(["0"]) == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "capability, precision",
+    [(None, "fp32"), ((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")],
+)
+def test_precision_follows_the_card(capability: tuple[int, int] | None, precision: str) -> None:
+    # V100 (7.0) and T4 (7.5) have no bf16 convolutions: fp16 with a gradient scaler there.
+    assert precision_for(capability) == precision
+
+
+def test_on_the_cpu_training_stays_fp32_without_a_scaler() -> None:
+    amp = Amp.for_device(torch.device("cpu"))
+    assert (amp.precision, amp.scaler) == ("fp32", None)
+    with amp.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32

@@ -268,12 +268,12 @@ def run_compare(args: argparse.Namespace, command: str) -> None:
 
 
 def run_refit(args: argparse.Namespace, command: str) -> None:
-    from src.pipeline import refit_best
+    from src.pipeline import refit_experiment
 
     folder = args.storage_path.resolve() / args.name
     if (folder / MODEL_FILE).is_file():
         logger.info(f"Replacing {folder / MODEL_FILE} once the new model is trained.")
-    refit_best(folder, command, args.epochs, args.image_size, args.seed)
+    refit_experiment(folder, command, args.epochs, args.image_size, args.seed)
 
 
 def run_predict(args: argparse.Namespace, command: str) -> None:

@@ -34,17 +34,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from src import report
 from src.config import (
     BASELINE,
+    EVALUATION_DIR,
     EXPERIMENT_INFO,
     HYPERPARAMETERS,
+    METRIC,
     METRICS,
     SEARCH_SPACE,
+    SUMMARY_FILE,
     HypertuneError,
     asha_rungs,
 )
 from src.flags import add_analyze_arguments
-from src.results import trial_folder_name, trial_id_of, trial_status
+from src.results import read_summary, trial_folder_name, trial_id_of, trial_status, yardstick
 
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
 TOP_TRIALS = 10
@@ -255,12 +259,20 @@ def plot_learning_curves(exp: Experiment, metric: str) -> plt.Figure:
     return fig
 
 
-def plot_best_so_far(exp: Experiment, metric: str) -> plt.Figure:
+def best_so_far(exp: Experiment, metric: str) -> pd.DataFrame:
+    """Every epoch of every trial in the order they ended: minutes since the first trial
+    started, the metric, and the best metric so far."""
     h = exp.history.sort_values("timestamp")
     minutes = (h["timestamp"] - (h["timestamp"] - h["time_this_iter_s"]).min()) / 60
     best = h[metric].cummax() if METRICS[metric] == "max" else h[metric].cummin()
+    return pd.DataFrame({"minutes": minutes, "value": h[metric], "best": best})
+
+
+def plot_best_so_far(exp: Experiment, metric: str) -> plt.Figure:
+    b = best_so_far(exp, metric)
+    minutes, best = b["minutes"], b["best"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.scatter(minutes, h[metric], s=10, color="lightgrey", label="every epoch of every trial")
+    ax.scatter(minutes, b["value"], s=10, color="lightgrey", label="every epoch of every trial")
     ax.step(minutes, best, where="post", color="tab:blue", label="best so far")
     ax.set_xlabel("wall-clock time since the first trial started (minutes)")
     ax.set_ylabel(metric)
@@ -287,44 +299,50 @@ def plot_hyperparameters(exp: Experiment, metric: str) -> plt.Figure:
     return fig
 
 
+def common_epoch(exp: Experiment) -> int:
+    """The last epoch every trial reached, where all can be compared. Under ASHA, a trial that
+    ended before its first rung was not stopped by ASHA but cut short (by a time budget, an
+    error): such trials are left out rather than pull the comparison down to their epoch."""
+    trained = exp.trials.loc[exp.trials["epochs"] > 0, "epochs"]
+    s = exp.info["settings"]
+    if exp.info["kind"] == "search" and s.get("scheduler", "asha") == "asha":
+        judged = trained[trained >= s["grace_period"]]
+        trained = judged if len(judged) else trained
+    return int(trained.min())
+
+
 def cost_table(exp: Experiment, metric: str) -> pd.DataFrame:
-    """Per trial: its best `metric`, the compute seconds it used in all, its status, and
-    whether it is on the Pareto front (no trial is both cheaper and at least as good)."""
-    h = exp.history
+    """Per trial: the seconds one of its epochs took (its cost, whatever its length), `metric`
+    at the epoch every trial reached, its status, and whether it is on the Pareto front (no
+    other trial is both cheaper per epoch and at least as good). A trial stopped early is
+    judged at the same epoch as the rest, so it never looks cheap for having been stopped."""
     maximise = METRICS[metric] == "max"
-    table = pd.DataFrame(
-        {
-            "best": (
-                h.groupby("trial_id")[metric].max()
-                if maximise
-                else h.groupby("trial_id")[metric].min()
-            ),
-            "compute_seconds": h.groupby("trial_id")["time_total_s"].max(),
-        }
-    ).join(exp.trials.set_index("trial_id")["status"])
-    table = table.sort_values(["compute_seconds", "best"], ascending=[True, not maximise])
+    at_epoch = metric_at(exp, metric, common_epoch(exp)).set_index("trial_id")
+    table = at_epoch[[metric, "status"]].join(
+        exp.history.groupby("trial_id")["time_this_iter_s"].mean().rename("seconds_per_epoch")
+    )
+    table = table.sort_values(["seconds_per_epoch", metric], ascending=[True, not maximise])
     sign = 1 if maximise else -1
-    record = (sign * table["best"]).cummax()
-    table["pareto"] = (sign * table["best"] >= record) & ~record.duplicated()
+    record = (sign * table[metric]).cummax()
+    table["pareto"] = (sign * table[metric] >= record) & ~record.duplicated()
     return table.reset_index()
 
 
 def plot_cost(exp: Experiment, metric: str) -> plt.Figure:
-    table = cost_table(exp, metric)
+    table, epoch = cost_table(exp, metric), common_epoch(exp)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     sns.scatterplot(
-        table, x="compute_seconds", y="best", hue="status", palette=STATUS_COLOURS, ax=ax
+        table, x="seconds_per_epoch", y=metric, hue="status", palette=STATUS_COLOURS, ax=ax
     )
     front = table[table["pareto"]]
-    ax.step(front["compute_seconds"], front["best"], where="post", color="black", lw=1,
+    ax.step(front["seconds_per_epoch"], front[metric], where="post", color="black", lw=1,
             label="Pareto front")  # fmt: skip
     for _, row in front.iterrows():
-        ax.annotate(row["trial_id"][:8], (row["compute_seconds"], row["best"]), fontsize=7,
+        ax.annotate(row["trial_id"][:8], (row["seconds_per_epoch"], row[metric]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("compute seconds of the trial (log scale)")
-    ax.set_ylabel(f"best {metric} of the trial")
-    ax.set_title(f"Accuracy against cost: {len(front)} of {len(table)} trials on the Pareto front")
+    ax.set_xlabel("seconds per epoch of the trial")
+    ax.set_ylabel(f"{metric} at epoch {epoch}, which every trial reached")
+    ax.set_title(f"Cost against {metric}: {len(front)} of {len(table)} trials on the Pareto front")
     ax.legend()
     return fig
 
@@ -333,7 +351,7 @@ def importance(exp: Experiment, metric: str) -> pd.DataFrame:
     """Share of the metric's variance explained by each hyperparameter alone (eta squared of a
     one-way grouping, continuous values in quantile bins), at the epoch every trial reached.
     `chance` is what an unrelated grouping explains on average, (groups - 1) / (trials - 1)."""
-    epoch = int(exp.trials.loc[exp.trials["epochs"] > 0, "epochs"].min())
+    epoch = common_epoch(exp)
     table = metric_at(exp, metric, epoch)
     y = table[metric]
     total = ((y - y.mean()) ** 2).sum()
@@ -403,20 +421,23 @@ def render(exp: Experiment, req: Request) -> tuple[dict[str, plt.Figure], dict[s
         "cost.png": plot_cost(exp, req.metric),
     }
     notes = []
+    heatmap = None
     x, y = req.x, req.y
     if x is None and exp.info["kind"] == "grid":
         x, y = list(exp.info["grid"]["axes"])
     if x is not None and y is not None:
         cells, note = heatmap_cells(exp, x, y, req.metric, req.at_epoch)
         figures[f"heatmap_{req.metric}_{y}_x_{x}.png"] = plot_heatmap(cells, x, y, req.metric, note)
+        heatmap = (cells, x, y, note)
         notes.append(f"Heatmap {y} × {x}: {note}.")
     else:
         notes.append(
             "No heatmap: this is an ASHA search, whose trials stopped at different epochs. Run "
-            "`python hypertune.py grid --x NAME=... --y NAME=...`, or pass --x, --y and "
-            "--at-epoch K to compare the trials at epoch K."
+            "`hypertune.py grid --x NAME=... --y NAME=...`, or pass --x, --y and --at-epoch K "
+            "to compare the trials at epoch K."
         )
     tables = {"analysis_summary.csv": top_trials(exp, req.metric).to_csv(index=False)}
+    ranking = None
     if exp.varied():
         figures["hyperparameters.png"] = plot_hyperparameters(exp, req.metric)
         ranking = importance(exp, req.metric)
@@ -432,7 +453,75 @@ def render(exp: Experiment, req: Request) -> tuple[dict[str, plt.Figure], dict[s
     summary = f"# {exp.folder.name}: top trials by {req.metric}\n\n"
     summary += markdown_table(top_trials(exp, req.metric)) + "\n\n" + "\n\n".join(notes) + "\n"
     tables["analysis_summary.md"] = summary
+    tables["report.html"] = report.render(report_data(exp, req.metric, heatmap, ranking))
     return figures, tables, "\n".join(notes)
+
+
+def versus_start(exp: Experiment) -> tuple[pd.DataFrame, str] | None:
+    """The starting configuration beside the best trial (from the summary), and what the
+    difference means; None where the summary has no yardstick."""
+    if not (exp.folder / SUMMARY_FILE).is_file():
+        return None
+    table = read_summary(exp.folder)
+    if (found := yardstick(table)) is None:
+        return None
+    rows = table.set_index("trial_id")
+    start, best = rows.loc[found.start_id], rows.loc[found.best_id]
+    names = exp.varied()
+    frame = pd.DataFrame(
+        {
+            "": [*names, f"{METRIC} at epoch {found.epoch}", "trial"],
+            "starting configuration": [*start[names], round(found.start, 4), found.start_id],
+            "best trial": [*best[names], round(found.best, 4), found.best_id],
+        }
+    )
+    return frame, f"The best trial: {found.verdict()}."
+
+
+def left_out(exp: Experiment, epoch: int) -> list[str]:
+    """Notes on trials that the comparisons at `epoch` leave out."""
+    short = exp.trials[(exp.trials["epochs"] > 0) & (exp.trials["epochs"] < epoch)]
+    if short.empty:
+        return []
+    return [
+        f"{len(short)} trial(s) ended before epoch {epoch} ({', '.join(short['trial_id'])}: cut "
+        f"short by the time budget or an error) and are left out of the comparisons at it."
+    ]
+
+
+def report_data(
+    exp: Experiment,
+    metric: str,
+    heatmap: tuple[pd.DataFrame, str, str, str] | None,
+    ranking: pd.DataFrame | None,
+) -> report.ReportData:
+    epoch = common_epoch(exp)
+    evaluation = exp.folder / EVALUATION_DIR / "summary.json"
+    described = {**exp.info["settings"], "time budget plan": exp.info.get("plan")}
+    settings = {k: v if isinstance(v, int | float | str) or v is None else json.dumps(v)
+                for k, v in described.items()}  # fmt: skip
+    return report.ReportData(
+        name=exp.folder.name,
+        kind=exp.info["kind"],
+        metric=metric,
+        epoch=epoch,
+        trials=metric_at(exp, metric, epoch),
+        varied=exp.varied(),
+        log_scale=exp.log_scale,
+        history=exp.history.merge(exp.trials[["trial_id", "status"]], on="trial_id"),
+        best_so_far=best_so_far(exp, metric),
+        cost=cost_table(exp, metric),
+        top=top_trials(exp, metric)[
+            ["trial_id", *exp.varied(), "epochs", "status", "best_epoch", f"best_{metric}"]
+        ],
+        settings=settings,
+        command=exp.info.get("command"),
+        importance=ranking,
+        heatmap=heatmap,
+        versus=versus_start(exp),
+        evaluation=json.loads(evaluation.read_text()) if evaluation.is_file() else None,
+        notes=left_out(exp, epoch),
+    )
 
 
 def write_outputs(folder: Path, figures: dict[str, plt.Figure], tables: dict[str, str]) -> Path:
@@ -445,6 +534,7 @@ def write_outputs(folder: Path, figures: dict[str, plt.Figure], tables: dict[str
         plt.close(fig)
     for name, text in tables.items():
         (staging / name).write_text(text)
+    report.copy_script(staging)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
@@ -460,11 +550,22 @@ def analyze(args: argparse.Namespace) -> list[Path]:
     folder = args.experiment or latest_experiment(args.root)
     if not folder.is_dir():
         raise AnalysisError(f"Experiment folder {folder} does not exist.")
-    exp = load_experiment(folder)
-    figures, tables, notes = render(exp, Request(args.x, args.y, args.metric, args.at_epoch))
-    target = write_outputs(folder, figures, tables)
+    written, notes = analyze_folder(folder, Request(args.x, args.y, args.metric, args.at_epoch))
     print(notes)
-    return [target / name for name in [*figures, *tables]]
+    return written
+
+
+def analyze_folder(folder: Path, request: Request) -> tuple[list[Path], str]:
+    """Every figure and table of one experiment, report.html among them, written together;
+    also the notes on what they show."""
+    figures, tables, notes = render(load_experiment(folder), request)
+    target = write_outputs(folder, figures, tables)
+    return [target / name for name in [*figures, *tables]], notes
+
+
+def default_request() -> Request:
+    """What `analyze` draws when asked for nothing in particular."""
+    return Request(None, None, METRIC, None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,12 +63,15 @@ DEFAULT_STORAGE = Path("logs/ray_results")  # experiment folders, relative to th
 NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs use '+'
 
 MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
+MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x the work of 64 px
 
 # Files of an experiment folder (logs/ray_results/<name>/) that hypertune itself writes.
 EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings and data: for analysis, resume
 SUMMARY_FILE = "experiment_summary.csv"  # one row per trial; written only once all finished
 CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders
 MODEL_FILE = "final_model.pt"  # the refit model: one file, all that `predict` needs
+REFIT_DIR = "refit"  # the refit's resumable training state (checkpoint.pt) and evaluation/
+EVALUATION_DIR = f"{REFIT_DIR}/evaluation"  # the final model's test figures (summary.json)
 MODEL_FORMAT = "hypertune-model/1"  # stored in MODEL_FILE; tells it apart from other .pt files
 
 # Every value a trial's config holds: the hyperparameters and the seed of its torch/numpy RNGs.
@@ -253,7 +256,22 @@ def image_size_problem(flag: str, size: int | None) -> str | None:
             f"--{flag} must be at least {MIN_IMAGE_SIZE} px (4 conv blocks halve it 4 times), "
             f"got {size}."
         )
+    if size is not None and size > MAX_IMAGE_SIZE:
+        return (
+            f"--{flag} must be at most {MAX_IMAGE_SIZE} px, got {size}: every image is decoded "
+            f"into the cache at that size ({3 * MAX_IMAGE_SIZE**2 // 1024} KiB each at "
+            f"{MAX_IMAGE_SIZE} px) and trained at it, {(MAX_IMAGE_SIZE // 64) ** 2}x the work "
+            f"of 64 px, while this CNN's at most 4 pooling blocks gain little from more pixels."
+        )
     return None
+
+
+def name_taken(name: str, storage_path: Path) -> str:
+    """The refusal of a new experiment whose folder exists: nothing of another run is touched."""
+    return (
+        f"An experiment named {name!r} already exists in {storage_path}. Choose another --name, "
+        f"or move the old folder away."
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.config import HYPERPARAMETERS, METRIC, MODEL_FILE
+from src.config import EVALUATION_DIR, HYPERPARAMETERS, METRIC, MODEL_FILE
 from src.flags import experiment_flags, hypertune_command
 from src.results import best_trial, cheapest_close_to_best, yardstick
 
@@ -89,14 +89,14 @@ def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None
     if test_accuracy is not None:
         lines.append(
             f"final model    {folder / MODEL_FILE}: test accuracy {test_accuracy:.4f} "
-            f"(scored once; details in {folder / 'refit' / 'evaluation'})"
+            f"(scored once; details in {folder / EVALUATION_DIR})"
         )
         lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
     else:
         lines.append(f"next           {hypertune_command('refit', *again)}")
     lines += [
-        f"               {hypertune_command('analyze', folder)}   (figures)",
-        f"results        {folder} (experiment_summary.csv, TensorBoard files per trial)",
+        f"see            {folder / 'figures' / 'report.html'} (open it in a browser)",
+        f"results        {folder} (experiment_summary.csv, figures/, TensorBoard files)",
         "=" * 78,
     ]
     return "\n".join(lines)

@@ -31,16 +31,14 @@ from src.config import (
     CHECKPOINT_FILE,
     METRIC,
     MODEL_FILE,
-    SPLIT_FRACTIONS,
-    SPLIT_SEED,
     SUMMARY_FILE,
 )
-from src.data import split_indices
+from src.data import split_of
 from src.device import local_device
 from src.images import DataError, load_cache, prepare_cache, scan_images
 from src.inference import load_model, probabilities
 from src.model import Net
-from src.results import ranked, read_experiment_info
+from src.results import ranked, read_experiment_info, read_summary
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def best_checkpoint(experiment: Path) -> Path:
             f"{experiment} has no {SUMMARY_FILE}: it is not a finished hypertune experiment "
             f"(resume it with --resume, or pass --checkpoint)."
         )
-    for path in ranked(pd.read_csv(summary_path))["path"]:
+    for path in ranked(read_summary(experiment))["path"]:
         trial = Path(path)
         checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
         if checkpoints:
@@ -96,12 +94,13 @@ def test_split(experiment: Path, image_size: int) -> tuple[np.ndarray, np.ndarra
     """The held-out test images of the experiment's own data."""
     _, data_spec, _ = read_experiment_info(experiment)
     cached = load_cache(prepare_cache(scan_images(data_spec.root), image_size))
-    test = split_indices(cached.labels, SPLIT_FRACTIONS, SPLIT_SEED)["test"]
+    test = split_of(cached)["test"]
     return cached.images[test], cached.labels[test], cached.class_names
 
 
 def folder_images(data_dir: Path, image_size: int, classes: list[str]) -> tuple[np.ndarray, ...]:
-    """Every image of a user's folder, labelled in the checkpoint's class order."""
+    """The images of a user's folder, labelled in the checkpoint's class order: all of them,
+    or of a pre-split folder its test split (what a search on it would hold out)."""
     cached = load_cache(prepare_cache(scan_images(data_dir), image_size))
     if sorted(cached.class_names) != sorted(classes):
         missing = sorted(set(classes) - set(cached.class_names))
@@ -112,7 +111,8 @@ def folder_images(data_dir: Path, image_size: int, classes: list[str]) -> tuple[
             f"Use a folder with exactly these class folders: {', '.join(classes)}."
         )
     remap = np.array([classes.index(name) for name in cached.class_names])
-    return np.asarray(cached.images), remap[cached.labels]
+    chosen = split_of(cached)["test"] if cached.splits is not None else slice(None)
+    return np.asarray(cached.images[chosen]), remap[cached.labels[chosen]]
 
 
 def plot_confusion(result: Evaluation, title: str) -> plt.Figure:

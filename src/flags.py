@@ -28,6 +28,7 @@ from src.config import (
     at_least,
     first_problem,
     image_size_problem,
+    name_taken,
     parse_assignment,
     resolve_method,
 )
@@ -159,10 +160,7 @@ def new_run_problem(args: argparse.Namespace) -> str | None:
         if not folder.is_dir():
             return f"There is no comparison {args.name!r} in {args.storage_path} to resume."
     elif folder.exists():
-        return (
-            f"An experiment named {args.name!r} already exists in {args.storage_path}. Choose "
-            f"another --name, or move the old folder away."
-        )
+        return name_taken(args.name, args.storage_path)
     return unwritable(args.storage_path)
 
 

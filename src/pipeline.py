@@ -25,8 +25,16 @@ from src.config import (
 from src.console import summary_block
 from src.data import DataSpec
 from src.evaluate import Evaluation
+from src.flags import hypertune_command
 from src.images import image_folder, prepare_cache
-from src.results import read_experiment_info, write_experiment_info, write_summary
+from src.results import (
+    budget_plan,
+    claimed,
+    read_experiment_info,
+    read_summary,
+    write_experiment_info,
+    write_summary,
+)
 
 
 @dataclass(frozen=True)
@@ -39,23 +47,27 @@ class Outcome:
 
 
 def prepared_data(data_dir: Path | None, image_size: int) -> DataSpec:
-    """The images found and decoded into the cache once, before any trial starts."""
+    """The images found (the layout said) and decoded into the cache once, before any trial
+    starts."""
     images = image_folder(data_dir)
+    logger.info(f"Data: {images.describe()}")
     prepare_cache(images, image_size)
     return DataSpec(images.root, image_size)
 
 
 def run(settings: RunSettings, grid: Grid | None, command: str) -> Outcome:
-    """A new search (grid None) or grid; after a search, the final model. `command` is the
-    command line, recorded in the model file."""
+    """A new search (grid None) or grid, in a folder of its own; after a search, the final
+    model. `command` is the command line, recorded in the model file."""
     from src.search import run_experiment
 
     started = time.monotonic()  # a time budget counts from here
-    data_spec = prepared_data(settings.data_dir, settings.image_size)
-    if grid is None and settings.time_budget:
-        return run_within_budget(settings, data_spec, command, started)
-    table = run_experiment(settings, data_spec, grid)
-    return conclude(settings.storage_path / settings.name, settings, grid, table, command)
+    folder = settings.storage_path / settings.name
+    with claimed(folder, new=True):
+        data_spec = prepared_data(settings.data_dir, settings.image_size)
+        if grid is None and settings.time_budget:
+            return run_within_budget(settings, data_spec, command, started)
+        table = run_experiment(settings, data_spec, grid, command=command)
+        return conclude(folder, settings, grid, table, command)
 
 
 def run_within_budget(
@@ -80,10 +92,11 @@ def run_within_budget(
         settings = replace(settings, num_samples=plan.trials)
         limit = started + plan.search_seconds - time.monotonic()
         table = run_experiment(
-            settings, data_spec, resources=resources, time_limit=limit, budget=plan.as_dict()
-        )
+            settings, data_spec, resources=resources, time_limit=limit, budget=plan.as_dict(),
+            command=command,
+        )  # fmt: skip
     else:
-        write_experiment_info(settings, data_spec, None, plan.as_dict())
+        write_experiment_info(settings, data_spec, None, plan.as_dict(), command)
         table = pd.DataFrame(columns=["trial_id", "best_val_accuracy"])
         write_summary(table, folder)
     return conclude(folder, settings, None, table, command, deadline - time.monotonic())
@@ -92,11 +105,16 @@ def run_within_budget(
 def resume(folder: Path, command: str) -> Outcome | None:
     """Continue an interrupted experiment where it stopped: its unfinished trials, then its
     refit. None (and a line saying so) where nothing was left to do."""
+    with claimed(folder, new=False):
+        return resume_claimed(folder, command)
+
+
+def resume_claimed(folder: Path, command: str) -> Outcome | None:
     from src.search import resume_experiment
 
     settings, data_spec, grid = read_experiment_info(folder)
     if (folder / SUMMARY_FILE).is_file():
-        table = pd.read_csv(folder / SUMMARY_FILE)
+        table = read_summary(folder)
     else:
         table = resume_experiment(
             settings, prepared_data(data_spec.root, data_spec.image_size), grid
@@ -120,8 +138,24 @@ def conclude(
     test = None
     if grid is None and settings.refit:
         test = refit_best(folder, command, seconds=refit_seconds).accuracy
+    if len(table):
+        draw_figures(folder)
     print(summary_block(folder, table, test))
     return Outcome(folder, table, test)
+
+
+def draw_figures(folder: Path) -> None:
+    """The experiment's figures and report.html. A finished run's results matter more than its
+    pictures: a failure here is a warning that says how to try again, never a lost run."""
+    from src.analysis import analyze_folder, default_request
+
+    try:
+        analyze_folder(folder, default_request())
+    except Exception as err:
+        logger.warning(
+            f"The figures of {folder.name} could not be drawn ({type(err).__name__}: {err}); "
+            f"the results are complete. Try again with: {hypertune_command('analyze', folder)}"
+        )
 
 
 def refit_best(
@@ -133,15 +167,35 @@ def refit_best(
     seconds: float | None = None,
 ) -> Evaluation:
     """The final model of an experiment and its test evaluation (src/refit.py: plan_refit
-    says where unset values come from)."""
+    says where unset values come from). Under a time budget, unless `epochs` is given, the
+    refit ends within `seconds` (by default the refit's share of the budget)."""
     from src.refit import plan_refit, refit
 
-    return refit(plan_refit(folder, epochs, image_size, seed, seconds), command)
+    settings, _, _ = read_experiment_info(folder)
+    if epochs or settings.refit_epochs:  # counted, not timed
+        seconds = None
+    elif seconds is None:
+        seconds = (budget_plan(folder) or {}).get("refit_seconds")
+    return refit(plan_refit(folder, epochs, image_size, seed, seconds), command, seconds)
+
+
+def refit_experiment(
+    folder: Path,
+    command: str,
+    epochs: int | None = None,
+    image_size: int | None = None,
+    seed: int | None = None,
+) -> Evaluation:
+    """`hypertune.py refit`: refit_best, while no other process runs the experiment."""
+    with claimed(folder, new=False):
+        return refit_best(folder, command, epochs, image_size, seed)
 
 
 def compare(settings: RunSettings, comparison: Comparison, resume: bool) -> pd.DataFrame:
-    """Search methods side by side (src/compare.py) on the prepared data."""
+    """Search methods side by side (src/compare.py) on the prepared data, in a folder of their
+    own (the same one again with `resume`)."""
     from src.compare import compare as run_comparison
 
-    data_spec = prepared_data(settings.data_dir, settings.image_size)
-    return run_comparison(settings, data_spec, comparison, resume)
+    with claimed(settings.storage_path / settings.name, new=not resume):
+        data_spec = prepared_data(settings.data_dir, settings.image_size)
+        return run_comparison(settings, data_spec, comparison, resume)

@@ -1,13 +1,14 @@
 """Apply a final model to new photos: the class and its probability for every image.
 
-    python hypertune.py predict --name NAME photo.jpg more_photos/
-    python hypertune.py predict --model path/final_model.pt photos/ --top-k 3 --output preds.csv
+    .venv/bin/python hypertune.py predict --name NAME photo.jpg more_photos/
+    .venv/bin/python hypertune.py predict --model final_model.pt photos/ --top-k 3 --output p.csv
 
-Images are prepared exactly as for training and evaluation: the shorter side resized to the
-model's image size and centre-cropped, normalised with the statistics stored in the model.
-Folders are walked. Where a folder's sub-folders are named like the model's classes (daisy/,
-roses/, ...), they are taken as the true labels and the accuracy is printed too. An unreadable
-image gets an error row; the others are still predicted.
+Images are prepared exactly as for training and evaluation (src.images.read_image: upright,
+the shorter side resized to the model's image size, centre-cropped), normalised with the
+statistics stored in the model. Folders are walked. Where the folders images sit in are named
+like the model's classes (daisy/1.jpg, or test/daisy/1.jpg in a pre-split folder), they are
+taken as the true labels and the accuracy is printed too. An unreadable image gets an error row
+that says why; the others are still predicted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from src.device import local_device
-from src.images import IMAGE_SUFFIXES, DataError, decode_image
+from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image
 from src.inference import load_final_model, probabilities
 from src.model import Net
 
@@ -33,24 +34,30 @@ class Photo:
     label: str | None  # the class folder it sits in, where that names one of the model's classes
 
 
-def labelled_folder(folder: Path, classes: list[str]) -> bool:
-    """Whether `folder`'s sub-folders holding images are named after the model's classes.
-    Some named so and some not: a folder of other classes, refused."""
-    named = {d.name for d in folder.iterdir() if d.is_dir() and images_below(d)}
-    known = named & set(classes)
-    if known and named - known:
-        raise DataError(
-            f"{folder} has class folders the model was not trained on: "
-            f"{', '.join(sorted(named - known))}. The model knows {', '.join(classes)}. Pass a "
-            f"folder whose sub-folders are only these classes, or one of unlabelled images."
-        )
-    return bool(known)
-
-
 def images_below(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
+
+
+def labelled_photos(folder: Path, classes: list[str]) -> list[Photo]:
+    """The images below `folder`, each labelled by the folder it sits in where that is named
+    like one of the model's classes, at any depth (daisy/1.jpg, test/daisy/1.jpg). Folders of
+    images partly named so and partly not hold classes the model does not know: refused."""
+    found = images_below(folder)
+    if not found:
+        raise DataError(
+            f"The folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})."
+        )
+    holders = {path.parent for path in found if path.parent != folder}
+    known = {d for d in holders if d.name in classes}
+    if known and (unknown := sorted({d.name for d in holders - known})):
+        raise DataError(
+            f"{folder} has class folders the model was not trained on: {', '.join(unknown)}. "
+            f"The model knows {', '.join(classes)}. Pass a folder whose sub-folders are only "
+            f"these classes, or one of unlabelled images."
+        )
+    return [Photo(path, path.parent.name if path.parent in known else None) for path in found]
 
 
 def collect_photos(inputs: list[Path], classes: list[str]) -> list[Photo]:
@@ -61,17 +68,21 @@ def collect_photos(inputs: list[Path], classes: list[str]) -> list[Photo]:
         if item.is_file():
             photos.append(Photo(item, None))
         elif item.is_dir():
-            found = images_below(item)
-            if not found:
-                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-                raise DataError(f"The folder {item} holds no images ({suffixes}).")
-            labelled = labelled_folder(item, classes)
-            for path in found:
-                top = path.relative_to(item).parts[0]
-                photos.append(Photo(path, top if labelled and top in classes else None))
+            photos += labelled_photos(item, classes)
         else:
             raise DataError(f"{item} does not exist: pass image files or folders of images.")
     return photos
+
+
+def decoded(photos: list[Photo], size: int) -> list[np.ndarray | str]:
+    """Each photo's pixels, or why it could not be read."""
+    out: list[np.ndarray | str] = []
+    for photo in photos:
+        try:
+            out.append(read_image(photo.path, size))
+        except UnreadableImage as err:
+            out.append(f"not a readable image ({err})")
+    return out
 
 
 def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) -> pd.DataFrame:
@@ -81,13 +92,13 @@ def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) 
     rows: list[dict[str, Any]] = []
     for start in range(0, len(photos), BATCH):
         batch = photos[start : start + BATCH]
-        decoded = [decode_image(p.path, size) for p in batch]
-        readable = [d for d in decoded if d is not None]
+        pixels_or_errors = decoded(batch, size)
+        readable = [d for d in pixels_or_errors if not isinstance(d, str)]
         probs = iter(probabilities(model, state, np.stack(readable)) if readable else [])
-        for photo, pixels in zip(batch, decoded, strict=True):
+        for photo, pixels in zip(batch, pixels_or_errors, strict=True):
             row: dict[str, Any] = {"path": str(photo.path), "true_class": photo.label or ""}
-            if pixels is None:
-                rows.append({**row, "error": "not a readable image"})
+            if isinstance(pixels, str):
+                rows.append({**row, "error": pixels})
                 continue
             p = next(probs)
             order = np.argsort(-p)[:top_k]

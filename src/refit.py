@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from loguru import logger
 from torch import nn
 
 from src.budget import refit_epochs
-from src.config import MODEL_FILE, MODEL_FORMAT
+from src.config import EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT, REFIT_DIR
 from src.console import Ticker, clock
 from src.data import DataSpec, TrialData, open_trial_data
 from src.device import Amp, describe_device, local_device, seed_everything
@@ -43,8 +43,6 @@ from src.train import (
     train_epoch,
     training_state,
 )
-
-REFIT_DIR = "refit"  # inside the experiment folder: the resumable training state
 
 
 @dataclass(frozen=True)
@@ -112,9 +110,10 @@ def resume_state(path: Path, plan: RefitPlan | None = None) -> dict[str, Any] | 
     return state if plan is None or state.get("plan") == asdict(plan) else None
 
 
-def refit(plan: RefitPlan, command: str) -> Evaluation:
+def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evaluation:
     """Train, save `<experiment>/final_model.pt` (recording `command`, the command line that
-    asked for it), evaluate it once on the test split."""
+    asked for it), evaluate it once on the test split. With `seconds`, the epochs are planned
+    again once the first has been timed, to end training within them."""
     experiment = Path(plan.experiment)
     _, spec, _ = read_experiment_info(experiment)
     torch.set_num_threads(os.cpu_count() or 1)  # one process: every core
@@ -124,16 +123,21 @@ def refit(plan: RefitPlan, command: str) -> Evaluation:
         local_device(), jitter=plan.config["jitter"], fit_on=("train", "val"),
     )  # fmt: skip
     state_path = experiment / REFIT_DIR / "checkpoint.pt"
-    model, seconds = train(plan, data, state_path)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    model, plan, trained = train(plan, data, state_path, deadline)
     model_path = experiment / MODEL_FILE
-    write_atomically(model_file(model, plan, data, spec.root, seconds, command), model_path)
+    write_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
-    return evaluate_and_report(experiment, model_path, None, out=state_path.parent / "evaluation")
+    return evaluate_and_report(experiment, model_path, None, out=experiment / EVALUATION_DIR)
 
 
-def train(plan: RefitPlan, data: TrialData, state_path: Path) -> tuple[nn.Module, float]:
+def train(
+    plan: RefitPlan, data: TrialData, state_path: Path, deadline: float | None = None
+) -> tuple[nn.Module, RefitPlan, float]:
     """The model trained for plan.epochs (continuing from `state_path` where it holds this
-    plan), saving its state there after every epoch; also the training seconds."""
+    plan), saving its state there after every epoch; also the plan it followed (with a
+    `deadline`, its epochs are those that fit once the first epoch is timed) and the training
+    seconds."""
     model = build_model(plan.config, len(data.class_names), data.device)
     optimizer, schedule = make_optimizer(model, plan.config, plan.epochs, len(data.train))
     amp = Amp.for_device(data.device)
@@ -147,12 +151,14 @@ def train(plan: RefitPlan, data: TrialData, state_path: Path) -> tuple[nn.Module
         f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on "
         f"{describe_device(data.device)} ({amp.precision})"
     )
-    ticker = Ticker()
-    for epoch in range(done + 1, plan.epochs + 1):
-        start = time.perf_counter()
+    ticker, epoch = Ticker(), done
+    while epoch < plan.epochs:
+        epoch, start = epoch + 1, time.perf_counter()
         smoothing = plan.config["label_smoothing"]
         loss = train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
         seconds += time.perf_counter() - start
+        if deadline is not None and epoch == 1:  # the warm-up epoch, timed: the real pace
+            plan = replan(plan, schedule, deadline, seconds)
         state = training_state(epoch, model, optimizer, schedule)
         write_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
         left = (plan.epochs - epoch) * seconds / epoch
@@ -162,7 +168,18 @@ def train(plan: RefitPlan, data: TrialData, state_path: Path) -> tuple[nn.Module
             force=epoch == plan.epochs,
         )
     ticker.close()
-    return model, seconds
+    return model, plan, seconds
+
+
+def replan(plan: RefitPlan, schedule: Any, deadline: float, epoch_seconds: float) -> RefitPlan:
+    """The plan with as many epochs as fit before `deadline` at `epoch_seconds` each (the
+    first epoch included), its cosine schedule stretched or shortened to match."""
+    fits = 1 + int(max(deadline - time.monotonic(), 0) // epoch_seconds)
+    if fits != plan.epochs:
+        logger.info(f"Refit: {fits} epochs fit the time left ({epoch_seconds:.1f} s per epoch)")
+        (factor,) = schedule.lr_lambdas
+        factor.total = factor.total // plan.epochs * fits
+    return replace(plan, epochs=fits)
 
 
 def model_file(

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from src.config import (
     BASELINE,
@@ -19,8 +23,10 @@ from src.config import (
     METRIC,
     SUMMARY_FILE,
     Grid,
+    HypertuneError,
     RunSettings,
     is_starting_point,
+    name_taken,
 )
 from src.data import DataSpec
 
@@ -159,6 +165,11 @@ def yardstick(table: pd.DataFrame) -> Yardstick | None:
     )  # fmt: skip
 
 
+def read_summary(experiment_dir: Path) -> pd.DataFrame:
+    """experiment_summary.csv, trial ids as text (an id of digits alone is still an id)."""
+    return pd.read_csv(experiment_dir / SUMMARY_FILE, dtype={"trial_id": str})
+
+
 def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
     path = experiment_dir / SUMMARY_FILE
     table.to_csv(path, index=False)
@@ -182,7 +193,7 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
             f"No {SUMMARY_FILE} in {experiment_dir}: --from-experiment needs a finished "
             f"experiment's folder name under --storage-path."
         )
-    return config_of(best_trial(pd.read_csv(path)))
+    return config_of(best_trial(read_summary(experiment_dir)))
 
 
 def config_of(row: pd.Series) -> dict[str, Any]:
@@ -190,15 +201,50 @@ def config_of(row: pd.Series) -> dict[str, Any]:
     return {name: type(value)(row[name]) for name, value in BASELINE.items()}
 
 
+LOCK_FILE = ".hypertune.lock"  # held by the process that runs, resumes or refits an experiment
+
+
+@contextmanager
+def claimed(folder: Path, new: bool) -> Iterator[None]:
+    """The experiment folder, held by this process until the block ends. A new one is created
+    (refused where it exists, also when another run created it a moment ago); either way an
+    exclusive lock on it is held, so that a --resume or refit of an experiment that another
+    process is running is refused. A killed process releases its lock with it. A new folder
+    that is still empty when the block fails (bad data, say) is removed: the name stays free."""
+    if new:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            raise HypertuneError(name_taken(folder.name, folder.parent)) from None
+    lock = FileLock(folder / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise HypertuneError(
+            f"Experiment {folder.name!r} is in use by another hypertune process (a search, a "
+            f"--resume or a refit of it is running). Wait until it ends, then try again."
+        ) from None
+    try:
+        yield
+    except BaseException:
+        if new and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
 def write_experiment_info(
     settings: RunSettings,
     data_spec: DataSpec,
     grid: Grid | None,
     plan: dict[str, Any] | None = None,
+    command: str | None = None,
 ) -> None:
     """What this experiment is, for src.analysis (grid: fixed epochs; search: its scheduler)
     and for --resume (everything needed to rebuild the trainable); `plan`: how a time budget
-    is spent (src/budget.py)."""
+    is spent (src/budget.py); `command`: the command line that started it."""
     folder = settings.storage_path / settings.name
     folder.mkdir(parents=True, exist_ok=True)
     info = {
@@ -207,6 +253,7 @@ def write_experiment_info(
         "data_root": str(data_spec.root),
         "grid": None if grid is None else asdict(grid),
         "plan": plan,
+        "command": command,
     }
     (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
 
@@ -228,7 +275,7 @@ def budget_plan(folder: Path) -> dict[str, Any] | None:
 def refit_config(folder: Path, settings: RunSettings) -> dict[str, Any]:
     """What the final model trains: the best trial's hyperparameters, or the starting
     configuration where no trial ran (--search-share 0); with the experiment's seed."""
-    table = pd.read_csv(folder / SUMMARY_FILE)
+    table = read_summary(folder)
     config = config_of(best_trial(table)) if len(table) else {**BASELINE, **settings.fixed}
     return {**config, "seed": settings.seed}
 

@@ -414,10 +414,12 @@ def run_experiment(
     resources: TrialResources | None = None,
     time_limit: float | None = None,
     budget: dict[str, Any] | None = None,
+    command: str | None = None,
 ) -> pd.DataFrame:
     """A search (grid=None) or a fixed-epoch grid; writes experiment_summary.csv, prints the
     best trial and returns the summary. A search with a `time_limit` (seconds) ends there;
-    `budget` is its plan (src/budget.py), recorded with the experiment."""
+    `budget` is its plan (src/budget.py) and `command` its command line, both recorded with
+    the experiment."""
     resources = resources or cluster_resources(settings)
     if grid is None:
         plan = search_plan(settings, resources.concurrent)
@@ -428,7 +430,7 @@ def run_experiment(
         settings, data_spec, resources, plan, [monitor, *(callbacks or [])],
         trials=expected_trials(settings, grid), time_limit=time_limit,
     )  # fmt: skip
-    write_experiment_info(settings, data_spec, grid, budget)
+    write_experiment_info(settings, data_spec, grid, budget, command)
     results = tuner.fit()
     logger.info(f"At most {monitor.max_running} trials ran at once.")
     return finish(results, settings, grid)

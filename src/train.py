@@ -24,6 +24,22 @@ Schedule = torch.optim.lr_scheduler.LambdaLR  # what make_optimizer makes
 LRScheduler = torch.optim.lr_scheduler.LRScheduler  # what a saved state may hold
 
 
+class WarmupCosine:
+    """The learning-rate factor of a step: a linear warm-up over `warmup` steps, then cosine
+    decay to 0 at step `total`. An object rather than a closure: Tune's and the refit's saved
+    schedules keep its values, and a time-budgeted refit sets `total` once its first epoch has
+    shown how many epochs the time left holds (the warm-up does not depend on it)."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(self.total - self.warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def make_optimizer(
     model: nn.Module, config: dict[str, Any], epochs: int, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, Schedule]:
@@ -34,13 +50,7 @@ def make_optimizer(
     )
     total = max(epochs * steps_per_epoch, 1)
     warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
 
 
 def train_epoch(

@@ -37,6 +37,8 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["--reduction-factor", "1"], "--reduction-factor must be at least 2"),
         (["--gpus-per-trial", "-0.5"], "--gpus-per-trial cannot be negative"),
         (["--image-size", "16"], "--image-size must be at least 32"),
+        (["--image-size", "20000"], "--image-size must be at most 512 px, got 20000: every"),
+        (["--time-budget", "-5"], "--time-budget must be a positive number of minutes"),
         (["--name", "../escape"], "--name may hold"),
         (["--num-samples", "many"], "invalid int value"),
         (["--learning-rate", "0.1"], "unrecognized arguments"),

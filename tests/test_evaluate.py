@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_images import pre_split
 
 from src.config import BASELINE
 from src.data import DataSpec, open_trial_data
@@ -96,3 +97,9 @@ def test_bad_evaluate_requests_get_one_error(tmp_path: Path, args: list[str], me
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_pre_split_folder_is_scored_on_its_test_split(train_images: Path, tmp_path: Path) -> None:
+    checkpoint = checkpoint_after(0, train_images, tmp_path / "c")
+    root = pre_split(tmp_path / "set", {"train": 6, "val": 2, "test": 3})
+    assert evaluate(checkpoint, root, None).confusion.sum() == 3 * 3  # test/ only

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -116,14 +118,30 @@ def search_command(images: Path, storage: Path, samples: int) -> list[str]:
             str(samples), "--max-epochs", "3", "--grace-period", "3"]  # fmt: skip
 
 
+@contextmanager
+def started(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`cmd` running in a session of its own, its stderr in `log` (a file, not a pipe: a full
+    pipe would stall it). Whatever happens in the block, it and every process it started (Ray's
+    too) are killed at the end, so that a failed assertion leaves nothing running."""
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, cwd=ROOT
+        )
+    try:
+        yield process
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def interrupt_after(
     cmd: list[str], folder: Path, finished: int, sig: signal.Signals
 ) -> tuple[int, str, dict[str, bytes]]:
     """Start `cmd`, send `sig` once `finished` trials are done. Returns its exit code, its
     stderr, and the finished trials' progress.csv as they were when the signal was sent."""
     log = folder.parent / "driver.log"
-    with log.open("w") as stderr:  # a file, not a pipe: a full pipe would stall the driver
-        driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+    with started(cmd, log) as driver:
         deadline = time.monotonic() + 240
         while len(done := finished_trials(folder, 3)) < finished:
             assert time.monotonic() < deadline, "no trial finished in time"
@@ -131,6 +149,37 @@ def interrupt_after(
         driver.send_signal(sig)
         driver.wait(timeout=120)
     return driver.returncode, log.read_text(), done
+
+
+def test_two_runs_started_at_once_with_one_name_never_share_its_folder(
+    images: Path, tmp_path: Path
+) -> None:
+    cmd = search_command(images, tmp_path, samples=3)
+    with started(cmd, tmp_path / "a.log") as first, started(cmd, tmp_path / "b.log") as second:
+        codes = sorted([first.wait(timeout=300), second.wait(timeout=300)])
+    assert codes == [0, 2]
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert "An experiment named 'exp' already exists" in logs and "Traceback" not in logs
+    summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
+    assert len(summary) == 3 and len(list((tmp_path / "exp").glob("trial_*"))) == 3
+
+
+def test_resume_of_an_experiment_that_is_running_is_refused(
+    many_images: Path, tmp_path: Path
+) -> None:
+    cmd = search_command(many_images, tmp_path, samples=4)
+    with started(cmd, tmp_path / "driver.log") as driver:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "exp" / "hypertune.json").is_file():
+            assert time.monotonic() < deadline and driver.poll() is None, "the run did not start"
+            time.sleep(0.2)
+        resumed = subprocess.run(
+            [*cmd, "--resume"], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert resumed.returncode == 2, resumed.stderr[-2000:]
+        assert "in use by another hypertune process" in resumed.stderr
+        assert driver.wait(timeout=300) == 0  # the running search went on undisturbed
+    assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
 
 
 def test_resume_after_kill_9_keeps_finished_trials(many_images: Path, tmp_path: Path) -> None:

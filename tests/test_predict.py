@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from conftest import SMALL, finished_experiment
 from PIL import Image
+from test_images import bomb_png, pre_split
 
 from src.config import MODEL_FILE
 from src.images import write_synthetic_images
+from src.predict import run_predict
 from src.refit import plan_refit, refit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = write_synthetic_images(tmp_path_factory.mktemp("photos"), 3, 8, 57, seed=1)
     Image.open(folder / "class_1" / "000.png").convert("RGB").save(folder / "class_1" / "a.jpg")
     (folder / "class_2" / "broken.png").write_bytes(b"not an image")
+    bomb_png(folder / "class_2" / "huge.png")  # Pillow's decompression-bomb guard refuses it
     return folder
 
 
@@ -53,9 +56,10 @@ def test_folder_of_labelled_photos_gets_classes_and_accuracy(
     assert result.returncode == 0, result.stderr[-2000:]
     table = pd.read_csv(out)
     table["error"] = table["error"].fillna("")
-    assert len(table) == 3 * 8 + 2  # every file, the corrupt one included
-    broken = table[table["path"].str.endswith("broken.png")]
-    assert broken["error"].tolist() == ["not a readable image"]
+    assert len(table) == 3 * 8 + 3  # every file, the corrupt ones included
+    errors = dict(zip(table["path"].map(lambda p: Path(p).name), table["error"], strict=True))
+    assert errors["broken.png"].startswith("not a readable image (UnidentifiedImageError")
+    assert errors["huge.png"].startswith("not a readable image (DecompressionBombError")
     good = table[table["error"] == ""]
     assert set(good["class"]) <= {"class_0", "class_1", "class_2"}
     assert (good["probability"] >= good["probability_2"]).all()
@@ -64,7 +68,7 @@ def test_folder_of_labelled_photos_gets_classes_and_accuracy(
     accuracy = (good["class"] == good["true_class"]).mean()
     assert accuracy >= 0.75  # far above chance: the model and its preprocessing travel together
     assert f"accuracy {accuracy:.4f} on 25 labelled images" in result.stdout
-    assert "1 of 26 files were not readable images" in result.stdout
+    assert "2 of 27 files were not readable images" in result.stdout
 
 
 def test_single_files_by_experiment_name(model: Path, photos: Path) -> None:
@@ -129,3 +133,15 @@ def test_predict_and_evaluate_run_without_ray(model: Path, photos: Path) -> None
                             cwd=ROOT, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("loaded: []")
+
+
+def test_a_pre_split_folder_is_labelled_by_the_class_folder_of_each_image(
+    model: Path, tmp_path: Path
+) -> None:
+    root = pre_split(tmp_path / "set", {"train": 2, "val": 1, "test": 2})  # test/class_0/...
+    (root / "unsorted.png").write_bytes((root / "test" / "class_0" / "000.png").read_bytes())
+    table = run_predict(model, [root], top_k=1)
+    labels = dict(zip(table["path"], table["true_class"], strict=True))
+    assert len(labels) == 3 * 5 + 1
+    assert all(label == Path(path).parent.name for path, label in labels.items() if label)
+    assert labels[str(root / "unsorted.png")] == ""  # in no class folder: no label

@@ -11,9 +11,9 @@ import torch
 from conftest import SMALL, finished_experiment
 
 import src.refit
-from src.config import MODEL_FILE, MODEL_FORMAT
+from src.config import MODEL_FILE, MODEL_FORMAT, REFIT_DIR
 from src.images import write_synthetic_images
-from src.refit import REFIT_DIR, plan_refit, refit
+from src.refit import plan_refit, refit
 
 
 def counting(calls: list[int]) -> Callable[..., float]:

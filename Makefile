@@ -28,7 +28,7 @@ format: install  ## rewrite code in place: ruff's import order and fixes, black'
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/black .
 
-tune: install  ## search + final model (ARGS="--preset long" or "--num-samples 20" to change it)
+tune: install  ## a 10-minute search + final model (ARGS="--preset long" or "--time-budget 30")
 	$(PY) hypertune.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 smoke: install  ## a 1-minute search on generated images
@@ -40,11 +40,11 @@ compare: install  ## search methods at an equal budget (ARGS="--seeds 5 --budget
 bench: install  ## benchmarks -> benchmarks/RESULTS.md (ARGS=--skip-e2e for the quick ones)
 	$(PY) benchmarks/run.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
-bench-gpu: install  ## epoch time at 64/128/224 px, 1 vs 2 trials per GPU (ARGS="--device cpu" without one)
-	$(PY) benchmarks/gpu.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
+bench-gpu: install  ## epoch time per size and precision, 1/2/4 trials per GPU, peak memory (own data)
+	$(PY) benchmarks/gpu.py $(ARGS)
 
-analyze: install  ## figures of the latest experiment (EXPERIMENT=name for another one)
-	$(PY) -m src.analysis $(if $(EXPERIMENT),logs/ray_results/$(EXPERIMENT)) $(ARGS)
+analyze: install  ## figures and report.html of the latest experiment (EXPERIMENT=name for another)
+	$(PY) hypertune.py analyze $(if $(EXPERIMENT),logs/ray_results/$(EXPERIMENT)) $(ARGS)
 
 lock: install  ## rewrite requirements.lock from the current environment
 	(echo "# Full lock of the environment (make install). Regenerate: make lock"; \

@@ -1,31 +1,23 @@
-"""hypertune: tune a configurable CNN on Flowers (or your own images) with Ray Tune.
+"""hypertune: tune a configurable CNN on Flowers (or your own photos) with Ray Tune.
 
-`search` (the default: `hypertune.py --flags` runs it): ASHA stops weak trials early, HyperOpt
-(TPE) proposes the next configuration from the finished ones (--searcher and --scheduler choose
-others), and at the end the best configuration is refit from scratch on train + validation into
-one model file, scored once on the test split. `refit`: that last step on its own. `predict`:
-the model on new photos. `grid`: two hyperparameters on a full grid, every trial trained for
-exactly --max-epochs (what heatmaps need). `compare`: search methods at an equal budget.
-`evaluate`: a model or checkpoint on held-out or new images. `analyze`: an experiment's figures.
+`search` (the default) spends a time budget on a search (ASHA + HyperOpt's TPE, or others) and
+on a final model trained from scratch, scored once on the test split. `refit`: that model
+alone. `predict`, `evaluate`: the model on photos. `grid`: two hyperparameters, every trial
+trained --max-epochs. `compare`: search methods at an equal budget. `analyze`: the figures.
 
     .venv/bin/python hypertune.py --smoke-test                         # < 1 min, generated images
-    .venv/bin/python hypertune.py --data-dir ../shared/data/flowers    # search + final model
-    .venv/bin/python hypertune.py --preset long --data-dir ../shared/data/flowers
+    .venv/bin/python hypertune.py --data-dir ../shared/data/flowers    # 10 minutes in all
     .venv/bin/python hypertune.py predict --name NAME my_photos/       # the final model on photos
-    .venv/bin/python hypertune.py analyze                              # figures of the latest run
 
-Results: logs/ray_results/<name>/ (Ray's trial folders, experiment_summary.csv, hypertune.json,
-final_model.pt, figures/).
+Results: logs/ray_results/<name>/, its figures/report.html the whole experiment on one page.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from loguru import logger
@@ -122,11 +114,7 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
                      help="epochs before ASHA may stop a trial; PBT's interval")  # fmt: skip
     how.add_argument("--reduction-factor", type=int, default=d.reduction_factor,
                      help="ASHA keeps the best 1/N at each rung")  # fmt: skip
-    how.add_argument(
-        "--space",
-        type=Path,
-        help="search space file, TOML or YAML (example: src/space_example.toml)",
-    )
+    how.add_argument("--space", type=Path, help="space file, TOML or YAML: src/space_example.toml")
     how.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                      help="pin a hyperparameter for this search (repeatable)")  # fmt: skip
     final = p.add_argument_group("the final model")
@@ -153,10 +141,8 @@ def add_grid_parser(commands: argparse._SubParsersAction, d: RunSettings) -> Non
 
 def add_compare_parser(commands: argparse._SubParsersAction, d: RunSettings) -> None:
     p = subparser(commands, "compare", run_compare, "search methods at an equal budget of epochs",
-                  "Run the search space under each of --methods, --seeds times each, every run "
-                  "stopped after --budget training epochs in total; plot the best val_accuracy "
-                  "so far against epochs spent. Interrupted? The same command with --resume "
-                  "keeps the runs that spent their budget.")  # fmt: skip
+                  "Each of --methods, --seeds times, every run stopped after --budget training "
+                  "epochs; --resume --name keeps the runs that spent their budget.")  # fmt: skip
     add_run_flags(p, d)
     p.add_argument("--seeds", type=int, default=3, help="repetitions of every method")
     p.add_argument("--budget", type=int, default=40, help="training epochs per run")
@@ -173,30 +159,27 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
 
     def experiment(p: argparse.ArgumentParser, required: bool, what: str) -> None:
         p.add_argument("--name", required=required, help=f"experiment: {what}")
-        p.add_argument("--storage-path", type=Path, default=DEFAULT_STORAGE, help="where --name is")
+        p.add_argument("--storage-path", type=Path, default=DEFAULT_STORAGE, help="where it is")
 
-    p = subparser(commands, "refit", run_refit, "train the best configuration into final_model.pt",
-                  "Train the best configuration of experiment --name from scratch on its train + "
-                  "validation images, save it as <experiment>/final_model.pt (replacing one that "
-                  "exists) and score it once on the test split. Interrupted? Run the same "
-                  "command again: it continues.")  # fmt: skip
+    p = subparser(commands, "refit", run_refit, "train the chosen configuration: final_model.pt",
+                  "Train experiment --name's chosen configuration on its train + val images into "
+                  "final_model.pt (replacing one), score it once on the test split. Interrupted? "
+                  "The same command continues.")  # fmt: skip
     experiment(p, True, "whose best configuration")
     p.add_argument("--epochs", type=int, help="training epochs (default: its --refit-epochs)")
     p.add_argument("--image-size", type=int, help="px (default: the experiment's)")
     p.add_argument("--seed", type=int, help="seed (default: the experiment's)")
     p = subparser(commands, "predict", run_predict, "classify photos with a final model",
-                  "Class and probability of every image (folders are walked). Sub-folders named "
-                  "like the model's classes count as true labels: accuracy is printed too."
-                  )  # fmt: skip
+                  "Class and probability of every image (folders walked); images in folders "
+                  "named like the model's classes are labelled, and scored.")  # fmt: skip
     p.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
     p.add_argument("--model", type=Path, help="a final_model.pt")
     experiment(p, False, "its final_model.pt")
     p.add_argument("--top-k", type=int, default=1, help="classes shown per image")
     p.add_argument("--output", type=Path, help="also write the predictions to this CSV")
     p = subparser(commands, "evaluate", run_evaluate, "score a model on held-out or new images",
-                  "Evaluate experiment --name's final model (its best trial's best checkpoint "
-                  "where there is none) or --checkpoint on the experiment's held-out test split, "
-                  "or on --data-dir (same class folders).")  # fmt: skip
+                  "Score --name's final model (else its best checkpoint) or --checkpoint on the "
+                  "experiment's test split, or on --data-dir (same class folders).")  # fmt: skip
     experiment(p, False, "its final model")
     p.add_argument("--checkpoint", type=Path, help="a trial's checkpoint_* folder, or a model file")
     p.add_argument("--data-dir", type=Path, help="folder of <class>/*.jpg|png images")
@@ -211,9 +194,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_model_parsers(commands)
     add_grid_parser(commands, DEFAULTS)
     add_compare_parser(commands, DEFAULTS)
-    flags.add_analyze_arguments(
-        subparser(commands, "analyze", run_analyze, "figures of an experiment")
-    )
+    flags.add_analyze_arguments(subparser(commands, "analyze", run_analyze, "figures, report"))
     return parser, commands.choices
 
 
@@ -239,17 +220,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def new_settings(args: argparse.Namespace) -> RunSettings:
-    """The checked settings of a new run, on generated images for a smoke test without data."""
-    settings = flags.settings_from(args)
-    if args.smoke_test and args.data_dir is None:
-        from src.images import write_synthetic_images
-
-        images = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
-        settings = replace(settings, data_dir=images)
-    return settings
-
-
 def run_experiment(args: argparse.Namespace, command: str) -> None:
     """search and grid: a new experiment, or the interrupted one --name continued."""
     from src import pipeline
@@ -258,21 +228,19 @@ def run_experiment(args: argparse.Namespace, command: str) -> None:
         pipeline.resume(args.storage_path.resolve() / args.name, command)
         return
     grid = flags.grid_from(args) if args.command == "grid" else None
-    pipeline.run(new_settings(args), grid, command)
+    pipeline.run(flags.new_run_settings(args), grid, command)
 
 
 def run_compare(args: argparse.Namespace, command: str) -> None:
     from src import pipeline
 
-    pipeline.compare(new_settings(args), flags.comparison_from(args), args.resume)
+    pipeline.compare(flags.new_run_settings(args), flags.comparison_from(args), args.resume)
 
 
 def run_refit(args: argparse.Namespace, command: str) -> None:
     from src.pipeline import refit_experiment
 
     folder = args.storage_path.resolve() / args.name
-    if (folder / MODEL_FILE).is_file():
-        logger.info(f"Replacing {folder / MODEL_FILE} once the new model is trained.")
     refit_experiment(folder, command, args.epochs, args.image_size, args.seed)
 
 

@@ -1,22 +1,33 @@
-"""Epoch time per image size, and what two trials sharing one device give over one.
+"""GPU figures in one command: epoch time per image size and precision, and what 1, 2 or 4
+trials sharing one device give, with every process's peak memory.
 
-    python benchmarks/gpu.py --data-dir ../shared/data/flowers                 # cuda if present
-    python benchmarks/gpu.py --data-dir ../shared/data/flowers --device cpu    # the same on CPU
+    make bench-gpu                                                  # cuda where there is one
+    .venv/bin/python benchmarks/gpu.py --device cpu --sizes 32 --epochs 1 --images 60 \
+        --trials 1,2                                                # the whole path, on a CPU
+    .venv/bin/python benchmarks/gpu.py --data-dir ../shared/data/flowers    # on real photos
 
 1. The baseline CNN's training epoch (src.train.train_epoch on the trial's own BatchStream: the
-   data on the device, augmentation there, bf16 autocast on CUDA) at 64, 128 and 224 px: mean
-   seconds of the epochs after a warm-up epoch.
-2. 1 vs 2 trials per device (what --gpus-per-trial 0.5 does): that many worker processes train
-   at once, each its own model and data copy; the figure is images per second of all of them
-   together, so a ratio above 1 means sharing pays.
+   images on the device, augmented there) at each of --sizes, in every precision the device
+   has (bf16 from compute capability 8.0, fp16 below it, fp32 always: src/device.py), the mean
+   of --epochs timed epochs after a warm-up epoch, and the process's peak memory.
+2. 1, 2 and 4 trials per device (what --gpus-per-trial 1, 0.5 and 0.25 ask for): that many
+   worker processes, each with its own model and copy of the data, wait at a barrier until all
+   have loaded and warmed up, then train --epochs epochs at once. The figure is images per
+   second of all of them together, so a ratio above 1 means sharing pays; beside it each
+   process's peak memory.
+Without --data-dir a Flowers-sized folder of generated images (5 classes, --images each, 256 px)
+is written first: one command measures everything on the first GPU lent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,65 +38,143 @@ sys.path.insert(0, str(ROOT))
 
 from src.config import BASELINE  # noqa: E402
 from src.data import DataSpec, open_trial_data  # noqa: E402
-from src.images import prepare_cache, scan_images  # noqa: E402
+from src.device import Amp, describe_device  # noqa: E402
+from src.images import prepare_cache, scan_images, write_synthetic_images  # noqa: E402
 from src.model import build_model  # noqa: E402
 from src.train import make_optimizer, train_epoch  # noqa: E402
 
 
-def timed_epochs(spec: DataSpec, device: torch.device, epochs: int) -> tuple[float, float, int]:
-    """Train a warm-up epoch, then `epochs` timed ones: (start, end) wall-clock times of the
-    timed epochs and the images they trained on."""
+def peak_memory_mib(device: torch.device) -> float:
+    """The process's peak memory: allocated on the GPU, or resident on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+
+
+def train_timed(
+    spec: DataSpec,
+    device: torch.device,
+    precision: str,
+    epochs: int,
+    barrier: Path | None = None,
+    parties: int = 1,
+) -> dict[str, float]:
+    """A warm-up epoch, then (after the barrier, where given) `epochs` timed ones: their
+    wall-clock start and end, the images they trained on, the peak memory."""
     torch.manual_seed(0)
     data = open_trial_data(spec, BASELINE["batch_size"], 0, device)
     model = build_model(BASELINE, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, BASELINE, epochs + 1, len(data.train))
-    start = 0.0
-    for epoch in range(epochs + 1):
-        if epoch == 1:
-            start = time.time()
-        train_epoch(model, data.train, optimizer, schedule, BASELINE["label_smoothing"])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return start, time.time(), epochs * data.train.num_images
+    amp = Amp(
+        device.type, precision, Amp.for_device(device).scaler if precision == "fp16" else None
+    )
+    smoothing = BASELINE["label_smoothing"]
+    train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
+    if barrier is not None:  # every worker loaded and warmed up: now all start together
+        (barrier / str(os.getpid())).touch()
+        while len(list(barrier.iterdir())) < parties:
+            time.sleep(0.01)
+    start = time.time()
+    for _ in range(epochs):
+        train_epoch(model, data.train, optimizer, schedule, smoothing, amp)  # reads the loss
+    return {
+        "start": start,
+        "end": time.time(),
+        "images": epochs * data.train.num_images,
+        "peak_mib": peak_memory_mib(device),
+    }
 
 
-def shared_throughput(args: argparse.Namespace, size: int, trials: int) -> float:
-    """Images per second of `trials` worker processes training at once on the device, from
-    the first worker's first timed epoch to the last worker's end (start-up is not counted)."""
-    cmd = [sys.executable, __file__, "--worker", "--data-dir", str(args.data_dir),
-           "--device", args.device, "--sizes", str(size), "--epochs", str(args.epochs)]  # fmt: skip
-    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(trials)]
-    runs = [json.loads(w.communicate()[0].splitlines()[-1]) for w in workers]
+def precisions(device: torch.device) -> list[str]:
+    mixed = Amp.for_device(device).precision
+    return [mixed, "fp32"] if mixed != "fp32" else ["fp32"]
+
+
+def shared(args: argparse.Namespace, spec: DataSpec, trials: int) -> dict[str, float]:
+    """`trials` worker processes on one device, started together at a barrier."""
+    with tempfile.TemporaryDirectory() as barrier:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--data-dir",
+            str(spec.root),
+            "--device",
+            args.device,
+            "--sizes",
+            str(spec.image_size),
+            "--epochs",
+            str(args.epochs),
+            "--barrier",
+            barrier,
+            "--parties",
+            str(trials),
+        ]
+        workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(trials)]
+        runs = [json.loads(w.communicate()[0].splitlines()[-1]) for w in workers]
     span = max(r["end"] for r in runs) - min(r["start"] for r in runs)
-    return sum(r["images"] for r in runs) / span
+    return {
+        "images_per_s": sum(r["images"] for r in runs) / span,
+        "peak_mib": max(r["peak_mib"] for r in runs),
+    }
+
+
+def data_folder(args: argparse.Namespace) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir)
+    folder = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    print(f"generating {5 * args.images} images of 256 px in {folder}", flush=True)
+    return write_synthetic_images(folder, classes=5, per_class=args.images, size=256)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, required=True, help="folder of <class>/*.jpg")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cuda or cpu")  # fmt: skip
+    p.add_argument("--data-dir", help="a folder of <class>/*.jpg; default: generated images")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sizes", default="64,128,224", help="image sizes in px, comma-separated")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+    p.add_argument("--epochs", type=int, default=10, help="timed epochs after a warm-up epoch")
+    p.add_argument("--trials", default="1,2,4", help="trials per device to compare")
+    p.add_argument("--images", type=int, default=660, help="generated images per class")
     p.add_argument("--worker", action="store_true", help="internal: one trial of part 2")
+    p.add_argument("--barrier", help="internal: the folder workers meet in")
+    p.add_argument("--parties", type=int, default=1, help="internal: workers at the barrier")
     args = p.parse_args()
     device, sizes = torch.device(args.device), [int(s) for s in args.sizes.split(",")]
-    images = scan_images(args.data_dir)
-    if args.worker:  # part 2: train, then say when and how many images went through
-        start, end, n = timed_epochs(DataSpec(images.root, sizes[0]), device, args.epochs)
-        print(json.dumps({"start": start, "end": end, "images": n}))
+    if args.worker:  # part 2: train, then say when and how much
+        spec = DataSpec(scan_images(Path(args.data_dir)).root, sizes[0])
+        run = train_timed(
+            spec, device, precisions(device)[0], args.epochs, Path(args.barrier), args.parties
+        )
+        print(json.dumps(run))
         return
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"device: {name}")
+    images = scan_images(data_folder(args))
+    print(f"device: {describe_device(device)}; {len(images.paths)} images\n")
+    print("| size | precision | s per epoch | images/s | peak memory (MiB) |")
+    print("| --- | --- | --- | --- | --- |")
     for size in sizes:
         prepare_cache(images, size)
-        start, end, n = timed_epochs(DataSpec(images.root, size), device, args.epochs)
-        seconds = (end - start) / args.epochs
-        print(f"{size:>4} px: {seconds:6.2f} s per epoch ({n / (end - start):,.0f} img/s)")
+        for precision in precisions(device):
+            run = train_timed(DataSpec(images.root, size), device, precision, args.epochs)
+            seconds = run["end"] - run["start"]
+            print(
+                f"| {size} | {precision} | {seconds / args.epochs:.2f} | "
+                f"{run['images'] / seconds:,.0f} | {run['peak_mib']:,.0f} |",
+                flush=True,
+            )
     size = sizes[min(1, len(sizes) - 1)]
-    one, two = (shared_throughput(args, size, k) for k in (1, 2))
-    print(f"{size:>4} px, trials per device: 1 -> {one:,.0f} img/s, 2 -> {two:,.0f} img/s "
-          f"({two / one:.2f}x)")  # fmt: skip
+    print(
+        f"\n| trials per device ({size} px) | images/s, all together | vs 1 | peak memory per "
+        "process (MiB) |\n| --- | --- | --- | --- |"
+    )
+    one = None
+    for trials in [int(t) for t in args.trials.split(",")]:
+        run = shared(args, DataSpec(images.root, size), trials)
+        one = one or run["images_per_s"]
+        print(
+            f"| {trials} | {run['images_per_s']:,.0f} | {run['images_per_s'] / one:.2f}x | "
+            f"{run['peak_mib']:,.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

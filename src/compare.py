@@ -40,9 +40,9 @@ from loguru import logger
 from ray import tune
 
 from src.analysis import markdown_table
-from src.config import BASELINE, METRIC, Comparison, RunSettings
+from src.config import BASELINE, METRIC, Comparison, Grid, RunSettings
 from src.data import DataSpec
-from src.results import trial_folder_name
+from src.results import trial_folder_name, write_experiment_info
 from src.search import Plan, build_tuner, cluster_resources, search_plan
 
 COMPARE_GRID: dict[str, list[Any]] = {
@@ -127,6 +127,8 @@ def run_comparison(
                 shutil.rmtree(folder, ignore_errors=True)
                 resources = cluster_resources(run)
                 plan = method_plan(method, run, resources.concurrent)
+                grid = Grid(dict(COMPARE_GRID)) if method == "grid" else None
+                write_experiment_info(run, data_spec, grid)  # so that `analyze` reads the run
                 stop = EpochBudget(budget)
                 build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget).fit()
                 curve = anytime(folder, budget)

@@ -80,16 +80,18 @@ def search_lines(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def summary_block(folder: Path, table: pd.DataFrame, test_accuracy: float | None) -> str:
-    """The end of a run in a few lines: the search, the final model and its test accuracy,
-    where everything is, and what to run next."""
+def summary_block(
+    folder: Path, table: pd.DataFrame, test_accuracy: float | None, chosen: str = ""
+) -> str:
+    """The end of a run in a few lines: the search, the final model (`chosen`: what it trained)
+    and its test accuracy, where everything is, and what to run next."""
     again = experiment_flags(folder)
     searched = search_lines(table) if len(table) else ["no search: the starting configuration"]
     lines = ["=" * 78, f"{folder.name}: {searched[0]}", *searched[1:]]
     if test_accuracy is not None:
         lines.append(
-            f"final model    {folder / MODEL_FILE}: test accuracy {test_accuracy:.4f} "
-            f"(scored once; details in {folder / EVALUATION_DIR})"
+            f"final model    {chosen}; {folder / MODEL_FILE}: test accuracy "
+            f"{test_accuracy:.4f} (scored once; details in {folder / EVALUATION_DIR})"
         )
         lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
     else:

@@ -62,10 +62,15 @@ class DeviceError(HypertuneError):
     """A GPU was assigned that torch cannot use; the message says why and what to do."""
 
 
+def forced_cpu() -> bool:
+    """Whether HYPERTUNE_DEVICE=cpu keeps every process on the CPU."""
+    return os.environ.get("HYPERTUNE_DEVICE") == "cpu"
+
+
 def trial_device(gpu_ids: list[Any]) -> torch.device:
     """The device of a Ray trial that was assigned `gpu_ids` (ray.get_gpu_ids()). Ray makes the
     assigned GPU the only visible one, so it is cuda:0."""
-    if not gpu_ids or os.environ.get("HYPERTUNE_DEVICE") == "cpu":
+    if not gpu_ids or forced_cpu():
         return torch.device("cpu")
     if problem := gpu_problem():
         raise DeviceError(f"This trial was given GPU {gpu_ids[0]}, but {problem}")
@@ -74,7 +79,7 @@ def trial_device(gpu_ids: list[Any]) -> torch.device:
 
 def local_device() -> torch.device:
     """The device of a single process: the GPU where torch can use one, else the CPU."""
-    usable = os.environ.get("HYPERTUNE_DEVICE") != "cpu" and gpu_problem() is None
+    usable = not forced_cpu() and gpu_problem() is None
     return torch.device("cuda" if usable else "cpu")
 
 

@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from src.config import (
@@ -111,6 +112,18 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         time_budget=budget,
         **only,
     )
+
+
+def new_run_settings(args: argparse.Namespace) -> RunSettings:
+    """The settings of a new run (checked at parse time), on generated images for a smoke test
+    without data."""
+    settings = settings_from(args)
+    if args.smoke_test and args.data_dir is None:
+        from src.images import write_synthetic_images
+
+        images = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
+        settings = replace(settings, data_dir=images)
+    return settings
 
 
 def grid_from(args: argparse.Namespace) -> Grid:

@@ -336,12 +336,23 @@ def load_cache(cache_dir: Path) -> CachedImages:
 
 
 def write_synthetic_images(
-    root: Path, classes: int = 3, per_class: int = 20, size: int = 40, seed: int = 0
+    root: Path,
+    classes: int = 3,
+    per_class: int = 20,
+    size: int = 40,
+    seed: int = 0,
+    palette_seed: int | None = None,
 ) -> Path:
-    """A small `<class>/<i>.png` folder that a CNN can learn: each class is a differently
-    coloured and placed square on noise. Used by --smoke-test and the tests (no download)."""
+    """A small `<class>/<i>.png` folder that a CNN can learn: each class is a square of its own
+    colour, placed at random on noise. The colours come from `palette_seed` (default: `seed`),
+    the rest from `seed`: the same palette with another seed gives new images of the same
+    classes. Used by --smoke-test and the tests (no download)."""
+    palette = np.random.default_rng(seed if palette_seed is None else palette_seed).integers(
+        60, 255, (classes, 3)
+    )
     rng = np.random.default_rng(seed)
-    palette = rng.integers(60, 255, (classes, 3))
+    if palette_seed is not None:
+        rng = np.random.default_rng([seed, palette_seed])  # not the palette's own stream
     for label in range(classes):
         (root / f"class_{label}").mkdir(parents=True, exist_ok=True)
         for i in range(per_class):

@@ -32,6 +32,7 @@ from src.results import (
     claimed,
     read_experiment_info,
     read_summary,
+    refit_choice,
     write_experiment_info,
     write_summary,
 )
@@ -135,12 +136,13 @@ def conclude(
 ) -> Outcome:
     """The refit (searches only, unless --no-refit; within `refit_seconds` under a time
     budget) and the closing summary."""
-    test = None
+    test, chosen = None, ""
     if grid is None and settings.refit:
         test = refit_best(folder, command, seconds=refit_seconds).accuracy
+        chosen = refit_choice(table, settings)[1]
     if len(table):
         draw_figures(folder)
-    print(summary_block(folder, table, test))
+    print(summary_block(folder, table, test, chosen))
     return Outcome(folder, table, test)
 
 
@@ -188,6 +190,8 @@ def refit_experiment(
 ) -> Evaluation:
     """`hypertune.py refit`: refit_best, while no other process runs the experiment."""
     with claimed(folder, new=False):
+        if (folder / MODEL_FILE).is_file():
+            logger.info(f"Replacing {folder / MODEL_FILE} once the new model is trained.")
         return refit_best(folder, command, epochs, image_size, seed)
 
 

@@ -54,6 +54,7 @@ class RefitPlan:
     config: dict[str, Any]  # the chosen trial's hyperparameters and the seed
     epochs: int
     image_size: int
+    why: str = ""  # which configuration this is, and why it was chosen
 
 
 def plan_refit(
@@ -68,9 +69,8 @@ def plan_refit(
     of the same model, else as many as `seconds` hold (by default the refit's share of the
     experiment's time budget) at the pace measured here. Unset values: the experiment's."""
     settings, spec, _ = read_experiment_info(experiment)
-    config = plain(
-        {**refit_config(experiment, settings), "seed": settings.seed if seed is None else seed}
-    )
+    chosen, why = refit_config(experiment, settings)
+    config = plain({**chosen, "seed": settings.seed if seed is None else seed})
     size = image_size or settings.refit_image_size or settings.image_size
     epochs = epochs or settings.refit_epochs or interrupted_epochs(experiment, config, size)
     if not epochs:
@@ -78,7 +78,7 @@ def plan_refit(
         seconds = seconds if seconds is not None else budget.get("refit_seconds", 0.0)
         threads = os.cpu_count() or 1
         epochs = refit_epochs(config, DataSpec(spec.root, size), threads, seconds)
-    return RefitPlan(str(experiment), config, epochs, size)
+    return RefitPlan(str(experiment), config, epochs, size, why)
 
 
 def interrupted_epochs(experiment: Path, config: dict[str, Any], image_size: int) -> int | None:
@@ -147,9 +147,9 @@ def train(
         done, seconds = load_training_state(saved, model, optimizer, schedule), saved["seconds"]
         logger.info(f"Refit: continuing from epoch {done} of {plan.epochs} ({state_path})")
     logger.info(
-        f"Refit: {count_parameters(model):,} parameters, {data.train.num_images} images "
-        f"(train + val) at {plan.image_size} px, {plan.epochs} epochs on "
-        f"{describe_device(data.device)} ({amp.precision})"
+        f"Refit: {plan.why}; {count_parameters(model):,} parameters, "
+        f"{data.train.num_images} images (train + val) at {plan.image_size} px, "
+        f"{plan.epochs} epochs on {describe_device(data.device)} ({amp.precision})"
     )
     ticker, epoch = Ticker(), done
     while epoch < plan.epochs:
@@ -206,5 +206,6 @@ def model_file(
             "device": describe_device(data.device),
         },
         "experiment": Path(plan.experiment).name,
+        "chosen": plan.why,
         "command": command,
     }

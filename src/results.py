@@ -88,6 +88,8 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
         "final_train_loss": last.get("train_loss"),
         "num_params": last.get("num_params"),
         "val_images": last.get("val_images"),  # what the validation accuracy is measured on
+        "device": last.get("device"),  # "cpu" or the card's name, and the precision on it
+        "precision": last.get("precision"),
         # Seconds the trial trained and validated (its own clock, from start to last report):
         # the cost a user weighs against accuracy, comparable across trials run in parallel.
         "compute_seconds": last.get("time_total_s"),
@@ -124,6 +126,9 @@ def summarize(results: ResultGrid, max_epochs: int, start: dict[str, Any] | None
     return ranked(table)
 
 
+NOISE_SDS = 2  # a gain counts as beyond noise from this many binomial sds of val_accuracy
+
+
 @dataclass(frozen=True)
 class Yardstick:
     """The best trial against the starting configuration, at the best trial's best epoch."""
@@ -145,7 +150,7 @@ class Yardstick:
             return "the best trial is the starting configuration: the search found nothing better"
         points = f"{100 * self.gain:+.1f} points over the starting configuration at epoch "
         noise = f"{self.epoch} (1 sd = {100 * self.sd:.1f} points)"
-        if self.gain < 2 * self.sd:
+        if self.gain < NOISE_SDS * self.sd:
             return f"{points}{noise}: within noise"
         return f"{points}{noise}: beyond noise"
 
@@ -272,12 +277,30 @@ def budget_plan(folder: Path) -> dict[str, Any] | None:
     return plan
 
 
-def refit_config(folder: Path, settings: RunSettings) -> dict[str, Any]:
-    """What the final model trains: the best trial's hyperparameters, or the starting
-    configuration where no trial ran (--search-share 0); with the experiment's seed."""
-    table = read_summary(folder)
-    config = config_of(best_trial(table)) if len(table) else {**BASELINE, **settings.fixed}
-    return {**config, "seed": settings.seed}
+def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, Any], str]:
+    """What the final model trains, with the experiment's seed, and why. The best trial where
+    it beat the starting configuration beyond noise (or there is no yardstick: a grid, a space
+    without BASELINE); else the starting configuration, which a search within noise of it has
+    not shown to be worse: a best of many noisy trials is an optimistic pick (journal entry
+    11). With no trial at all (--search-share 0), the starting configuration."""
+    start = {**BASELINE, **settings.fixed, "seed": settings.seed}
+    if not len(table):
+        return start, "the starting configuration (no search)"
+    best = {**config_of(best_trial(table)), "seed": settings.seed}
+    versus = yardstick(table)
+    if versus is None or versus.best_id == versus.start_id:
+        return best, f"the best trial, {best_trial(table)['trial_id']}"
+    if versus.gain < NOISE_SDS * versus.sd:
+        start_row = table[table["is_start"]].iloc[0]
+        return {**config_of(start_row), "seed": settings.seed}, (
+            f"the starting configuration: the best trial {versus.best_id} is within noise of it"
+        )
+    return best, f"the best trial, {versus.best_id}: beyond noise of the starting configuration"
+
+
+def refit_config(folder: Path, settings: RunSettings) -> tuple[dict[str, Any], str]:
+    """refit_choice for an experiment folder."""
+    return refit_choice(read_summary(folder), settings)
 
 
 def cheapest_close_to_best(table: pd.DataFrame, within: float = 0.01) -> pd.Series | None:

@@ -46,7 +46,7 @@ from src.config import (
     starting_point,
 )
 from src.data import DataSpec
-from src.device import gpu_problem
+from src.device import forced_cpu, gpu_problem
 from src.flags import resume_command
 from src.progress import ProgressLine
 from src.results import summarize, trial_folder_name, write_experiment_info, write_summary
@@ -394,7 +394,7 @@ def cluster_resources(settings: RunSettings) -> TrialResources:
     start_ray(settings.address, settings.verbose)
     cluster = ray.cluster_resources()
     local_gpus = cluster.get("GPU") and settings.gpus_per_trial > 0 and settings.address is None
-    if local_gpus and (problem := gpu_problem()):
+    if local_gpus and not forced_cpu() and (problem := gpu_problem()):
         logger.warning(f"Ray sees {cluster['GPU']:g} GPU(s), but {problem} Trials run on CPUs.")
         cluster = {**cluster, "GPU": 0.0}
     resources = trial_resources(settings, cluster)

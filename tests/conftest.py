@@ -38,6 +38,16 @@ def finished_experiment(folder: Path, images: Path, best: dict) -> Path:
                            image_size=32, refit_epochs=6)  # fmt: skip
     write_experiment_info(settings, DataSpec(images, 32), None)
     worse = {**best, "lr": 1e-4, "start_filters": 32}
-    rows = [{**worse, "best_val_accuracy": 0.5}, {**best, "best_val_accuracy": 0.9}]
+    finished = {
+        "seed": 0,
+        "status": "completed",
+        "epochs": 6,
+        "best_epoch": 6,
+        "compute_seconds": 12.0,
+        "seconds_per_epoch": 2.0,
+        "val_images": 9,
+    }
+    rows = [{**worse, **finished, "trial_id": "worse", "best_val_accuracy": 0.5},
+            {**best, **finished, "trial_id": "best", "best_val_accuracy": 0.9}]  # fmt: skip
     pd.DataFrame(rows).to_csv(folder / SUMMARY_FILE, index=False)
     return folder

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import finished_experiment
 
 from hypertune import parse_args
 from src.analysis import load_experiment
-from src.config import PRESETS
-from src.flags import settings_from
+from src.config import BASELINE, PRESETS
+from src.flags import grid_from, settings_from
+from src.images import write_synthetic_images
 from src.results import read_experiment_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,9 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["--name", "../escape"], "--name may hold"),
         (["--num-samples", "many"], "invalid int value"),
         (["--learning-rate", "0.1"], "unrecognized arguments"),
+        (["--num-sample", "3"], "unrecognized arguments: --num-sample"),  # no abbreviations
+        (["--resume", "--name", "nope"], "There is no experiment 'nope'"),
+        (["compare", "--resume"], "--resume needs the --name of the compare to continue"),
         (["grid", "--x", "depth=1,2", "--y", "lr=0.1"], "'depth=1,2' is not NAME=VALUE"),
         (["grid", "--x", "lr=0.1,0.01", "--y", "lr=0.1"], "two different hyperparameters"),
         (["grid", "--x", "lr=fast", "--y", "dropout=0.1"], "lr takes float values, got 'fast'"),
@@ -70,11 +75,16 @@ def test_bad_flags_are_refused_before_ray_starts(flags: list[str], message: str)
 
 
 def test_existing_experiment_is_not_overwritten(tmp_path: Path) -> None:
-    (tmp_path / "taken").mkdir()
-    result = hypertune("--storage-path", str(tmp_path), "--name", "taken")
+    taken = tmp_path / "taken"
+    (taken / "trial_1").mkdir(parents=True)
+    (taken / "experiment_summary.csv").write_text("trial_id,best_val_accuracy\n1,0.9\n")
+    (taken / "trial_1" / "progress.csv").write_text("epoch,val_accuracy\n1,0.9\n")
+    before = {p: p.read_bytes() for p in taken.rglob("*") if p.is_file()}
+    result = hypertune("--smoke-test", "--storage-path", str(tmp_path), "--name", "taken")
     assert result.returncode == 2
     assert "already exists" in result.stderr
     assert "Traceback" not in result.stderr
+    assert {p: p.read_bytes() for p in taken.rglob("*") if p.is_file()} == before
 
 
 def test_folder_without_images_gets_one_clear_error(tmp_path: Path) -> None:
@@ -83,26 +93,6 @@ def test_folder_without_images_gets_one_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "No images found" in result.stderr and "--data-dir" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_smoke_test_shows_progress_and_a_summary_in_few_lines(tmp_path: Path) -> None:
-    result = hypertune(
-        "--smoke-test", "--num-samples", "5", "--storage-path", str(tmp_path), "--name", "smoke",
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = pd.read_csv(tmp_path / "smoke" / "experiment_summary.csv")
-    assert len(summary) == 5  # the flag typed wins over the smoke preset's 4 trials
-    assert summary["epochs"].max() == 3  # the preset's value where nothing was typed
-    console = (result.stdout + result.stderr).splitlines()
-    assert len(console) <= 40, "\n".join(console)
-    assert "5/5 trials done" in result.stderr  # the progress line
-    assert "Checkpoint successfully created" not in result.stderr  # Ray's output stays quiet
-    best = summary.iloc[0]
-    assert f"best trial     {best['trial_id']}: val_accuracy {best['best_val_accuracy']:.4f}" in (
-        result.stdout
-    )
-    assert "final model" in result.stdout and (tmp_path / "smoke" / "final_model.pt").is_file()
 
 
 def test_verbose_brings_rays_output_back(tmp_path: Path) -> None:
@@ -184,3 +174,15 @@ def test_bad_space_file_is_refused_with_its_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "space.toml, line 2: dropout: low (0.5) must be below high (0.1)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_grid_starts_from_an_experiment_and_set_wins_over_it(tmp_path: Path) -> None:
+    best = {**BASELINE, "start_filters": 16, "lr": 3e-3}
+    finished_experiment(tmp_path / "exp", write_synthetic_images(tmp_path / "images"), best)
+    args = parse_args(["grid", "--x", "dropout=0.1,0.2", "--y", "batch_size=16,32",
+                       "--from-experiment", "exp", "--set", "lr=0.001",
+                       "--storage-path", str(tmp_path)])  # fmt: skip
+    fixed = grid_from(args).fixed
+    assert fixed["start_filters"] == 16  # from the experiment's best trial
+    assert fixed["lr"] == 0.001  # --set wins
+    assert fixed["num_conv_layers"] == BASELINE["num_conv_layers"]  # the rest: BASELINE

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMALL, finished_experiment
 from test_images import pre_split
 
 from src.config import BASELINE
@@ -15,6 +17,7 @@ from src.data import DataSpec, open_trial_data
 from src.evaluate import evaluate, evaluate_and_report
 from src.images import DataError, write_synthetic_images
 from src.model import Net
+from src.refit import plan_refit, refit
 from src.train import save_checkpoint, train_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +44,12 @@ def train_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def new_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same three classes, other images: never seen in training."""
-    return write_synthetic_images(tmp_path_factory.mktemp("new"), 3, 20, 32, seed=0)
+def new_images(tmp_path_factory: pytest.TempPathFactory, train_images: Path) -> Path:
+    """The same three classes, other images: never seen in training (none is a copy)."""
+    new = write_synthetic_images(tmp_path_factory.mktemp("new"), 3, 20, 32, seed=7, palette_seed=0)
+    seen = {p.read_bytes() for p in train_images.rglob("*.png")}
+    assert not any(p.read_bytes() in seen for p in new.rglob("*.png"))
+    return new
 
 
 def test_trained_model_scores_high_and_random_one_near_chance(
@@ -103,3 +109,14 @@ def test_a_pre_split_folder_is_scored_on_its_test_split(train_images: Path, tmp_
     checkpoint = checkpoint_after(0, train_images, tmp_path / "c")
     root = pre_split(tmp_path / "set", {"train": 6, "val": 2, "test": 3})
     assert evaluate(checkpoint, root, None).confusion.sum() == 3 * 3  # test/ only
+
+
+def test_evaluate_by_name_scores_the_final_model(tmp_path: Path) -> None:
+    images = write_synthetic_images(tmp_path / "images", 3, 20, 32, seed=2)
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    refit(plan_refit(experiment, epochs=1), "cmd")
+    # The summary's trials kept no checkpoint: only the final model can be scored.
+    result = evaluate_and_report(experiment, None, None)
+    summary = json.loads((experiment / "evaluation" / "summary.json").read_text())
+    assert summary["title"].startswith("exp/final_model.pt on the test split")
+    assert result.confusion.sum() == 9

@@ -74,10 +74,13 @@ def test_diverging_trial_ends_cleanly_as_a_bad_result(
     assert trials[math.inf]["epochs"] == 1  # ended at the first non-finite loss
     assert trials[math.inf]["final_val_accuracy"] == 0.0  # what ASHA and HyperOpt see
     assert trials[3e-3]["status"] == "completed" and trials[3e-3]["epochs"] == 2
-    # Checkpoints hold plain values only: they load with weights_only=True.
-    checkpoint = next((tmp_path / "exp").glob(f"trial_*/checkpoint_*/{CHECKPOINT_FILE}"))
+    # No checkpoint of NaN weights: the diverged trial kept none at all.
+    assert not list(Path(trials[math.inf]["path"]).glob("checkpoint_*"))
+    # Checkpoints hold plain values and CPU tensors only: a plain torch.load reads them.
+    checkpoint = next(Path(trials[3e-3]["path"]).glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
     state = torch.load(checkpoint, weights_only=True)
     assert state["class_names"] == ["class_0", "class_1", "class_2"] and state["epoch"] >= 1
+    assert all(torch.isfinite(t).all() and t.device.type == "cpu" for t in state["model"].values())
 
 
 def test_raising_trial_is_retried_then_recorded_as_errored(

@@ -32,9 +32,11 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """New labelled photos in class folders: the training classes (same seed, so the same class
-    colours) drawn at another size, one of them as JPEG, and one corrupt file."""
-    folder = write_synthetic_images(tmp_path_factory.mktemp("photos"), 3, 8, 57, seed=1)
+    """New labelled photos in class folders: the training classes (other images: another seed)
+    drawn at another size, one of them as JPEG, and two files Pillow cannot read."""
+    folder = write_synthetic_images(
+        tmp_path_factory.mktemp("photos"), 3, 8, 57, seed=5, palette_seed=1
+    )
     Image.open(folder / "class_1" / "000.png").convert("RGB").save(folder / "class_1" / "a.jpg")
     (folder / "class_2" / "broken.png").write_bytes(b"not an image")
     bomb_png(folder / "class_2" / "huge.png")  # Pillow's decompression-bomb guard refuses it
@@ -64,7 +66,7 @@ def test_folder_of_labelled_photos_gets_classes_and_accuracy(
     assert set(good["class"]) <= {"class_0", "class_1", "class_2"}
     assert (good["probability"] >= good["probability_2"]).all()
     assert (good["class"] != good["class_2"]).all()
-    assert good["probability"].between(1 / 3, 1).all()
+    assert (good["probability"] + good["probability_2"] <= 1 + 1e-6).all()  # a distribution
     accuracy = (good["class"] == good["true_class"]).mean()
     assert accuracy >= 0.75  # far above chance: the model and its preprocessing travel together
     assert f"accuracy {accuracy:.4f} on 25 labelled images" in result.stdout

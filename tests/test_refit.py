@@ -10,7 +10,9 @@ import pytest
 import torch
 from conftest import SMALL, finished_experiment
 
+import hypertune
 import src.refit
+from src import pipeline
 from src.config import MODEL_FILE, MODEL_FORMAT, REFIT_DIR
 from src.images import write_synthetic_images
 from src.refit import plan_refit, refit
@@ -44,6 +46,9 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert state["trained_on"]["splits"] == ["train", "val"]
     assert state["trained_on"]["images"] == 78  # 85% of 90: train + val, never test
     assert state["command"] == "python hypertune.py refit --name exp"
+    # CPU tensors only: a model refit on a GPU loads with a plain torch.load anywhere.
+    assert all(t.device.type == "cpu" for t in state["model"].values())
+    assert state["trained_on"]["device"] == "cpu"
     assert not (experiment / REFIT_DIR / "checkpoint.pt").exists()  # only the final file stays
     assert result.confusion.sum() == 12  # scored once, on the 15% test split
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
@@ -88,3 +93,35 @@ def test_saved_state_of_another_plan_is_not_resumed(
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
     refit(plan_refit(experiment, epochs=3, image_size=None, seed=0), "cmd")
     assert len(epochs_run) == 3
+
+
+def test_the_refit_command_takes_its_flags(images: Path, tmp_path: Path) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    code = hypertune.main(["refit", "--name", "exp", "--storage-path", str(tmp_path),
+                           "--epochs", "2", "--image-size", "36", "--seed", "5"])  # fmt: skip
+    state = torch.load(experiment / MODEL_FILE, weights_only=True)
+    assert code == 0 and state["trained_on"]["epochs"] == 2
+    assert state["image_size"] == 36 and state["config"]["seed"] == 5
+
+
+def test_resume_continues_an_interrupted_refit(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)  # refit_epochs 6
+    epochs_run: list[int] = []
+    real_epoch = src.refit.train_epoch
+
+    def killed_in_epoch_4(*args: object, **kwargs: object) -> float:
+        if len(epochs_run) == 3:
+            raise KeyboardInterrupt
+        epochs_run.append(1)
+        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.resume(experiment, "cmd")  # the search was done: this starts the refit
+    monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
+    outcome = pipeline.resume(experiment, "cmd")
+    assert outcome is not None and outcome.test_accuracy is not None
+    assert len(epochs_run) == 6  # 3, then the 3 left: it continued
+    assert pipeline.resume(experiment, "cmd") is None  # complete now

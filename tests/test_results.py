@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from ray.tune import Result
 
-from src.results import trial_row
+from src.config import BASELINE, RunSettings
+from src.results import binomial_sd, refit_choice, trial_row
 
 
 def epoch(n: int) -> dict[str, float | int]:
@@ -45,3 +48,32 @@ def test_the_trial_id_is_the_trials_own_even_when_its_last_result_is_a_donors() 
     assert cloned.metrics is not None
     cloned.metrics["trial_id"] = "donor"
     assert trial_row(cloned, max_epochs=3)["trial_id"] == "a"
+
+
+def summary(best_gain: float) -> pd.DataFrame:
+    """Two trials: the starting configuration (0.70 at epoch 10) and another whose best is
+    `best_gain` above it at the same epoch; 500 validation images (1 sd: about 2 points)."""
+    other = {**BASELINE, "lr": 1e-3, "trial_id": "other", "is_start": False}
+    start = {**BASELINE, "trial_id": "start", "is_start": True}
+    rows = [
+        {**other, "best_val_accuracy": 0.70 + best_gain, "start_at_best_epoch": 0.70},
+        {**start, "best_val_accuracy": 0.70, "start_at_best_epoch": 0.70},
+    ]
+    table = pd.DataFrame(rows).assign(best_epoch=10, val_images=500)
+    table["val_accuracy_sd"] = [binomial_sd(p, 500) for p in table["best_val_accuracy"]]
+    return table
+
+
+SETTINGS = RunSettings(name="x", storage_path=Path("/tmp"), data_dir=None, seed=3)
+
+
+def test_the_refit_takes_the_best_trial_only_where_it_beat_the_start_beyond_noise() -> None:
+    config, why = refit_choice(summary(best_gain=0.05), SETTINGS)  # 5 points: beyond 2 sd
+    assert config["lr"] == 1e-3 and config["seed"] == 3 and "beyond noise" in why
+    config, why = refit_choice(summary(best_gain=0.02), SETTINGS)  # 2 points: within noise
+    assert config["lr"] == BASELINE["lr"] and "within noise" in why
+    config, why = refit_choice(summary(best_gain=0.02).drop(columns="is_start"), SETTINGS)
+    assert config["lr"] == 1e-3  # no yardstick (a grid): the best
+    empty = pd.DataFrame(columns=["trial_id", "best_val_accuracy"])
+    assert refit_choice(empty, SETTINGS) == ({**BASELINE, "seed": 3},
+                                             "the starting configuration (no search)")  # fmt: skip

@@ -1,41 +1,57 @@
-"""The trainable's optimiser state: PBT restarts a trial from another trial's checkpoint with
-mutated hyperparameters, and those must be the ones that train on."""
+"""The training recipe's schedule and optimiser state (PBT and the time budget change them)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import pytest
 import torch
 
-from src.config import BASELINE, WARMUP_EPOCHS
+from src.config import BASELINE
 from src.model import build_model
-from src.train import make_optimizer, set_optimizer_hyperparameters
+from src.train import WarmupCosine, make_optimizer, set_optimizer_hyperparameters
+
+CONFIG = {**BASELINE, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
 
 
-def test_restored_optimizer_trains_on_with_the_mutated_lr_and_weight_decay() -> None:
-    config = {**BASELINE, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
-    model = build_model(config, 3, torch.device("cpu"))
-    epochs, steps = 4, 5
-    optimizer, schedule = make_optimizer(model, config, epochs, steps)
-    for _ in range(7):  # past the warm-up: lr = peak x cosine factor
+def stepped(steps: int, epochs: int = 4, per_epoch: int = 5) -> tuple:
+    model = build_model(CONFIG, 3, torch.device("cpu"))
+    optimizer, schedule = make_optimizer(model, CONFIG, epochs, per_epoch)
+    for _ in range(steps):
         model(torch.rand(2, 3, 32, 32)).sum().backward()
         optimizer.step()
         schedule.step()
+    return model, optimizer, schedule
+
+
+def test_the_learning_rate_warms_up_to_its_peak_and_decays_to_zero() -> None:
+    factor = WarmupCosine(warmup=5, total=20)
+    rates = [factor(step) for step in range(21)]
+    assert rates[0] < rates[1] < rates[4] == rates[5] == 1.0  # a linear warm-up to the peak
+    assert all(a > b for a, b in itertools.pairwise(rates[5:]))  # then always down
+    assert rates[20] == pytest.approx(0.0, abs=1e-12)
+    factor.total = 40  # a time-budgeted refit, re-planned after its first epoch
+    assert factor(20) > 0.4 and factor(40) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_restored_optimizer_trains_on_with_the_mutated_lr_and_weight_decay() -> None:
+    model, optimizer, schedule = stepped(7)  # past the warm-up
+    (original,) = optimizer.param_groups
+    unmutated_lr = original["lr"]
     saved_optimizer, saved_schedule = optimizer.state_dict(), schedule.state_dict()
 
-    mutated = {**config, "lr": config["lr"] * 0.8, "weight_decay": 1e-2}
-    optimizer, schedule = make_optimizer(model, mutated, epochs, steps)
-    optimizer.load_state_dict(saved_optimizer)  # brings back the donor's lr and decay
-    schedule.load_state_dict(saved_schedule)
-    set_optimizer_hyperparameters(optimizer, schedule, mutated)
+    mutated = {**CONFIG, "lr": CONFIG["lr"] * 0.8, "weight_decay": 1e-2}
+    optimizer2, schedule2 = make_optimizer(model, mutated, 4, 5)
+    optimizer2.load_state_dict(saved_optimizer)  # brings back the donor's lr and decay
+    schedule2.load_state_dict(saved_schedule)
+    set_optimizer_hyperparameters(optimizer2, schedule2, mutated)
 
-    warmup, total = WARMUP_EPOCHS * steps, epochs * steps
-    cosine = 0.5 * (1 + math.cos(math.pi * (7 - warmup) / (total - warmup)))
-    (group,) = optimizer.param_groups
-    assert math.isclose(group["lr"], mutated["lr"] * cosine)
+    (group,) = optimizer2.param_groups
+    assert math.isclose(group["lr"], 0.8 * unmutated_lr)  # the same point of the schedule
     assert group["weight_decay"] == 1e-2
-    assert schedule.last_epoch == 7  # the schedule keeps its place
-    assert optimizer.state  # Adam's moments survive
-    schedule.step()  # and later steps follow the mutated peak
-    cosine = 0.5 * (1 + math.cos(math.pi * (8 - warmup) / (total - warmup)))
-    assert math.isclose(group["lr"], mutated["lr"] * cosine)
+    assert schedule2.last_epoch == 7  # the schedule keeps its place
+    assert optimizer2.state  # Adam's moments survive
+    schedule.step()
+    schedule2.step()  # and later steps follow the mutated peak
+    assert math.isclose(group["lr"], 0.8 * original["lr"])

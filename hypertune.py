@@ -23,19 +23,20 @@ from pathlib import Path
 from loguru import logger
 
 from src import flags
+from src.commands import add_analyze_arguments, hypertune_command, resume_command
 from src.config import (
-    COMPARE_DEFAULT,
     COMPARE_METHODS,
     DEFAULT_STORAGE,
+    EXPERIMENT_INFO,
     MODEL_FILE,
     PRESETS,
     SCHEDULERS,
     SEARCHERS,
+    Comparison,
     HypertuneError,
     Interrupted,
     RunSettings,
 )
-from src.flags import hypertune_command, resume_command
 
 COMMANDS = ("search", "refit", "predict", "grid", "compare", "evaluate", "analyze")
 Handler = Callable[[argparse.Namespace, str], None]
@@ -64,8 +65,8 @@ def subparser(commands: argparse._SubParsersAction, name: str, run: Handler, hel
 def add_run_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
     """The flags of every command that trains trials: search, grid, compare."""
     data = p.add_argument_group("data and model")
-    data.add_argument("--data-dir", type=Path, help="folder of <class>/*.jpg|png images; "
-                      "default: Flowers via mads_datasets")  # fmt: skip
+    data.add_argument("--data-dir", type=Path, help="photos: <class>/<image>, or train/ val/ "
+                      "[test/] of those; default: Flowers via mads_datasets")  # fmt: skip
     data.add_argument("--image-size", type=int, default=d.image_size, help="square side, px")
     data.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epochs of a full trial")
     data.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher, every trial")
@@ -91,7 +92,7 @@ def add_run_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
 
 def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> None:
     what = "search, then refit the best configuration into a model file (the default)"
-    p = subparser(commands, "search", run_experiment, what)
+    p = subparser(commands, "search", run_search_or_grid, what)
     add_run_flags(p, d)
     how = p.add_argument_group("the search")
     how.add_argument("--preset", choices=[k for k in PRESETS if k != "smoke"], default="quick",
@@ -126,7 +127,7 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
 
 
 def add_grid_parser(commands: argparse._SubParsersAction, d: RunSettings) -> None:
-    p = subparser(commands, "grid", run_experiment, "fixed-epoch grid over two hyperparameters",
+    p = subparser(commands, "grid", run_search_or_grid, "fixed-epoch grid over two hyperparameters",
                   "Train every combination of two hyperparameters for exactly --max-epochs (no "
                   "early stopping), --repeats seeds per cell. Every other hyperparameter is "
                   "fixed: BASELINE, the best trial of --from-experiment, then --set.")  # fmt: skip
@@ -144,9 +145,9 @@ def add_compare_parser(commands: argparse._SubParsersAction, d: RunSettings) -> 
                   "Each of --methods, --seeds times, every run stopped after --budget training "
                   "epochs; --resume --name keeps the runs that spent their budget.")  # fmt: skip
     add_run_flags(p, d)
-    p.add_argument("--seeds", type=int, default=3, help="repetitions of every method")
-    p.add_argument("--budget", type=int, default=40, help="training epochs per run")
-    p.add_argument("--methods", default=",".join(COMPARE_DEFAULT),
+    p.add_argument("--seeds", type=int, default=Comparison.seeds, help="runs of every method")
+    p.add_argument("--budget", type=int, default=Comparison.budget, help="epochs per run")
+    p.add_argument("--methods", default=",".join(Comparison.methods),
                    help=f"comma-separated, from {','.join(COMPARE_METHODS)}")  # fmt: skip
     p.add_argument("--grace-period", type=int, default=2, help="ASHA's first rung; PBT interval")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA/HyperBand reduction")
@@ -182,7 +183,7 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
                   "experiment's test split, or on --data-dir (same class folders).")  # fmt: skip
     experiment(p, False, "its final model")
     p.add_argument("--checkpoint", type=Path, help="a trial's checkpoint_* folder, or a model file")
-    p.add_argument("--data-dir", type=Path, help="folder of <class>/*.jpg|png images")
+    p.add_argument("--data-dir", type=Path, help="photos in class folders (or pre-split)")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -194,7 +195,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_model_parsers(commands)
     add_grid_parser(commands, DEFAULTS)
     add_compare_parser(commands, DEFAULTS)
-    flags.add_analyze_arguments(subparser(commands, "analyze", run_analyze, "figures, report"))
+    add_analyze_arguments(subparser(commands, "analyze", run_analyze, "figures, report"))
     return parser, commands.choices
 
 
@@ -220,7 +221,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def run_experiment(args: argparse.Namespace, command: str) -> None:
+def run_search_or_grid(args: argparse.Namespace, command: str) -> None:
     """search and grid: a new experiment, or the interrupted one --name continued."""
     from src import pipeline
 
@@ -278,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypertune: {stop}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # Ray handles Ctrl-C during a search; this is the rest (refit)
-        again = command
-        if args.command in ("search", "grid"):
-            again = resume_command(args.storage_path.resolve() / args.name)
+        folder, again = args.storage_path.resolve() / str(args.name), command
+        if args.command in ("search", "grid") and (folder / EXPERIMENT_INFO).is_file():
+            again = resume_command(folder)
         print(f"hypertune: interrupted. Continue with: {again}", file=sys.stderr)
         return 130
     except (HypertuneError, ValueError) as err:

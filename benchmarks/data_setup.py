@@ -49,7 +49,8 @@ def measure(kind: str, data_dir: Path, size: int) -> dict[str, float]:
     """Runs in the child process: one set-up of `kind`, timed, with memory figures."""
     import torch
 
-    from src.data import DataSpec, open_trial_data
+    from src.config import DataSpec
+    from src.data import open_trial_data
     from src.images import prepare_cache, scan_images
 
     torch.set_num_threads(1)  # as in a 1-CPU trial

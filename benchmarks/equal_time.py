@@ -10,40 +10,48 @@ Arms (`--arms`): `search`, the default search under `--time-budget MINUTES` (the
 share, then the final model); `start`, the same command with `--search-share 0`: no search,
 the starting configuration trained for the whole budget. Runs alternate between the arms
 (search, start, search, start, ...), so that a machine that slows down does not favour one.
-A run whose folder exists is kept, so an interrupted study continues where it stopped.
+A finished run is kept and an unfinished one started again, so an interrupted study goes on
+where it stopped; a run that fails is reported and the study goes on.
 
 Written to `<storage>/equal_time-<minutes>min/`: study.csv (one row per run: wall time, trials,
-what the final model trained and why, its epochs, test accuracy) and study.md (per arm: test
-accuracy mean ± sd, wall time).
+what the final model trained and why, its epochs, test accuracy), study.md (per arm: test
+accuracy mean ± sd, wall time) and study.png (every run's test accuracy, by arm).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.analysis import markdown_table  # noqa: E402
 from src.config import EVALUATION_DIR, MODEL_FILE  # noqa: E402
+from src.report import markdown_table  # noqa: E402
 from src.results import read_summary  # noqa: E402
 
 ARMS = {"search": [], "start": ["--search-share", "0"]}
 
 
 def run_once(args: argparse.Namespace, arm: str, seed: int, folder: Path) -> float | None:
-    """One run of `arm` (skipped where its experiment exists); its wall time in seconds."""
+    """One run of `arm` (skipped where it finished before); its wall time in seconds."""
     name = f"{arm}-seed{seed}"
-    if (folder / name).exists():
+    if (folder / name / MODEL_FILE).is_file():
         return None
+    shutil.rmtree(folder / name, ignore_errors=True)  # an unfinished run of this study
     cmd = [
         sys.executable,
         str(ROOT / "hypertune.py"),
@@ -64,7 +72,9 @@ def run_once(args: argparse.Namespace, arm: str, seed: int, folder: Path) -> flo
     print(f"{time.strftime('%H:%M:%S')} {' '.join(cmd)}", flush=True)
     start = time.monotonic()
     with (folder / f"{name}.log").open("w") as log:
-        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    if code:
+        print(f"{name} failed (exit code {code}): see {folder / name}.log", flush=True)
     return time.monotonic() - start
 
 
@@ -108,6 +118,8 @@ def main() -> None:
             wall = wall if wall is not None else walls.get((arm, seed))
             if (folder / f"{arm}-seed{seed}" / MODEL_FILE).is_file():
                 rows.append(describe(folder, arm, seed, wall))
+    if not rows:
+        raise SystemExit(f"No finished run in {folder} yet.")
     table = pd.DataFrame(rows)
     table.to_csv(table_path, index=False)
     per_arm = table.groupby("arm").agg(
@@ -118,7 +130,26 @@ def main() -> None:
     )
     text = markdown_table(table) + "\n\n" + markdown_table(per_arm.reset_index()) + "\n"
     (folder / "study.md").write_text(text)
+    plot(table, args.minutes).savefig(folder / "study.png", dpi=110, bbox_inches="tight")
     print(text)
+
+
+def plot(table: pd.DataFrame, minutes: float) -> plt.Figure:
+    """Each run's test accuracy (a dot per seed) and each arm's mean (a bar), side by side."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.2))
+    arms = list(dict.fromkeys(table["arm"]))
+    for x, arm in enumerate(arms):
+        runs = table[table["arm"] == arm]
+        ax.bar(x, runs["test_accuracy"].mean(), width=0.5, color="lightgrey")
+        ax.scatter([x] * len(runs), runs["test_accuracy"], color="black", zorder=3, s=14)
+    labels = {"search": "search, then\nthe final model", "start": "no search: the starting\n"
+              "configuration throughout"}  # fmt: skip
+    ax.set_xticks(range(len(arms)), [labels.get(a, a) for a in arms])
+    low = table["test_accuracy"].min()
+    ax.set_ylim(low - 0.03, table["test_accuracy"].max() + 0.01)
+    ax.set_ylabel(f"test accuracy ({int(table['test_images'].iloc[0])} images)")
+    ax.set_title(f"{minutes:g} minutes each, 2 CPU cores")
+    return fig
 
 
 if __name__ == "__main__":

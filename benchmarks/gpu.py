@@ -36,12 +36,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import BASELINE  # noqa: E402
-from src.data import DataSpec, open_trial_data  # noqa: E402
+from src.config import BASELINE, DataSpec  # noqa: E402
+from src.data import open_trial_data  # noqa: E402
 from src.device import Amp, describe_device  # noqa: E402
-from src.images import prepare_cache, scan_images, write_synthetic_images  # noqa: E402
+from src.images import cache_root, prepare_cache, scan_images, write_synthetic_images  # noqa: E402
 from src.model import build_model  # noqa: E402
 from src.train import make_optimizer, train_epoch  # noqa: E402
+
+BARRIER_TIMEOUT_S = 600  # how long a worker waits for the others to load and warm up
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -62,6 +64,8 @@ def train_timed(
     """A warm-up epoch, then (after the barrier, where given) `epochs` timed ones: their
     wall-clock start and end, the images they trained on, the peak memory."""
     torch.manual_seed(0)
+    if device.type == "cuda":  # the peak of this run, not of the ones before it
+        torch.cuda.reset_peak_memory_stats(device)
     data = open_trial_data(spec, BASELINE["batch_size"], 0, device)
     model = build_model(BASELINE, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, BASELINE, epochs + 1, len(data.train))
@@ -72,7 +76,10 @@ def train_timed(
     train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
     if barrier is not None:  # every worker loaded and warmed up: now all start together
         (barrier / str(os.getpid())).touch()
+        waited_until = time.monotonic() + BARRIER_TIMEOUT_S
         while len(list(barrier.iterdir())) < parties:
+            if time.monotonic() > waited_until:  # another worker died on the way
+                raise SystemExit(f"the other workers did not reach the barrier in {barrier}")
             time.sleep(0.01)
     start = time.time()
     for _ in range(epochs):
@@ -111,7 +118,10 @@ def shared(args: argparse.Namespace, spec: DataSpec, trials: int) -> dict[str, f
             str(trials),
         ]
         workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(trials)]
-        runs = [json.loads(w.communicate()[0].splitlines()[-1]) for w in workers]
+        outputs = [w.communicate()[0] for w in workers]
+    if any(w.returncode for w in workers):  # one failed: the others would wait forever
+        raise SystemExit(f"a worker of the {trials}-trial run failed; its error is above")
+    runs = [json.loads(output.splitlines()[-1]) for output in outputs]
     span = max(r["end"] for r in runs) - min(r["start"] for r in runs)
     return {
         "images_per_s": sum(r["images"] for r in runs) / span,
@@ -122,9 +132,14 @@ def shared(args: argparse.Namespace, spec: DataSpec, trials: int) -> dict[str, f
 def data_folder(args: argparse.Namespace) -> Path:
     if args.data_dir:
         return Path(args.data_dir)
-    folder = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
-    print(f"generating {5 * args.images} images of 256 px in {folder}", flush=True)
-    return write_synthetic_images(folder, classes=5, per_class=args.images, size=256)
+    # One folder per size of the set, reused: its decoded caches are reused with it.
+    folder = cache_root() / f"bench-gpu-images-{args.images}"
+    if not folder.is_dir():
+        print(f"generating {5 * args.images} images of 256 px in {folder}", flush=True)
+        staging = Path(tempfile.mkdtemp(prefix="bench-gpu-", dir=cache_root()))
+        write_synthetic_images(staging, classes=5, per_class=args.images, size=256)
+        staging.rename(folder)
+    return folder
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import BASELINE  # noqa: E402
-from src.data import DataSpec, open_trial_data  # noqa: E402
+from src.config import BASELINE, DataSpec  # noqa: E402
+from src.data import open_trial_data  # noqa: E402
 from src.images import prepare_cache, scan_images  # noqa: E402
 from src.model import Net, build_model  # noqa: E402
 from src.train import train_epoch  # noqa: E402

@@ -22,8 +22,7 @@ sys.path.insert(0, str(ROOT))
 import ray  # noqa: E402
 
 from src import search  # noqa: E402
-from src.config import RunSettings  # noqa: E402
-from src.data import DataSpec  # noqa: E402
+from src.config import DataSpec, RunSettings  # noqa: E402
 from src.images import prepare_cache, scan_images  # noqa: E402
 from src.search import (  # noqa: E402
     ConcurrencyMonitor,

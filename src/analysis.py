@@ -35,6 +35,7 @@ import pandas as pd
 import seaborn as sns
 
 from src import report
+from src.commands import add_analyze_arguments
 from src.config import (
     BASELINE,
     EVALUATION_DIR,
@@ -43,22 +44,16 @@ from src.config import (
     METRIC,
     METRICS,
     SEARCH_SPACE,
+    STATUS_COLOURS,
     SUMMARY_FILE,
     HypertuneError,
     asha_rungs,
 )
-from src.flags import add_analyze_arguments
+from src.report import markdown_table
 from src.results import read_summary, trial_folder_name, trial_id_of, trial_status, yardstick
 
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
 TOP_TRIALS = 10
-# One colour per trial status, the same in every figure.
-STATUS_COLOURS = {
-    "completed": "tab:blue",
-    "stopped_early": "tab:orange",
-    "diverged": "tab:purple",
-    "error": "tab:red",
-}
 
 
 class AnalysisError(HypertuneError):
@@ -386,16 +381,9 @@ def plot_importance(ranking: pd.DataFrame, metric: str) -> plt.Figure:
     return fig
 
 
-def markdown_table(df: pd.DataFrame) -> str:
-    cells = df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
-    lines = [" | ".join(df.columns), " | ".join("---" for _ in df.columns)]
-    lines += [" | ".join(row) for row in cells.to_numpy().tolist()]
-    return "\n".join(f"| {line} |" for line in lines)
-
-
 def top_trials(exp: Experiment, metric: str) -> pd.DataFrame:
-    h, maximise = exp.history, METRICS[metric] == "max"
-    by_trial = h.groupby("trial_id")[metric]
+    h, maximise = exp.history.dropna(subset=[metric]), METRICS[metric] == "max"
+    by_trial = h.groupby("trial_id")[metric]  # a diverged trial's NaN loss is no best
     pick = by_trial.idxmax() if maximise else by_trial.idxmin()
     best = h.loc[pick, ["trial_id", "epoch", metric]].rename(
         columns={"epoch": "best_epoch", metric: f"best_{metric}"}
@@ -432,9 +420,9 @@ def render(exp: Experiment, req: Request) -> tuple[dict[str, plt.Figure], dict[s
         notes.append(f"Heatmap {y} × {x}: {note}.")
     else:
         notes.append(
-            "No heatmap: this is an ASHA search, whose trials stopped at different epochs. Run "
-            "`hypertune.py grid --x NAME=... --y NAME=...`, or pass --x, --y and --at-epoch K "
-            "to compare the trials at epoch K."
+            "No heatmap: a search's trials vary many hyperparameters at once (and under ASHA "
+            "stop at different epochs). Run `hypertune.py grid --x NAME=... --y NAME=...`, or "
+            "pass --x, --y and --at-epoch K to compare the trials at epoch K."
         )
     tables = {"analysis_summary.csv": top_trials(exp, req.metric).to_csv(index=False)}
     ranking = None

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from src.config import RunSettings, asha_rungs
-from src.data import DataSpec, open_trial_data
+from src.config import DataSpec, RunSettings, asha_rungs
+from src.data import open_trial_data
 from src.device import Amp, local_device
 from src.model import build_model
 from src.train import make_optimizer
@@ -67,7 +67,8 @@ def expected_trial_epochs(settings: RunSettings) -> float:
     past each rung; every other scheduler trains trials for max_epochs."""
     if settings.scheduler not in ("asha", "hyperband"):
         return float(settings.max_epochs)
-    rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
+    grace = 1 if settings.scheduler == "hyperband" else settings.grace_period  # its first rung
+    rungs = asha_rungs(settings.max_epochs, grace, settings.reduction_factor)
     edges = [*rungs, settings.max_epochs]
     later = sum(
         (b - a) / settings.reduction_factor ** (i + 1) for i, (a, b) in enumerate(pairwise(edges))
@@ -83,14 +84,19 @@ def trials_that_fit(settings: RunSettings, epochs_affordable: float) -> int:
 
 
 def epoch_seconds(
-    config: dict[str, Any], spec: DataSpec, threads: int, fit_on: tuple[str, ...] = ("train",)
+    config: dict[str, Any],
+    spec: DataSpec,
+    threads: int,
+    fit_on: tuple[str, ...] = ("train",),
+    device: torch.device | None = None,
 ) -> float:
-    """Seconds one epoch of `config` takes here with `threads` torch threads, from a few timed
-    batches: training on the `fit_on` splits, then validation where "val" is not trained on."""
+    """Seconds one epoch of `config` takes on `device` (default: this process's) with `threads`
+    torch threads, from a few timed batches: training on the `fit_on` splits, then validation
+    where "val" is not trained on."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        device = local_device()
+        device = device or local_device()
         data = open_trial_data(
             spec, config["batch_size"], config["seed"], device, config["jitter"], fit_on
         )
@@ -114,7 +120,7 @@ def time_batches(model: torch.nn.Module, stream: Any, optimizer: Any, amp: Amp) 
     for i, (x, y) in enumerate(itertools.islice(stream, TIMED_BATCHES + 1)):
         if i == 1:  # the first batch warms up (allocations, kernel choice)
             synchronize(x.device)
-            start, timed = time.perf_counter(), 1
+            start = time.perf_counter()
         with amp.autocast():
             loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -131,31 +137,35 @@ def synchronize(device: torch.device) -> None:
 
 
 def plan_budget(
-    settings: RunSettings, start: dict[str, Any], spec: DataSpec, concurrent: int, spent: float
+    settings: RunSettings,
+    start: dict[str, Any],
+    spec: DataSpec,
+    trials_on: tuple[torch.device, int] | None,
+    spent: float,
 ) -> BudgetPlan:
-    """The plan of a run with settings.time_budget, `spent` seconds into it: the search's
-    trials at the pace of `start` (the starting configuration), the refit's share."""
+    """The plan of a run with settings.time_budget, `spent` seconds into it: the search's trials
+    at the pace of `start` (the starting configuration) on the trials' device, so many at once
+    (`trials_on`; None: no search), and the refit's share."""
     assert settings.time_budget is not None
     total = settings.time_budget * 60
-    search = settings.search_share * total if settings.refit else total
-    pace = epoch_seconds({**start, "seed": settings.seed}, spec, settings.cpus_per_trial)
+    search = (settings.search_share if settings.refit else 1.0) * total if trials_on else 0.0
+    refit = max(total - search - EVALUATION_RESERVE_S, 0) if settings.refit else 0.0
+    if trials_on is None:
+        return BudgetPlan(settings.time_budget, 0.0, math.nan, 0, 0.0, 0, refit)
+    device, concurrent = trials_on
+    config = {**start, "seed": settings.seed}
+    pace = epoch_seconds(config, spec, settings.cpus_per_trial, device=device)
     per_trial = TRIAL_OVERHEAD_S / expected_trial_epochs(settings)  # spread over its epochs
     affordable = max(search - spent, 0) * concurrent / (pace + EPOCH_OVERHEAD_S + per_trial)
     trials = settings.num_samples or trials_that_fit(settings, affordable)
-    refit = max(total - search - EVALUATION_RESERVE_S, 0) if settings.refit else 0.0
     return BudgetPlan(
-        settings.time_budget,
-        search if settings.search_share > 0 else 0.0,
-        pace,
-        concurrent,
-        expected_trial_epochs(settings),
-        trials,
+        settings.time_budget, search, pace, concurrent, expected_trial_epochs(settings), trials,
         refit,
-    )
+    )  # fmt: skip
 
 
-def refit_epochs(config: dict[str, Any], spec: DataSpec, threads: int, seconds: float) -> int:
-    """Epochs of the final model that fit in `seconds`, at the pace of `config` measured here
-    on the train + validation images (at least one)."""
+def epochs_that_fit(config: dict[str, Any], spec: DataSpec, threads: int, seconds: float) -> int:
+    """Epochs of the final model that fit in `seconds`, at the pace of `config` measured in this
+    process on the train + validation images (at least one)."""
     pace = epoch_seconds(config, spec, threads, fit_on=("train", "val"))
     return max(1, math.floor(seconds / pace))

@@ -39,11 +39,10 @@ import pandas as pd
 from loguru import logger
 from ray import tune
 
-from src.analysis import markdown_table
-from src.config import BASELINE, METRIC, Comparison, Grid, RunSettings
-from src.data import DataSpec
+from src.config import BASELINE, METRIC, Comparison, DataSpec, Grid, RunSettings
+from src.report import markdown_table
 from src.results import trial_folder_name, write_experiment_info
-from src.search import Plan, build_tuner, cluster_resources, search_plan
+from src.search import Plan, SearchError, build_tuner, cluster_resources, search_plan
 
 COMPARE_GRID: dict[str, list[Any]] = {
     "lr": [3e-4, 1e-3, 3e-3],
@@ -132,6 +131,11 @@ def run_comparison(
                 stop = EpochBudget(budget)
                 build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget).fit()
                 curve = anytime(folder, budget)
+            if not len(curve):
+                raise SearchError(
+                    f"{method}, seed {seed}: no trial reported an epoch; each trial's error.txt "
+                    f"under {folder} says why."
+                )
             curves[method].append(curve)
             logger.info(f"{method}, seed {seed}: best {METRIC} {curve[-1]:.4f} ({folder})")
     return curves

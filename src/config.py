@@ -62,16 +62,18 @@ HELD_OUT_TEST = 0.15  # of a pre-split folder's train/ without test/: held out a
 DEFAULT_STORAGE = Path("logs/ray_results")  # experiment folders, relative to the working folder
 NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs use '+'
 
+DEFAULT_REFIT_EPOCHS = 40  # epochs of a final model given neither a time budget nor a count
 MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
 MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x the work of 64 px
 
 # Files of an experiment folder (logs/ray_results/<name>/) that hypertune itself writes.
 EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings and data: for analysis, resume
 SUMMARY_FILE = "experiment_summary.csv"  # one row per trial; written only once all finished
-CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders, and in refit/
 MODEL_FILE = "final_model.pt"  # the refit model: one file, all that `predict` needs
 REFIT_DIR = "refit"  # the refit's resumable training state (checkpoint.pt) and evaluation/
 EVALUATION_DIR = f"{REFIT_DIR}/evaluation"  # the final model's test figures (summary.json)
+REFIT_STATE = f"{REFIT_DIR}/{CHECKPOINT_FILE}"  # the refit's training state after every epoch
 MODEL_FORMAT = "hypertune-model/1"  # stored in MODEL_FILE; tells it apart from other .pt files
 
 # Every value a trial's config holds: the hyperparameters and the seed of its torch/numpy RNGs.
@@ -125,6 +127,13 @@ COMPARE_DEFAULT = (
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
 MODE = "max"
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}  # analysable, best
+# One colour per trial status, the same in every figure (PNG and report.html).
+STATUS_COLOURS = {
+    "completed": "#1f77b4",
+    "stopped_early": "#ff7f0e",
+    "diverged": "#9467bd",
+    "error": "#d62728",
+}
 
 
 class HypertuneError(Exception):
@@ -231,6 +240,12 @@ def starting_point(space: dict[str, Any]) -> dict[str, Any] | None:
     return point if inside else None
 
 
+def start_config(settings: RunSettings) -> dict[str, Any]:
+    """The starting configuration of a run: BASELINE with what --set pinned. Every search
+    begins with it, and its trial is the yardstick of the rest."""
+    return {**BASELINE, **settings.fixed}
+
+
 def is_starting_point(config: dict[str, Any], point: dict[str, Any] | None) -> bool:
     """Whether a trial's `config` is the starting point (floats compared to a relative 1e-9: a
     searcher may hand BASELINE's values back through its own number types)."""
@@ -275,6 +290,14 @@ def name_taken(name: str, storage_path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """What a trial needs to find its data; small, so Ray ships it to every trial and node."""
+
+    root: Path  # the folder whose sub-folders are the classes, or the splits (src/images.py)
+    image_size: int
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Experiment-level settings: the same for every trial of one experiment."""
 
@@ -292,7 +315,7 @@ class RunSettings:
     max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
     address: str | None = None  # existing Ray cluster, or None for a local one
     refit: bool = True  # train the final model after a search (--no-refit: False)
-    refit_epochs: int | None = 40  # epochs of the final model; None: what the time budget leaves
+    refit_epochs: int | None = DEFAULT_REFIT_EPOCHS  # final model; None: what the budget leaves
     time_budget: float | None = None  # minutes for search + final model; None: no limit
     search_share: float = 0.4  # of a time budget, what the search may use; 0: no search
     refit_image_size: int | None = None  # the final model's image size; None = image_size
@@ -327,8 +350,8 @@ class RunSettings:
             self.grace_problem() if grid is None else None,
             at_least("reduction-factor", self.reduction_factor, 2),
             (
-                f"--gpus-per-trial cannot be negative, got {self.gpus_per_trial}."
-                if self.gpus_per_trial < 0
+                f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}."
+                if not 0 <= self.gpus_per_trial < math.inf
                 else None
             ),
             image_size_problem("image-size", self.image_size),
@@ -347,10 +370,15 @@ class RunSettings:
             if self.num_samples is None or self.refit_epochs is None:
                 return "Without --time-budget, give --num-samples and --refit-epochs."
             return None
-        if not self.time_budget > 0:
+        if not 0 < self.time_budget < math.inf:
             return f"--time-budget must be a positive number of minutes, got {self.time_budget}."
-        if not 0 <= self.search_share <= 1:
-            return f"--search-share must be between 0 and 1, got {self.search_share}."
+        if not 0 <= self.search_share < 1 and self.refit:
+            return (
+                f"--search-share must be at least 0 and below 1, got {self.search_share}: the "
+                f"final model needs the rest of the time (--no-refit: none)."
+            )
+        if self.search_share == 0 and not self.refit:
+            return "--search-share 0 with --no-refit leaves nothing to do: no search, no model."
         return None
 
     def grace_problem(self) -> str | None:
@@ -367,9 +395,11 @@ class RunSettings:
         if grid is None:
             values = [(k, v) for k, (_, options) in self.space.items() for v in options]
             configs = [{**BASELINE, **self.fixed, k: v} for k, v in values]
+            configs = configs or [start_config(self)]  # a space of pinned values only
         else:
             configs = grid.configs()
-        problems = (trial_config_problem(config, self.image_size) for config in configs)
+        sizes = {self.image_size, self.refit_image_size or self.image_size}
+        problems = (trial_config_problem(c, size) for c in configs for size in sorted(sizes))
         return first_problem(*problems)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.commands import experiment_flags, hypertune_command
 from src.config import EVALUATION_DIR, HYPERPARAMETERS, METRIC, MODEL_FILE
-from src.flags import experiment_flags, hypertune_command
 from src.results import best_trial, cheapest_close_to_best, yardstick
 
 PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
@@ -96,9 +96,10 @@ def summary_block(
         lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
     else:
         lines.append(f"next           {hypertune_command('refit', *again)}")
+    if (folder / "figures" / "report.html").is_file():
+        lines.append(f"see            {folder / 'figures' / 'report.html'} (open it in a browser)")
     lines += [
-        f"see            {folder / 'figures' / 'report.html'} (open it in a browser)",
-        f"results        {folder} (experiment_summary.csv, figures/, TensorBoard files)",
+        f"results        {folder} (experiment_summary.csv, hypertune.json, final_model.pt)",
         "=" * 78,
     ]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.config import HELD_OUT_TEST, SPLIT_FRACTIONS, SPLIT_SEED, SPLITS
+from src.config import HELD_OUT_TEST, SPLIT_FRACTIONS, SPLIT_SEED, SPLITS, DataSpec
 from src.images import CachedImages, load_cache, prepare_cache, scan_images
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB weights of perceived brightness (ITU-R 601)
@@ -56,6 +56,23 @@ def split_of(cached: CachedImages) -> dict[str, np.ndarray]:
     held = split_indices(cached.labels[train], {"train": 1 - HELD_OUT_TEST, "test": HELD_OUT_TEST},
                          SPLIT_SEED)  # fmt: skip
     return {"train": train[held["train"]], "val": given["val"], "test": train[held["test"]]}
+
+
+def split_problem(cached: CachedImages, root: Path) -> str | None:
+    """Why these images cannot train and judge a model, or None: every split needs images and
+    the training split every class (not so where most files of a class were unreadable, or a
+    class has only a few images)."""
+    split = split_of(cached)
+    if empty := [name for name, indices in split.items() if not len(indices)]:
+        return (
+            f"The {' and '.join(empty)} split(s) of {root} would hold no readable image "
+            f"({len(cached.labels)} readable in all). Add images: hypertune keeps 15% of each "
+            f"class for validation and 15% for the test, so a class needs about 7 at least."
+        )
+    trained = set(cached.labels[split["train"]].tolist())
+    if missing := [n for i, n in enumerate(cached.class_names) if i not in trained]:
+        return f"No readable training image of class(es) {', '.join(missing)} in {root}."
+    return None
 
 
 def split_stats(moments: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,14 +172,6 @@ class BatchStream:
                     x = colour_jitter(x, self.jitter, self.generator, self.luma)
             x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """What a trial needs to find its data; small, so Ray ships it to every trial and node."""
-
-    root: Path  # class-root folder (see find_class_root)
-    image_size: int
 
 
 @dataclass(frozen=True)

@@ -72,10 +72,11 @@ def best_checkpoint(experiment: Path) -> Path:
     for path in ranked(read_summary(experiment))["path"]:
         trial = Path(path)
         checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-        if checkpoints:
+        if checkpoints and (trial / "progress.csv").is_file():
             history = pd.read_csv(trial / "progress.csv")
             scores = dict(zip(history["checkpoint_dir_name"], history[METRIC], strict=True))
-            return max(checkpoints, key=lambda c: float(scores[c.parent.name])).parent
+            # A checkpoint whose row a kill -9 cut from progress.csv ranks last, not a crash.
+            return max(checkpoints, key=lambda c: float(scores.get(c.parent.name, -1))).parent
     raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
 
 

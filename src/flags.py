@@ -9,18 +9,13 @@ Everything runs before any heavy import, so a bad command fails in well under a 
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from src.config import (
     CHECKPOINT_FILE,
-    DEFAULT_STORAGE,
     EXPERIMENT_INFO,
-    METRICS,
     SEARCH_SPACE,
     SUMMARY_FILE,
     Comparison,
@@ -33,40 +28,6 @@ from src.config import (
     parse_assignment,
     resolve_method,
 )
-
-
-def short(path: Path) -> str:
-    """`path` relative to the working folder where it is inside it: shorter to read and copy."""
-    return os.path.relpath(path) if path.absolute().is_relative_to(Path.cwd()) else str(path)
-
-
-def hypertune_command(*args: str | Path) -> str:
-    """A hypertune command line to copy: this interpreter (.venv/bin/python after make install:
-    a bare `python` may lack the packages) and this hypertune.py."""
-    script = Path(__file__).resolve().parents[1] / "hypertune.py"
-    words = [short(a) if isinstance(a, Path) else a for a in (Path(sys.executable), script, *args)]
-    return shlex.join(words)
-
-
-def experiment_flags(folder: Path) -> list[str | Path]:
-    """--name, and --storage-path where it is not the default: what finds `folder` again."""
-    if folder.parent == DEFAULT_STORAGE.resolve():
-        return ["--name", folder.name]
-    return ["--name", folder.name, "--storage-path", folder.parent]
-
-
-def resume_command(folder: Path) -> str:
-    return hypertune_command("--resume", *experiment_flags(folder))
-
-
-def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of an analysis: `hypertune.py analyze` and `python -m src.analysis`."""
-    p.add_argument("experiment", nargs="?", type=Path, help="experiment folder (default: latest)")
-    p.add_argument("--root", type=Path, default=DEFAULT_STORAGE, help="where to look")
-    p.add_argument("--x", help="heatmap x-axis hyperparameter (default: a grid's first axis)")
-    p.add_argument("--y", help="heatmap y-axis hyperparameter (default: a grid's second axis)")
-    p.add_argument("--metric", default="val_accuracy", help=f"one of {', '.join(METRICS)}")
-    p.add_argument("--at-epoch", type=int, help="compare trials at this epoch (ASHA searches)")
 
 
 def pinned(args: argparse.Namespace) -> dict:
@@ -119,10 +80,9 @@ def new_run_settings(args: argparse.Namespace) -> RunSettings:
     without data."""
     settings = settings_from(args)
     if args.smoke_test and args.data_dir is None:
-        from src.images import write_synthetic_images
+        from src.images import smoke_images
 
-        images = write_synthetic_images(Path(tempfile.mkdtemp(prefix="hypertune-")))
-        settings = replace(settings, data_dir=images)
+        settings = replace(settings, data_dir=smoke_images())
     return settings
 
 
@@ -194,7 +154,7 @@ def refit_problem(args: argparse.Namespace) -> str | None:
             f"{SUMMARY_FILE}); refit needs a search or grid that ran to the end."
         )
     return first_problem(
-        at_least("epochs", args.epochs or 1),
+        at_least("epochs", 1 if args.epochs is None else args.epochs),
         image_size_problem("image-size", args.image_size),
         unwritable(args.storage_path / args.name),
     )

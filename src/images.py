@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,6 +334,21 @@ def load_cache(cache_dir: Path) -> CachedImages:
         meta["class_names"],
         np.load(splits) if splits.is_file() else None,
     )
+
+
+def smoke_images() -> Path:
+    """The generated photos of --smoke-test, written once beside the caches, so that each
+    smoke test reuses their decoded cache instead of leaving a new one behind."""
+    folder = cache_root() / "smoke-images"
+    if not folder.is_dir():
+        cache_root().mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="smoke-images-", dir=cache_root()))
+        write_synthetic_images(staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another smoke test wrote them first
+            shutil.rmtree(staging)
+    return folder
 
 
 def write_synthetic_images(

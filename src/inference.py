@@ -24,9 +24,16 @@ def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[Net, 
 
 
 def load_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
-    """A trial's checkpoint folder, or a model file (final_model.pt), ready to predict."""
+    """A trial's checkpoint folder, or a model file (final_model.pt), ready to predict; a
+    DataError that says so for anything else."""
     file = path / CHECKPOINT_FILE if path.is_dir() else path
-    return model_from_state(torch.load(file, map_location=device, weights_only=True), device)
+    try:
+        return model_from_state(torch.load(file, map_location=device, weights_only=True), device)
+    except Exception as err:  # not a file torch reads, or not one of ours
+        raise DataError(
+            f"{path} is not a hypertune checkpoint or model file ({type(err).__name__}: "
+            f"{err}). Pass a trial's checkpoint_* folder or a final_model.pt."
+        ) from None
 
 
 def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:

@@ -9,33 +9,36 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from loguru import logger
 
+from src.commands import hypertune_command
 from src.config import (
-    BASELINE,
     MODEL_FILE,
     SUMMARY_FILE,
     Comparison,
+    DataSpec,
     Grid,
     RunSettings,
-    starting_point,
+    start_config,
 )
 from src.console import summary_block
-from src.data import DataSpec
-from src.evaluate import Evaluation
-from src.flags import hypertune_command
-from src.images import image_folder, prepare_cache
+from src.data import split_problem
+from src.images import DataError, image_folder, load_cache, prepare_cache
 from src.results import (
     budget_plan,
     claimed,
     read_experiment_info,
     read_summary,
-    refit_choice,
     write_experiment_info,
     write_summary,
 )
+
+if TYPE_CHECKING:
+    from src.evaluate import Evaluation
+    from src.refit import RefitPlan
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ def prepared_data(data_dir: Path | None, image_size: int) -> DataSpec:
     starts."""
     images = image_folder(data_dir)
     logger.info(f"Data: {images.describe()}")
-    prepare_cache(images, image_size)
+    if problem := split_problem(load_cache(prepare_cache(images, image_size)), images.root):
+        raise DataError(problem)
     return DataSpec(images.root, image_size)
 
 
@@ -77,19 +81,24 @@ def run_within_budget(
     """A search that ends within settings.time_budget minutes, final model included: planned
     from the measured pace (src/budget.py), the search stopped at its share, the refit given
     what is left. --search-share 0: no search, the starting configuration trains throughout."""
+    import torch
+
     from src.budget import EVALUATION_RESERVE_S, plan_budget
+    from src.device import forced_cpu
     from src.search import cluster_resources, run_experiment
 
     assert settings.time_budget is not None
     deadline = started + settings.time_budget * 60 - EVALUATION_RESERVE_S
     folder = settings.storage_path / settings.name
-    start = {**BASELINE, **settings.fixed, **(starting_point(settings.space) or {})}
-    searching = settings.search_share > 0 or not settings.refit
-    resources = cluster_resources(settings) if searching else None
-    concurrent = resources.concurrent if resources else 1
-    plan = plan_budget(settings, start, data_spec, concurrent, time.monotonic() - started)
+    resources = cluster_resources(settings) if settings.search_share > 0 else None
+    trials_on = None
+    if resources is not None:
+        on_gpu = resources.gpu > 0 and not forced_cpu()
+        trials_on = (torch.device("cuda" if on_gpu else "cpu"), resources.concurrent)
+    spent = time.monotonic() - started
+    plan = plan_budget(settings, start_config(settings), data_spec, trials_on, spent)
     logger.info(plan.describe(settings))
-    if searching:
+    if resources is not None:
         settings = replace(settings, num_samples=plan.trials)
         limit = started + plan.search_seconds - time.monotonic()
         table = run_experiment(
@@ -138,8 +147,8 @@ def conclude(
     budget) and the closing summary."""
     test, chosen = None, ""
     if grid is None and settings.refit:
-        test = refit_best(folder, command, seconds=refit_seconds).accuracy
-        chosen = refit_choice(table, settings)[1]
+        evaluation, plan = refit_best(folder, command, seconds=refit_seconds)
+        test, chosen = evaluation.accuracy, plan.why
     if len(table):
         draw_figures(folder)
     print(summary_block(folder, table, test, chosen))
@@ -167,18 +176,19 @@ def refit_best(
     image_size: int | None = None,
     seed: int | None = None,
     seconds: float | None = None,
-) -> Evaluation:
-    """The final model of an experiment and its test evaluation (src/refit.py: plan_refit
-    says where unset values come from). Under a time budget, unless `epochs` is given, the
-    refit ends within `seconds` (by default the refit's share of the budget)."""
+) -> tuple[Evaluation, RefitPlan]:
+    """The final model of an experiment, its test evaluation and the plan it followed
+    (src/refit.py: plan_refit says where unset values come from). Under a time budget, unless
+    `epochs` is given, the refit ends within `seconds` (by default the budget's refit share)."""
     from src.refit import plan_refit, refit
 
     settings, _, _ = read_experiment_info(folder)
-    if epochs or settings.refit_epochs:  # counted, not timed
+    if epochs is not None or settings.refit_epochs:  # counted, not timed
         seconds = None
-    elif seconds is None:
-        seconds = (budget_plan(folder) or {}).get("refit_seconds")
-    return refit(plan_refit(folder, epochs, image_size, seed, seconds), command, seconds)
+    elif seconds is None:  # the refit's share of the budget; none planned: the default count
+        seconds = (budget_plan(folder) or {}).get("refit_seconds") or None
+    plan = plan_refit(folder, epochs, image_size, seed, seconds)
+    return refit(plan, command, seconds), plan
 
 
 def refit_experiment(
@@ -187,7 +197,7 @@ def refit_experiment(
     epochs: int | None = None,
     image_size: int | None = None,
     seed: int | None = None,
-) -> Evaluation:
+) -> tuple[Evaluation, RefitPlan]:
     """`hypertune.py refit`: refit_best, while no other process runs the experiment."""
     with claimed(folder, new=False):
         if (folder / MODEL_FILE).is_file():

@@ -27,14 +27,21 @@ import torch
 from loguru import logger
 from torch import nn
 
-from src.budget import refit_epochs
-from src.config import EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT, REFIT_DIR
+from src.budget import epochs_that_fit
+from src.config import (
+    DEFAULT_REFIT_EPOCHS,
+    EVALUATION_DIR,
+    MODEL_FILE,
+    MODEL_FORMAT,
+    REFIT_STATE,
+    DataSpec,
+)
 from src.console import Ticker, clock
-from src.data import DataSpec, TrialData, open_trial_data
+from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, local_device, seed_everything
 from src.evaluate import Evaluation, evaluate_and_report
 from src.model import build_model, count_parameters
-from src.results import budget_plan, read_experiment_info, refit_config
+from src.results import read_experiment_info, refit_config
 from src.train import (
     load_training_state,
     make_optimizer,
@@ -66,25 +73,23 @@ def plan_refit(
 ) -> RefitPlan:
     """The experiment's chosen configuration (src.results.refit_config) and how long to train
     it: `epochs`, else the experiment's --refit-epochs, else the epochs of an interrupted refit
-    of the same model, else as many as `seconds` hold (by default the refit's share of the
-    experiment's time budget) at the pace measured here. Unset values: the experiment's."""
+    of the same model, else as many as `seconds` hold at the pace measured here, else the
+    default count. Unset values: the experiment's."""
     settings, spec, _ = read_experiment_info(experiment)
     chosen, why = refit_config(experiment, settings)
     config = plain({**chosen, "seed": settings.seed if seed is None else seed})
     size = image_size or settings.refit_image_size or settings.image_size
     epochs = epochs or settings.refit_epochs or interrupted_epochs(experiment, config, size)
-    if not epochs:
-        budget = budget_plan(experiment) or {}
-        seconds = seconds if seconds is not None else budget.get("refit_seconds", 0.0)
+    if not epochs and seconds:
         threads = os.cpu_count() or 1
-        epochs = refit_epochs(config, DataSpec(spec.root, size), threads, seconds)
-    return RefitPlan(str(experiment), config, epochs, size, why)
+        epochs = epochs_that_fit(config, DataSpec(spec.root, size), threads, seconds)
+    return RefitPlan(str(experiment), config, epochs or DEFAULT_REFIT_EPOCHS, size, why)
 
 
 def interrupted_epochs(experiment: Path, config: dict[str, Any], image_size: int) -> int | None:
     """The planned epochs of an interrupted refit of this configuration and size, if any: a
     time-budgeted refit continues with its plan rather than one measured anew."""
-    state = resume_state(experiment / REFIT_DIR / "checkpoint.pt")
+    state = resume_state(experiment / REFIT_STATE)
     plan = (state or {}).get("plan", {})
     same = plan.get("config") == config and plan.get("image_size") == image_size
     return int(plan["epochs"]) if same else None
@@ -122,7 +127,7 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
         DataSpec(spec.root, plan.image_size), plan.config["batch_size"], plan.config["seed"],
         local_device(), jitter=plan.config["jitter"], fit_on=("train", "val"),
     )  # fmt: skip
-    state_path = experiment / REFIT_DIR / "checkpoint.pt"
+    state_path = experiment / REFIT_STATE
     deadline = None if seconds is None else time.monotonic() + seconds
     model, plan, trained = train(plan, data, state_path, deadline)
     model_path = experiment / MODEL_FILE
@@ -151,14 +156,16 @@ def train(
         f"{data.train.num_images} images (train + val) at {plan.image_size} px, "
         f"{plan.epochs} epochs on {describe_device(data.device)} ({amp.precision})"
     )
-    ticker, epoch = Ticker(), done
+    ticker, epoch, began = Ticker(), done, time.monotonic()
     while epoch < plan.epochs:
         epoch, start = epoch + 1, time.perf_counter()
         smoothing = plan.config["label_smoothing"]
         loss = train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
         seconds += time.perf_counter() - start
-        if deadline is not None and epoch == 1:  # the warm-up epoch, timed: the real pace
-            plan = replan(plan, schedule, deadline, seconds)
+        if deadline is not None:  # the pace so far, in wall seconds per epoch
+            plan = replan(
+                plan, schedule, epoch, deadline, (time.monotonic() - began) / (epoch - done)
+            )
         state = training_state(epoch, model, optimizer, schedule)
         write_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
         left = (plan.epochs - epoch) * seconds / epoch
@@ -171,14 +178,18 @@ def train(
     return model, plan, seconds
 
 
-def replan(plan: RefitPlan, schedule: Any, deadline: float, epoch_seconds: float) -> RefitPlan:
-    """The plan with as many epochs as fit before `deadline` at `epoch_seconds` each (the
-    first epoch included), its cosine schedule stretched or shortened to match."""
-    fits = 1 + int(max(deadline - time.monotonic(), 0) // epoch_seconds)
-    if fits != plan.epochs:
-        logger.info(f"Refit: {fits} epochs fit the time left ({epoch_seconds:.1f} s per epoch)")
-        (factor,) = schedule.lr_lambdas
-        factor.total = factor.total // plan.epochs * fits
+def replan(plan: RefitPlan, schedule: Any, epoch: int, deadline: float, pace: float) -> RefitPlan:
+    """After `epoch`: the plan with as many epochs as fit before `deadline` at `pace` seconds
+    each, its cosine schedule stretched or shortened to match. After the first epoch (the
+    warm-up, the first real timing) it may grow or shrink; later only shrink, so that a run on
+    a machine that slows down still ends in time."""
+    fits = epoch + int(max(deadline - time.monotonic(), 0) // pace)
+    if fits == plan.epochs or (epoch > 1 and fits > plan.epochs):
+        return plan
+    if epoch == 1:  # later changes show in the progress line
+        logger.info(f"Refit: {fits} epochs fit the time left ({pace:.1f} s per epoch)")
+    (factor,) = schedule.lr_lambdas
+    factor.total = factor.total // plan.epochs * fits
     return replace(plan, epochs=fits)
 
 

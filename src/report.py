@@ -23,13 +23,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from src.config import STATUS_COLOURS
+from src.evaluate import Evaluation
+
 SCRIPT = "plotly.min.js"
-STATUS_COLOURS = {  # the same as the PNG figures' (src/analysis.py), as CSS colours
-    "completed": "#1f77b4",
-    "stopped_early": "#ff7f0e",
-    "diverged": "#9467bd",
-    "error": "#d62728",
-}
 
 
 @dataclass
@@ -59,8 +56,9 @@ class ReportData:
 def axis(values: pd.Series, name: str, log: bool) -> dict[str, Any]:
     """A parallel-coordinates dimension: log10 with real-valued ticks for a log-uniform
     hyperparameter, labelled positions for a categorical one, plain numbers otherwise."""
-    if values.dtype == object or values.dtype == bool or values.nunique() <= 4:
-        levels = sorted(values.unique(), key=str if values.dtype == object else None)
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if not numeric or values.nunique() <= 4:
+        levels = sorted(values.unique(), key=None if numeric else str)
         codes = values.map({level: i for i, level in enumerate(levels)})
         return {
             "label": name,
@@ -251,85 +249,84 @@ def table_html(df: pd.DataFrame, sortable: bool = False) -> str:
     return f"<table{attribute}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def per_class(evaluation: dict[str, Any]) -> pd.DataFrame:
-    counts = np.array(evaluation["confusion"])
-    hits = np.diag(counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.DataFrame(
-            {
-                "class": evaluation["class_names"],
-                "precision": hits / counts.sum(0),
-                "recall": hits / counts.sum(1),
-                "images": counts.sum(1),
-            }
-        )
+def markdown_table(df: pd.DataFrame) -> str:
+    cells = df.map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+    lines = [" | ".join(map(str, df.columns)), " | ".join("---" for _ in df.columns)]
+    lines += [" | ".join(row) for row in cells.to_numpy().tolist()]
+    return "\n".join(f"| {line} |" for line in lines)
 
 
-def sections(data: ReportData) -> list[tuple[str, str, go.Figure | None]]:
-    """(title, HTML, figure) in page order; a figure goes below its HTML."""
-    n = len(data.trials)
+Section = tuple[str, str, go.Figure | None]  # title, HTML, and a figure below it
+
+
+def sections(data: ReportData) -> list[Section]:
+    """The page's sections, in order; those with nothing to show are left out."""
     found = [
-        (
-            "Every trial",
-            f"<p>{n} trials, one line each; drag along an axis to select. Colour: "
-            f"{data.metric} at epoch {data.epoch}, the last epoch every trial reached.</p>"
-            + "".join(f"<p>{html.escape(note)}</p>" for note in data.notes),
-            parallel_coordinates(data),
-        ),
-    ]
-    if data.versus is not None:
-        frame, verdict = data.versus
-        found.insert(
-            0,
-            (
-                "Where the search started, and what it found",
-                f"<p>{html.escape(verdict)}</p>" + table_html(frame),
-                None,
-            ),
-        )
-    if data.heatmap is not None:
-        cells, x, y, note = data.heatmap
-        found.append(
-            (f"{y} × {x}", f"<p>{html.escape(note)}.</p>", heatmap(cells, x, y, data.metric))
-        )
-    found += [
+        start_and_best(data),
+        every_trial(data),
+        grid_heatmap(data),
         ("Learning curves", "<p>Dashed: stopped before the last epoch.</p>", learning_curves(data)),
         ("Best so far", "", best_so_far(data)),
-    ]
-    if data.importance is not None:
-        found.append(
-            (
-                "Which hyperparameters mattered",
-                "<p>Share of the variance each explains "
-                "alone; with few trials, read the ranking as a hint: an unrelated "
-                "hyperparameter explains about the black mark.</p>",
-                importance(data.importance, data.metric),
-            )
-        )
-    found += [
-        (
-            "Cost",
-            "<p>Every trial at the same epoch, so that none looks cheap for having been "
-            "stopped.</p>",
-            cost(data),
-        ),
-        (
-            "Top trials",
-            "<p>Click a column to sort.</p>" + table_html(data.top, sortable=True),
-            None,
-        ),
-    ]
-    if data.evaluation is not None:
-        e = data.evaluation
-        text = (
-            f"<p>Test accuracy <b>{e['accuracy']:.4f}</b> on {e['images']} images, read "
-            f"once ({html.escape(e['title'])}).</p>" + table_html(per_class(e))
-        )
-        found.append(("The final model", text, confusion(e)))
+        what_mattered(data),
+        ("Cost", "<p>Every trial at the same epoch, so that none looks cheap for having been "
+         "stopped.</p>", cost(data)),
+        ("Top trials", "<p>Click a column to sort.</p>" + table_html(data.top, sortable=True),
+         None),
+        final_model(data),
+        settings_and_command(data),
+    ]  # fmt: skip
+    return [section for section in found if section is not None]
+
+
+def start_and_best(data: ReportData) -> Section | None:
+    if data.versus is None:
+        return None
+    frame, verdict = data.versus
+    text = f"<p>{html.escape(verdict)}</p>" + table_html(frame)
+    return "Where the search started, and what it found", text, None
+
+
+def every_trial(data: ReportData) -> Section:
+    text = (
+        f"<p>{len(data.trials)} trials, one line each; drag along an axis to select. Colour: "
+        f"{data.metric} at epoch {data.epoch}, the last epoch every trial reached.</p>"
+    )
+    notes = "".join(f"<p>{html.escape(note)}</p>" for note in data.notes)
+    return "Every trial", text + notes, parallel_coordinates(data)
+
+
+def grid_heatmap(data: ReportData) -> Section | None:
+    if data.heatmap is None:
+        return None
+    cells, x, y, note = data.heatmap
+    return f"{y} × {x}", f"<p>{html.escape(note)}.</p>", heatmap(cells, x, y, data.metric)
+
+
+def what_mattered(data: ReportData) -> Section | None:
+    if data.importance is None:
+        return None
+    text = (
+        "<p>Share of the variance each explains alone; with few trials, read the ranking as a "
+        "hint: an unrelated hyperparameter explains about the black mark.</p>"
+    )
+    return "Which hyperparameters mattered", text, importance(data.importance, data.metric)
+
+
+def final_model(data: ReportData) -> Section | None:
+    if (e := data.evaluation) is None:
+        return None
+    classes = Evaluation(e["class_names"], np.array(e["confusion"])).per_class()
+    text = (
+        f"<p>Test accuracy <b>{e['accuracy']:.4f}</b> on {e['images']} images, read once "
+        f"({html.escape(e['title'])}).</p>" + table_html(classes)
+    )
+    return "The final model", text, confusion(e)
+
+
+def settings_and_command(data: ReportData) -> Section:
     settings = pd.DataFrame({"setting": list(data.settings), "value": list(data.settings.values())})
     command = f"<pre>{html.escape(data.command)}</pre>" if data.command else ""
-    found.append(("Settings and command", command + table_html(settings), None))
-    return found
+    return "Settings and command", command + table_html(settings), None
 
 
 PAGE = """<!doctype html>
@@ -391,7 +388,7 @@ def render(data: ReportData) -> str:
         title=title,
         script=SCRIPT,
         body="\n".join(body),
-        figures=json.dumps(figures, separators=(",", ":")),
+        figures=json.dumps(figures, separators=(",", ":")).replace("</", "<\\/"),
     )
 
 

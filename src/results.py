@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
@@ -22,13 +23,14 @@ from src.config import (
     HYPERPARAMETERS,
     METRIC,
     SUMMARY_FILE,
+    DataSpec,
     Grid,
     HypertuneError,
     RunSettings,
     is_starting_point,
     name_taken,
+    start_config,
 )
-from src.data import DataSpec
 
 if TYPE_CHECKING:
     from ray.tune import Result, ResultGrid
@@ -70,7 +72,9 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
     last, config = result.metrics or {}, result.config or {}
     history = epoch_history(result)
     best: pd.Series | dict[str, Any] = (
-        history.iloc[history[METRIC].to_numpy().argmax()] if len(history) else {}
+        history.iloc[int(np.nanargmax(history[METRIC].to_numpy()))]
+        if history[METRIC].notna().any()
+        else {}
     )
     epochs = int(history["epoch"].max()) if len(history) else 0
     status = trial_status(result.error is not None, bool(last.get("diverged")), epochs, max_epochs)
@@ -113,7 +117,9 @@ def summarize(results: ResultGrid, max_epochs: int, start: dict[str, Any] | None
     long), `val_accuracy_sd` one binomial sd of the row's best val_accuracy."""
     trials = [results[i] for i in range(len(results))]
     table = pd.DataFrame([trial_row(trial, max_epochs) for trial in trials])
-    table["is_start"] = [is_starting_point(trial.config or {}, start) for trial in trials]
+    starts = [is_starting_point(trial.config or {}, start) for trial in trials]
+    first = starts.index(True) if True in starts else -1  # a later lookalike is not the start
+    table["is_start"] = [i == first for i in range(len(trials))]
     curve: dict[float, float] = {}
     if table["is_start"].any():
         history = epoch_history(trials[int(table["is_start"].to_numpy().argmax())])
@@ -150,9 +156,12 @@ class Yardstick:
             return "the best trial is the starting configuration: the search found nothing better"
         points = f"{100 * self.gain:+.1f} points over the starting configuration at epoch "
         noise = f"{self.epoch} (1 sd = {100 * self.sd:.1f} points)"
-        if self.gain < NOISE_SDS * self.sd:
-            return f"{points}{noise}: within noise"
-        return f"{points}{noise}: beyond noise"
+        return f"{points}{noise}: {'beyond' if self.beyond_noise else 'within'} noise"
+
+    @property
+    def beyond_noise(self) -> bool:
+        """A gain of more than NOISE_SDS sd; an unknown sd (NaN) is never beyond noise."""
+        return bool(self.gain >= NOISE_SDS * self.sd)
 
 
 def yardstick(table: pd.DataFrame) -> Yardstick | None:
@@ -283,14 +292,14 @@ def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, 
     without BASELINE); else the starting configuration, which a search within noise of it has
     not shown to be worse: a best of many noisy trials is an optimistic pick (journal entry
     11). With no trial at all (--search-share 0), the starting configuration."""
-    start = {**BASELINE, **settings.fixed, "seed": settings.seed}
+    start = {**start_config(settings), "seed": settings.seed}
     if not len(table):
         return start, "the starting configuration (no search)"
     best = {**config_of(best_trial(table)), "seed": settings.seed}
     versus = yardstick(table)
     if versus is None or versus.best_id == versus.start_id:
         return best, f"the best trial, {best_trial(table)['trial_id']}"
-    if versus.gain < NOISE_SDS * versus.sd:
+    if not versus.beyond_noise:
         start_row = table[table["is_start"]].iloc[0]
         return {**config_of(start_row), "seed": settings.seed}, (
             f"the starting configuration: the best trial {versus.best_id} is within noise of it"
@@ -308,7 +317,7 @@ def cheapest_close_to_best(table: pd.DataFrame, within: float = 0.01) -> pd.Seri
     look cheap for being stopped), the one with the fewest seconds per epoch whose best
     val_accuracy is within `within` (one point) of theirs: the one to pick when time matters.
     None where no trial trained every epoch."""
-    full = table[table["status"] == "completed"]
+    full = table[(table["status"] == "completed") & table["seconds_per_epoch"].notna()]
     if full.empty:
         return None
     close = full[full["best_val_accuracy"] >= full["best_val_accuracy"].max() - within]

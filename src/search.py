@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,22 +34,23 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.hyperopt import HyperOptSearch
 from ray.tune.stopper import TimeoutStopper
 
+from src.commands import resume_command
 from src.config import (
     BASELINE,
     METRIC,
     MODE,
     PBT_MUTABLE,
+    DataSpec,
     Grid,
     HypertuneError,
     Interrupted,
     RunSettings,
     asha_rungs,
     is_starting_point,
+    start_config,
     starting_point,
 )
-from src.data import DataSpec
 from src.device import forced_cpu, gpu_problem
-from src.flags import resume_command
 from src.progress import ProgressLine
 from src.results import summarize, trial_folder_name, write_experiment_info, write_summary
 from src.trainable import train_cnn
@@ -107,6 +110,11 @@ def start_ray(address: str | None, verbose: bool = True) -> None:
             logging_level=logging.INFO if verbose else logging.WARNING,
             log_to_driver=verbose,
         )
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM (kill, a batch scheduler, a shutdown) stops a run the way Ctrl-C does:
+            # Tune saves the experiment one last time, and --resume continues it. Ray's own
+            # handler, set by ray.init, would exit on the spot.
+            signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
 
 
 def trial_resources(settings: RunSettings, cluster: dict[str, float]) -> TrialResources:
@@ -183,11 +191,16 @@ class ASHAKeepingStart(ASHAScheduler):
 
     def __init__(self, start: dict[str, Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.start = start
+        self.start, self.start_trial = start, None  # the first trial with its values
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if self.start_trial is None and is_starting_point(trial.config, self.start):
+            self.start_trial = trial.trial_id
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and is_starting_point(trial.config, self.start):
+        if decision == TrialScheduler.STOP and trial.trial_id == self.start_trial:
             return TrialScheduler.CONTINUE  # at its last epoch the trainable ends by itself
         return str(decision)
 
@@ -307,7 +320,7 @@ def search_space(settings: RunSettings) -> dict[str, Any]:
     """The settings' space as Tune distributions; every other hyperparameter pinned by --set or
     at BASELINE. DE holds its space itself: the Tuner gets only the constants."""
     searched = {} if settings.searcher == "de" else to_tune_space(settings.space)
-    return {**BASELINE, **settings.fixed, **searched, "seed": settings.seed}
+    return {**start_config(settings), **searched, "seed": settings.seed}
 
 
 def search_plan(settings: RunSettings, concurrent: int) -> Plan:
@@ -332,6 +345,20 @@ def grid_plan(grid: Grid, settings: RunSettings, concurrent: int) -> Plan:
     return space, tune.TuneConfig(max_concurrent_trials=concurrent)
 
 
+def progress_line(
+    settings: RunSettings,
+    asha_run: bool,
+    trials: int | None,
+    epoch_budget: int | None,
+    time_limit: float | None,
+) -> ProgressLine:
+    """The progress line of one experiment; it counts an ASHA trial to its next rung."""
+    rungs = ()
+    if asha_run:
+        rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
+    return ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit)
+
+
 def build_tuner(
     settings: RunSettings,
     data_spec: DataSpec,
@@ -350,14 +377,8 @@ def build_tuner(
     if time_limit is not None:
         stop = SearchTimeLimit(time_limit)
     if not settings.verbose:
-        rungs: tuple[int, ...] = ()
-        if isinstance(tune_config.scheduler, ASHAScheduler):
-            rungs = asha_rungs(
-                settings.max_epochs, settings.grace_period, settings.reduction_factor
-            )
-        line = ProgressLine(
-            settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit
-        )
+        asha_run = isinstance(tune_config.scheduler, ASHAScheduler)
+        line = progress_line(settings, asha_run, trials, epoch_budget, time_limit)
         callbacks = [*(callbacks or []), line]
     # Tune's newer console output prints a config box and paths even at verbose=0; its classic
     # one, at verbose=0, prints nothing. Read when fit() starts; set both ways, as the

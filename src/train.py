@@ -27,8 +27,8 @@ LRScheduler = torch.optim.lr_scheduler.LRScheduler  # what a saved state may hol
 class WarmupCosine:
     """The learning-rate factor of a step: a linear warm-up over `warmup` steps, then cosine
     decay to 0 at step `total`. An object rather than a closure: Tune's and the refit's saved
-    schedules keep its values, and a time-budgeted refit sets `total` once its first epoch has
-    shown how many epochs the time left holds (the warm-up does not depend on it)."""
+    schedules keep its values, and a time-budgeted refit moves `total` as its measured pace
+    shows how many epochs the time left holds."""
 
     def __init__(self, warmup: int, total: int) -> None:
         self.warmup, self.total = warmup, total
@@ -77,7 +77,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream: BatchStream, amp: Amp | None = None) -> dict[str, float]:
+def validate(model: nn.Module, stream: BatchStream, amp: Amp | None = None) -> dict[str, float]:
     """val_loss and val_accuracy over one pass of `stream` (read once, at the end)."""
     amp = amp or Amp.for_device(stream.images.device)
     model.eval()

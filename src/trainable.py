@@ -17,18 +17,18 @@ import ray
 import torch
 from ray import tune
 
-from src.config import CHECKPOINT_FILE
-from src.data import DataSpec, open_trial_data
+from src.config import CHECKPOINT_FILE, DataSpec
+from src.data import open_trial_data
 from src.device import Amp, describe_device, seed_everything, trial_device
 from src.model import build_model, count_parameters
 from src.train import (
-    evaluate,
     load_training_state,
     make_optimizer,
     plain,
     save_checkpoint,
     set_optimizer_hyperparameters,
     train_epoch,
+    validate,
 )
 
 
@@ -77,7 +77,7 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
         diverged = not math.isfinite(loss)
         scores = {"val_loss": math.nan, "val_accuracy": 0.0}
         if not diverged:
-            scores = evaluate(model, data.val, amp)
+            scores = validate(model, data.val, amp)
         metrics = {
             "epoch": epoch,
             "train_loss": loss,

@@ -8,8 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.config import BASELINE, SUMMARY_FILE, RunSettings
-from src.data import DataSpec
+from src.config import BASELINE, SUMMARY_FILE, DataSpec, RunSettings
 from src.images import write_synthetic_images
 from src.results import write_experiment_info
 

@@ -19,8 +19,7 @@ from src.analysis import (
     load_experiment,
     main,
 )
-from src.config import BASELINE, EXPERIMENT_INFO, Grid, RunSettings
-from src.data import DataSpec
+from src.config import BASELINE, EXPERIMENT_INFO, DataSpec, Grid, RunSettings
 from src.images import write_synthetic_images
 from src.search import run_experiment
 

@@ -16,8 +16,7 @@ import torch
 
 from src import pipeline
 from src.budget import epoch_seconds, expected_trial_epochs, trials_that_fit
-from src.config import BASELINE, EXPERIMENT_INFO, MODEL_FILE, SUMMARY_FILE, RunSettings
-from src.data import DataSpec
+from src.config import BASELINE, EXPERIMENT_INFO, MODEL_FILE, SUMMARY_FILE, DataSpec, RunSettings
 from src.images import write_synthetic_images
 
 SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None, max_epochs=10,
@@ -58,7 +57,7 @@ def no_ray_left() -> Iterator[None]:
 def budgeted(tmp_path: Path, images: Path, **changes: Any) -> RunSettings:
     settings = RunSettings(name="exp", storage_path=tmp_path, data_dir=images, image_size=32,
                            max_epochs=3, grace_period=1, num_samples=None, refit_epochs=None,
-                           time_budget=1.0)  # fmt: skip
+                           time_budget=0.5)  # fmt: skip
     return replace(settings, **changes)
 
 
@@ -68,12 +67,12 @@ def test_a_time_budgeted_run_ends_within_its_budget(
     start = time.monotonic()
     outcome = pipeline.run(budgeted(tmp_path, images), None, "cmd")
     seconds = time.monotonic() - start
-    # The minute it was given, give or take the minute the issue allows (a test cannot time a
-    # shared machine more closely).
-    assert 30 < seconds < 60 + 60, seconds
+    # The half minute it was given, give or take the minute the issue allows (a test cannot
+    # time a shared machine more closely).
+    assert 15 < seconds < 30 + 60, seconds
     info = json.loads((tmp_path / "exp" / EXPERIMENT_INFO).read_text())
     plan = info["plan"]
-    assert plan["search_seconds"] == pytest.approx(0.4 * 60) and plan["trials"] >= 2
+    assert plan["search_seconds"] == pytest.approx(0.4 * 30) and plan["trials"] >= 2
     table = pd.read_csv(tmp_path / "exp" / SUMMARY_FILE)
     assert 2 <= len(table) <= plan["trials"]
     assert table["is_start"].sum() == 1  # the yardstick, among the trials

@@ -10,8 +10,7 @@ import ray
 
 from src.compare import anytime, comparison_table, run_comparison, write_comparison
 from src.config import COMPARE_METHODS as METHODS
-from src.config import Comparison, RunSettings
-from src.data import DataSpec
+from src.config import Comparison, DataSpec, RunSettings
 from src.images import write_synthetic_images
 
 

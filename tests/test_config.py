@@ -28,7 +28,7 @@ SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None)
         ({"num_samples": 0}, "--num-samples must be at least 1, got 0."),
         ({"num_samples": None}, "Without --time-budget, give --num-samples and --refit-epochs."),
         ({"time_budget": -1.0}, "--time-budget must be a positive number of minutes"),
-        ({"time_budget": 5.0, "search_share": 1.5}, "--search-share must be between 0 and 1"),
+        ({"time_budget": 5.0, "search_share": 1.5}, "--search-share must be at least 0 and below"),
         ({"image_size": 16}, "--image-size must be at least 32 px"),
         ({"name": "../up"}, "--name may hold letters"),
         ({"searcher": "bohb"}, "--searcher bohb needs hyperband as its partner"),

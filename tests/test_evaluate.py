@@ -12,8 +12,8 @@ import torch
 from conftest import SMALL, finished_experiment
 from test_images import pre_split
 
-from src.config import BASELINE
-from src.data import DataSpec, open_trial_data
+from src.config import BASELINE, DataSpec
+from src.data import open_trial_data
 from src.evaluate import evaluate, evaluate_and_report
 from src.images import DataError, write_synthetic_images
 from src.model import Net

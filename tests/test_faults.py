@@ -21,8 +21,7 @@ import torch
 from ray import tune
 from ray.cluster_utils import Cluster
 
-from src.config import CHECKPOINT_FILE, Grid, RunSettings
-from src.data import DataSpec
+from src.config import CHECKPOINT_FILE, DataSpec, Grid, RunSettings
 from src.images import load_cache, prepare_cache, scan_images, write_synthetic_images
 from src.search import run_experiment
 
@@ -204,7 +203,9 @@ def test_resume_after_kill_9_keeps_finished_trials(many_images: Path, tmp_path: 
     assert (summary["status"] == "completed").all()
     assert (tmp_path / "exp" / "final_model.pt").is_file()  # the refit ran after the resume
 
-    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
+    again = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert again.returncode == 0 and "is complete" in again.stdout
 
 
@@ -246,14 +247,14 @@ def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     assert (settings["searcher"], settings["scheduler"]) == (searcher, scheduler)
 
 
-def test_ctrl_c_leaves_a_resumable_experiment_without_summary(
-    many_images: Path, tmp_path: Path
-) -> None:
+def test_sigterm_stops_a_search_as_ctrl_c_does(many_images: Path, tmp_path: Path) -> None:
     cmd = search_command(many_images, tmp_path, samples=4)
-    code, stderr, _ = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
-    assert code == 130 and "--resume --name exp" in stderr
-    assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
-    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT)
+    code, stderr, _ = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGTERM)
+    assert code == 130 and "--resume --name exp" in stderr  # stopped, saved, and said how
+    assert not (tmp_path / "exp" / "experiment_summary.csv").exists()  # so: resumable
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
 

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 import src.images as images
-from src.data import DataSpec, open_trial_data, split_of
+from src.config import DataSpec
+from src.data import open_trial_data, split_of
 from src.images import (
     DataError,
     UnreadableImage,

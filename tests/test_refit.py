@@ -13,7 +13,7 @@ from conftest import SMALL, finished_experiment
 import hypertune
 import src.refit
 from src import pipeline
-from src.config import MODEL_FILE, MODEL_FORMAT, REFIT_DIR
+from src.config import EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT, REFIT_STATE
 from src.images import write_synthetic_images
 from src.refit import plan_refit, refit
 
@@ -49,10 +49,10 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     # CPU tensors only: a model refit on a GPU loads with a plain torch.load anywhere.
     assert all(t.device.type == "cpu" for t in state["model"].values())
     assert state["trained_on"]["device"] == "cpu"
-    assert not (experiment / REFIT_DIR / "checkpoint.pt").exists()  # only the final file stays
+    assert not (experiment / REFIT_STATE).exists()  # only the final file stays
     assert result.confusion.sum() == 12  # scored once, on the 15% test split
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
-    assert (experiment / REFIT_DIR / "evaluation" / "summary.json").is_file()
+    assert (experiment / EVALUATION_DIR / "summary.json").is_file()
 
 
 def test_interrupted_refit_leaves_no_model_and_continues(
@@ -73,7 +73,7 @@ def test_interrupted_refit_leaves_no_model_and_continues(
     with pytest.raises(KeyboardInterrupt):
         refit(plan, "cmd")
     assert not (experiment / MODEL_FILE).exists()
-    saved = torch.load(experiment / REFIT_DIR / "checkpoint.pt", weights_only=True)
+    saved = torch.load(experiment / REFIT_STATE, weights_only=True)
     assert saved["epoch"] == 2
 
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
@@ -87,8 +87,8 @@ def test_saved_state_of_another_plan_is_not_resumed(
 ) -> None:
     experiment = finished_experiment(tmp_path / "exp", images, SMALL)
     stale = plan_refit(experiment, epochs=9, image_size=None, seed=0)
-    (experiment / REFIT_DIR).mkdir()
-    torch.save({"plan": asdict(stale), "epoch": 8}, experiment / REFIT_DIR / "checkpoint.pt")
+    (experiment / REFIT_STATE).parent.mkdir()
+    torch.save({"plan": asdict(stale), "epoch": 8}, experiment / REFIT_STATE)
     epochs_run: list[int] = []
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
     refit(plan_refit(experiment, epochs=3, image_size=None, seed=0), "cmd")

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 import ray
 
-from src.config import BASELINE, HYPERPARAMETERS, SEARCH_SPACE, SUMMARY_FILE, RunSettings
-from src.data import DataSpec
+from src.config import BASELINE, HYPERPARAMETERS, SEARCH_SPACE, SUMMARY_FILE, DataSpec, RunSettings
 from src.images import write_synthetic_images
 from src.search import ConcurrencyMonitor, run_experiment, trial_resources
 

@@ -42,7 +42,7 @@ from ray import tune
 from src.config import BASELINE, METRIC, Comparison, DataSpec, Grid, RunSettings
 from src.report import markdown_table
 from src.results import trial_folder_name, write_experiment_info
-from src.search import Plan, SearchError, build_tuner, cluster_resources, search_plan
+from src.search import Plan, SearchError, build_tuner, cluster_resources, fit, search_plan
 
 COMPARE_GRID: dict[str, list[Any]] = {
     "lr": [3e-4, 1e-3, 3e-3],
@@ -129,7 +129,7 @@ def run_comparison(
                 grid = Grid(dict(COMPARE_GRID)) if method == "grid" else None
                 write_experiment_info(run, data_spec, grid)  # so that `analyze` reads the run
                 stop = EpochBudget(budget)
-                build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget).fit()
+                fit(build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget))
                 curve = anytime(folder, budget)
             if not len(curve):
                 raise SearchError(

@@ -156,16 +156,15 @@ def train(
         f"{data.train.num_images} images (train + val) at {plan.image_size} px, "
         f"{plan.epochs} epochs on {describe_device(data.device)} ({amp.precision})"
     )
-    ticker, epoch, began = Ticker(), done, time.monotonic()
+    ticker, epoch, ends = Ticker(), done, [time.monotonic()]
     while epoch < plan.epochs:
         epoch, start = epoch + 1, time.perf_counter()
         smoothing = plan.config["label_smoothing"]
         loss = train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
         seconds += time.perf_counter() - start
-        if deadline is not None:  # the pace so far, in wall seconds per epoch
-            plan = replan(
-                plan, schedule, epoch, deadline, (time.monotonic() - began) / (epoch - done)
-            )
+        ends.append(time.monotonic())
+        if deadline is not None:
+            plan = replan(plan, schedule, epoch, deadline, pace(ends))
         state = training_state(epoch, model, optimizer, schedule)
         write_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
         left = (plan.epochs - epoch) * seconds / epoch
@@ -178,16 +177,24 @@ def train(
     return model, plan, seconds
 
 
-def replan(plan: RefitPlan, schedule: Any, epoch: int, deadline: float, pace: float) -> RefitPlan:
-    """After `epoch`: the plan with as many epochs as fit before `deadline` at `pace` seconds
-    each, its cosine schedule stretched or shortened to match. After the first epoch (the
-    warm-up, the first real timing) it may grow or shrink; later only shrink, so that a run on
-    a machine that slows down still ends in time."""
-    fits = epoch + int(max(deadline - time.monotonic(), 0) // pace)
-    if fits == plan.epochs or (epoch > 1 and fits > plan.epochs):
+def pace(ends: list[float]) -> float:
+    """Wall seconds per epoch from the times epochs ended (the first entry: the start). The
+    first epoch is left out once there are others: it also pays for warming up."""
+    steady = ends[1:] if len(ends) > 2 else ends
+    return (steady[-1] - steady[0]) / (len(steady) - 1)
+
+
+def replan(
+    plan: RefitPlan, schedule: Any, epoch: int, deadline: float, seconds_per_epoch: float
+) -> RefitPlan:
+    """After `epoch`: the plan with as many epochs as fit before `deadline` at the measured
+    pace, its cosine schedule stretched or shortened to match. Done after every epoch, the
+    changes are an epoch or two, and barely move the learning rate."""
+    fits = epoch + int(max(deadline - time.monotonic(), 0) // seconds_per_epoch)
+    if fits == plan.epochs:
         return plan
     if epoch == 1:  # later changes show in the progress line
-        logger.info(f"Refit: {fits} epochs fit the time left ({pace:.1f} s per epoch)")
+        logger.info(f"Refit: {fits} epochs fit the time left ({seconds_per_epoch:.1f} s each)")
     (factor,) = schedule.lr_lambdas
     factor.total = factor.total // plan.epochs * fits
     return replace(plan, epochs=fits)

@@ -353,7 +353,7 @@ def progress_line(
     time_limit: float | None,
 ) -> ProgressLine:
     """The progress line of one experiment; it counts an ASHA trial to its next rung."""
-    rungs = ()
+    rungs: tuple[int, ...] = ()
     if asha_run:
         rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
     return ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit)
@@ -452,7 +452,7 @@ def run_experiment(
         trials=expected_trials(settings, grid), time_limit=time_limit,
     )  # fmt: skip
     write_experiment_info(settings, data_spec, grid, budget, command)
-    results = tuner.fit()
+    results = fit(tuner)
     logger.info(f"At most {monitor.max_running} trials ran at once.")
     return finish(results, settings, grid)
 
@@ -469,7 +469,20 @@ def resume_experiment(
         resume_unfinished=True,
         resume_errored=False,  # errored trials already had their --max-failures retries
     )
-    return finish(tuner.fit(), settings, grid)
+    return finish(fit(tuner), settings, grid)
+
+
+def fit(tuner: tune.Tuner) -> tune.ResultGrid:
+    """tuner.fit(), then the signal handlers as they were before it: Tune installs its own for
+    SIGINT and leaves it behind, which would turn the first Ctrl-C of the refit that follows
+    into a message ("ending Ray Tune run") instead of a stop."""
+    main = threading.current_thread() is threading.main_thread()
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGUSR1)} if main else {}
+    try:
+        return tuner.fit()
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
 
 
 def expected_trials(settings: RunSettings, grid: Grid | None) -> int:

@@ -91,15 +91,17 @@ def test_mismatched_classes_are_refused(train_images: Path, tmp_path: Path) -> N
         (["--checkpoint", "{tmp}"], "is not a checkpoint folder"),
         ([], "needs --name NAME"),
         (["--name", "empty"], "not a finished hypertune experiment"),
+        (["--checkpoint", "{tmp}/notes.pt", "--data-dir", "{tmp}"], "not a hypertune checkpoint"),
     ],
 )
 def test_bad_evaluate_requests_get_one_error(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.pt").write_text("a file, but not a model")
     argv = [a.format(tmp=tmp_path) for a in args]
     result = subprocess.run(
         [sys.executable, str(ROOT / "hypertune.py"), "evaluate", "--storage-path",
          str(tmp_path), *argv],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -21,7 +21,7 @@ import torch
 from ray import tune
 from ray.cluster_utils import Cluster
 
-from src.config import CHECKPOINT_FILE, DataSpec, Grid, RunSettings
+from src.config import CHECKPOINT_FILE, MODEL_FILE, REFIT_STATE, DataSpec, Grid, RunSettings
 from src.images import load_cache, prepare_cache, scan_images, write_synthetic_images
 from src.search import run_experiment
 
@@ -257,6 +257,28 @@ def test_sigterm_stops_a_search_as_ctrl_c_does(many_images: Path, tmp_path: Path
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
+
+
+def test_ctrl_c_during_the_refit_stops_it_and_resume_finishes_it(
+    images: Path, tmp_path: Path
+) -> None:
+    cmd = [*search_command(images, tmp_path, samples=2), "--refit-epochs", "400"]
+    with started(cmd, tmp_path / "driver.log") as driver:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "exp" / REFIT_STATE).is_file():  # the refit's first epoch is done
+            assert time.monotonic() < deadline and driver.poll() is None, "no refit started"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        code = driver.wait(timeout=60)
+    stderr = (tmp_path / "driver.log").read_text()
+    assert code == 130 and "interrupted. Continue with" in stderr, stderr[-2000:]
+    assert not (tmp_path / "exp" / MODEL_FILE).exists()  # no half-trained model file
+    resumed = subprocess.run(
+        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "continuing from epoch" in resumed.stderr
+    assert (tmp_path / "exp" / MODEL_FILE).is_file()
 
 
 def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from src.images import (
     scan_images,
     write_synthetic_images,
 )
+from src.pipeline import prepared_data
 
 
 def bomb_png(path: Path, side: int = 20000) -> Path:
@@ -125,3 +126,11 @@ def test_splits_with_different_classes_are_refused(tmp_path: Path) -> None:
     (root / "val" / "class_2").rename(root / "val" / "tulips")
     with pytest.raises(DataError, match="val/ has class_0, class_1, tulips, train/ has"):
         scan_images(root)
+
+
+def test_splits_left_without_readable_images_are_refused_before_any_trial(tmp_path: Path) -> None:
+    root = pre_split(tmp_path / "set", {"train": 6, "val": 2})
+    for image in (root / "val").rglob("*.png"):
+        image.write_bytes(b"damaged")  # every validation image unreadable
+    with pytest.raises(DataError, match=r"val split.* would hold no readable image"):
+        prepared_data(root, 32)

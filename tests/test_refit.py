@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -125,3 +126,12 @@ def test_resume_continues_an_interrupted_refit(
     assert outcome is not None and outcome.test_accuracy is not None
     assert len(epochs_run) == 6  # 3, then the 3 left: it continued
     assert pipeline.resume(experiment, "cmd") is None  # complete now
+
+
+def test_a_timed_refit_trains_the_epochs_its_time_holds(images: Path, tmp_path: Path) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    start = time.monotonic()
+    refit(plan_refit(experiment, epochs=500), "cmd", seconds=3.0)  # far more than 3 s hold
+    assert time.monotonic() - start < 3.0 + 30  # the evaluation after it takes seconds too
+    trained = torch.load(experiment / MODEL_FILE, weights_only=True)["trained_on"]["epochs"]
+    assert 1 < trained < 500  # re-planned to what the measured pace allowed

@@ -200,17 +200,16 @@ def heatmap_cells(
     log = exp.log_scale
     table = table.assign(**{x: bins(table[x], x in log), y: bins(table[y], y in log)})
     cells = table.groupby([y, x], observed=True)[metric].agg(["mean", "std", "count"])
+    cells["label"] = [  # what a cell shows, in every figure of it
+        f"{m:.3f} ± {0 if np.isnan(s) else s:.3f}\nn={n}"
+        for m, s, n in zip(cells["mean"], cells["std"], cells["count"], strict=True)
+    ]
     return cells.reset_index(), note
 
 
 def plot_heatmap(cells: pd.DataFrame, x: str, y: str, metric: str, note: str) -> plt.Figure:
     mean = cells.pivot(index=y, columns=x, values="mean")
-    labels = cells.assign(
-        label=[
-            f"{m:.3f}\n± {0 if np.isnan(s) else s:.3f}\nn={n}"
-            for m, s, n in zip(cells["mean"], cells["std"], cells["count"], strict=True)
-        ]
-    ).pivot(index=y, columns=x, values="label")
+    labels = cells.pivot(index=y, columns=x, values="label")
     fig, ax = plt.subplots(figsize=(1.8 * mean.shape[1] + 2.5, 1.2 * mean.shape[0] + 2))
     cmap = "viridis" if METRICS[metric] == "max" else "viridis_r"  # bright = better
     sns.heatmap(mean, annot=labels, fmt="", cmap=cmap, ax=ax, cbar_kws={"label": metric})

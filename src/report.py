@@ -202,12 +202,9 @@ def cost(data: ReportData) -> go.Figure:
 
 def heatmap(cells: pd.DataFrame, x: str, y: str, metric: str) -> go.Figure:
     mean = cells.pivot(index=y, columns=x, values="mean")
-    text = cells.assign(
-        label=[
-            f"{m:.3f} ± {0 if np.isnan(s) else s:.3f} (n={n})"
-            for m, s, n in zip(cells["mean"], cells["std"], cells["count"], strict=True)
-        ]
-    ).pivot(index=y, columns=x, values="label")
+    text = cells.assign(label=cells["label"].str.replace("\n", "<br>")).pivot(
+        index=y, columns=x, values="label"
+    )
     fig = go.Figure(
         go.Heatmap(
             z=mean.to_numpy(),

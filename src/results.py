@@ -297,7 +297,9 @@ def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, 
         return start, "the starting configuration (no search)"
     best = {**config_of(best_trial(table)), "seed": settings.seed}
     versus = yardstick(table)
-    if versus is None or versus.best_id == versus.start_id:
+    if versus is not None and versus.best_id == versus.start_id:
+        return best, f"the starting configuration, which was the best trial ({versus.best_id})"
+    if versus is None:
         return best, f"the best trial, {best_trial(table)['trial_id']}"
     if not versus.beyond_noise:
         start_row = table[table["is_start"]].iloc[0]

@@ -126,6 +126,7 @@ def as_user_would(command: str, checkout: Path, index: int) -> str:
     return shlex.join(words + smoke)
 
 
+@pytest.mark.timeout(900)  # some twenty commands, each a few seconds to half a minute
 def test_the_readme_commands_work_as_written(checkout: Path) -> None:
     made = run(
         ".venv/bin/python hypertune.py --smoke-test --data-dir ../shared/data/flowers "

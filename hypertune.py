@@ -79,11 +79,12 @@ def add_run_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
     run.add_argument("--max-failures", type=int, default=d.max_failures,
                      help="retries of a trial that raised, from its last checkpoint")  # fmt: skip
     out = p.add_argument_group("experiment")
-    out.add_argument("--name", help="experiment folder name (default: <command>-<date>-<time>)")
+    out.add_argument("--name", help="experiment folder name")  # default: <command>-<date>-<time>
     out.add_argument("--storage-path", type=Path, default=DEFAULT_STORAGE, help="where it goes")
     out.add_argument("--resume", action="store_true",
-                     help="continue the interrupted experiment --name (with its own settings; "
-                     "other flags are ignored)")  # fmt: skip
+                     help="continue the interrupted experiment --name: search and grid with "
+                     "its own settings (other flags are ignored), compare with the flags typed "
+                     "(type the same command again)")  # fmt: skip
     out.add_argument("--verbose", action="store_true", help="Ray's own output instead of ours")
     out.add_argument("--smoke-test", action="store_true",
                      help=f"generated images (unless --data-dir) and {PRESETS['smoke']} "
@@ -96,7 +97,8 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
     add_run_flags(p, d)
     how = p.add_argument_group("the search")
     how.add_argument("--preset", choices=[k for k in PRESETS if k != "smoke"], default="quick",
-                     help=f"defaults for the flags you do not type: {PRESETS}")  # fmt: skip
+                     help="defaults for the flags you do not type: "
+                     f"{ {k: v for k, v in PRESETS.items() if k != 'smoke'} }")  # fmt: skip
     how.add_argument("--time-budget", type=float, metavar="MINUTES",
                      help="for search + final model; 0: no limit (then --num-samples and "
                      "--refit-epochs decide)")  # fmt: skip
@@ -199,13 +201,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands.choices
 
 
+def first_pass(
+    parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser], argv: list[str]
+) -> argparse.Namespace:
+    """The command, preset and budget typed, without --help, and with required arguments
+    waived for this pass only: `predict --help` must answer before any photo is named."""
+    required = [a for p in subparsers.values() for a in p._actions if a.required]
+    for action in required:
+        action.required = False
+    try:
+        return parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])[0]
+    finally:
+        for action in required:
+            action.required = True
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse twice, as timm's train.py does with --config: the first pass finds the preset,
     whose values become the defaults of the second, so a flag the user typed always wins."""
     parser, subparsers = build_parser()
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["search", *argv]  # `search` is the default command
-    first, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    first = first_pass(parser, subparsers, argv)
     smoke = getattr(first, "smoke_test", False)
     defaults = dict(PRESETS["smoke" if smoke else getattr(first, "preset", "quick")])
     if getattr(first, "time_budget", None):  # minutes typed: trials and epochs follow from them
@@ -266,6 +283,15 @@ def run_analyze(args: argparse.Namespace, command: str) -> None:
         print(f"wrote {path}")
 
 
+def again(args: argparse.Namespace, command: str) -> str:
+    """What continues an interrupted command: --resume for a search or grid that began."""
+    if args.command in ("search", "grid"):
+        folder = args.storage_path.resolve() / str(args.name)
+        if (folder / EXPERIMENT_INFO).is_file():
+            return resume_command(folder)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -279,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypertune: {stop}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # Ray handles Ctrl-C during a search; this is the rest (refit)
-        folder, again = args.storage_path.resolve() / str(args.name), command
-        if args.command in ("search", "grid") and (folder / EXPERIMENT_INFO).is_file():
-            again = resume_command(folder)
-        print(f"hypertune: interrupted. Continue with: {again}", file=sys.stderr)
+        print(f"hypertune: interrupted. Continue with: {again(args, command)}", file=sys.stderr)
         return 130
     except (HypertuneError, ValueError) as err:
         print(f"hypertune: error: {err}", file=sys.stderr)

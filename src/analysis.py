@@ -1,14 +1,14 @@
-"""What an experiment learned, as figures: `make analyze` or `python -m src.analysis`.
+"""What an experiment learned, as figures: `make analyze` or `.venv/bin/python -m src.analysis`.
 
     .venv/bin/python hypertune.py analyze                    # latest experiment in logs/ray_results
     .venv/bin/python hypertune.py analyze logs/ray_results/NAME   # a grid: heatmap of its axes
     .venv/bin/python hypertune.py analyze logs/ray_results/NAME --metric val_loss
     .venv/bin/python hypertune.py analyze logs/ray_results/NAME --x lr --y batch_size --at-epoch 2
 
-Heatmaps only ever hold trials trained for the same number of epochs. A fixed-epoch grid
-(`python hypertune.py grid ...`) gives that by construction. For an ASHA search, whose trials
-stop at different epochs, a heatmap is refused unless --at-epoch K asks to compare every trial
-that reached epoch K at that epoch (the title then says so).
+Heatmaps only ever hold trials trained for the same number of epochs. A fixed-epoch
+grid (`.venv/bin/python hypertune.py grid ...`) gives that by construction. For an ASHA
+search, whose trials stop at different epochs, a heatmap is refused unless --at-epoch K asks
+to compare every trial that reached epoch K at that epoch (the title then says so).
 
 Every experiment also gets learning curves, the best-so-far trace over wall-clock time, each
 hyperparameter against the final metric, and a hyperparameter importance ranking. Everything
@@ -35,7 +35,7 @@ import pandas as pd
 import seaborn as sns
 
 from src import report
-from src.commands import add_analyze_arguments
+from src.commands import add_analyze_arguments, hypertune_command
 from src.config import (
     BASELINE,
     EVALUATION_DIR,
@@ -88,8 +88,8 @@ def latest_experiment(root: Path) -> Path:
     found = sorted(root.glob(f"*/{EXPERIMENT_INFO}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise AnalysisError(
-            f"No experiment found under {root}. Run `python hypertune.py` first, or pass an "
-            f"experiment folder: python -m src.analysis logs/ray_results/NAME"
+            f"No experiment found under {root}. Run `{hypertune_command()}` first, or pass an "
+            f"experiment folder: {hypertune_command('analyze', 'logs/ray_results/NAME')}"
         )
     return found[-1].parent
 
@@ -106,7 +106,7 @@ def load_experiment(folder: Path) -> Experiment:
     if not (folder / EXPERIMENT_INFO).is_file():
         raise AnalysisError(
             f"{folder} is not a hypertune experiment (it has no {EXPERIMENT_INFO}). Pass a "
-            f"folder written by `python hypertune.py`, e.g. logs/ray_results/NAME."
+            f"folder written by `{hypertune_command()}`, e.g. logs/ray_results/NAME."
         )
     info = json.loads((folder / EXPERIMENT_INFO).read_text())
     rows, histories = [], []
@@ -178,10 +178,11 @@ def heatmap_cells(
                 f"{len(short)} of {len(exp.trials)} trials of {exp.folder.name} did not train "
                 f"all {exp.max_epochs} epochs ({stopped} stopped early, "
                 f"{len(short) - stopped} errored). A heatmap of their final values would mix "
-                f"runs of different lengths. Run a fixed-epoch grid instead, e.g. `python "
-                f"hypertune.py grid --x {x}=A,B,C --y {y}=D,E,F --max-epochs "
-                f"{exp.max_epochs}`, or pass --at-epoch K to compare every trial that reached "
-                f"epoch K at that epoch (all reached epoch {int(exp.trials['epochs'].min())})."
+                f"runs of different lengths. Run a fixed-epoch grid instead, e.g. `"
+                f"{hypertune_command('grid', '--x', f'{x}=A,B,C', '--y', f'{y}=D,E,F')} "
+                f"--max-epochs {exp.max_epochs}`, or pass --at-epoch K to compare every trial "
+                f"that reached epoch K at that epoch (all reached epoch "
+                f"{int(exp.trials['epochs'].min())})."
             )
         epoch, note = (
             exp.max_epochs,

@@ -359,7 +359,10 @@ class RunSettings:
             (
                 None
                 if re.fullmatch(NAME_PATTERN, self.name)
-                else f"--name may hold letters, digits, '_', '.' and '-' only, got {self.name!r}."
+                else (
+                    f"--name may hold letters, digits, '_', '.', '+' and '-' only, "
+                    f"got {self.name!r}."
+                )
             ),
             method_problem(self.searcher, self.scheduler, self.space) if grid is None else None,
             self.configs_problem(grid),
@@ -369,6 +372,11 @@ class RunSettings:
         if self.time_budget is None:
             if self.num_samples is None or self.refit_epochs is None:
                 return "Without --time-budget, give --num-samples and --refit-epochs."
+            if self.search_share == 0:  # the share splits a budget; without one it means nothing
+                return (
+                    "--search-share 0 (no search) needs a --time-budget to train the starting "
+                    "configuration for; without a budget, --num-samples decides the search."
+                )
             return None
         if not 0 < self.time_budget < math.inf:
             return f"--time-budget must be a positive number of minutes, got {self.time_budget}."

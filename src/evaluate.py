@@ -5,9 +5,10 @@ split of the experiment's own data (never used while tuning). `--data-dir` score
 folder of `<class>/*.jpg|png` whose classes are the training classes. The checkpoint carries
 the model config, image size, normalisation and class names, so nothing else is needed.
 
-    python hypertune.py evaluate --name NAME
-    python hypertune.py evaluate --name NAME --data-dir other_photos/
-    python hypertune.py evaluate --checkpoint logs/ray_results/NAME/trial_X/checkpoint_000009
+    .venv/bin/python hypertune.py evaluate --name NAME
+    .venv/bin/python hypertune.py evaluate --name NAME --data-dir other_photos/
+    .venv/bin/python hypertune.py evaluate \
+        --checkpoint logs/ray_results/NAME/trial_X/checkpoint_000009
 """
 
 from __future__ import annotations

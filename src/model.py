@@ -61,7 +61,7 @@ class Net(nn.Module):
 
 
 def build_model(config: dict[str, Any], num_classes: int, device: torch.device) -> Net:
-    """The model on `device` in channels-last (NHWC) layout: 1.33x faster training epochs on
+    """The model on `device` in channels-last (NHWC) layout: 1.50x faster training epochs on
     CPU (benchmarks/OPTIMISATIONS.md). Batches come in the same layout (src.data.BatchStream)."""
     return Net(config, num_classes).to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

@@ -1,8 +1,8 @@
 """The model a user takes home: the search's best configuration, trained from scratch on the
 train + validation splits for longer, saved as one file and scored once on the test split.
 
-    python hypertune.py refit --name NAME                       # what `search` runs at its end
-    python hypertune.py refit --name NAME --epochs 60 --image-size 96
+    .venv/bin/python hypertune.py refit --name NAME     # what `search` runs at its end
+    .venv/bin/python hypertune.py refit --name NAME --epochs 60 --image-size 96
 
 Why refit: a trial trains on 70% of the images for at most --max-epochs, and ASHA stops most
 trials earlier still; every learning curve of the searches in report.md still rises at its last

@@ -41,6 +41,7 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["--time-budget", "inf"], "--time-budget must be a positive number of minutes"),
         (["--search-share", "1"], "--search-share must be at least 0 and below 1"),
         (["--search-share", "0", "--no-refit"], "leaves nothing to do"),
+        (["--search-share", "0", "--time-budget", "0"], "--search-share 0 (no search) needs"),
         (["--image-size", "16"], "--image-size must be at least 32"),
         (["--image-size", "20000"], "--image-size must be at most 512 px, got 20000: every"),
         (["--time-budget", "-5"], "--time-budget must be a positive number of minutes"),
@@ -75,6 +76,16 @@ def test_bad_flags_are_refused_before_ray_starts(flags: list[str], message: str)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["search", "grid", "compare", "refit", "predict", "evaluate"])
+def test_every_command_answers_help_before_its_required_arguments(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        parse_args([command, "--help"])
+    assert done.value.code == 0
+    assert f" {command} [-h]" in capsys.readouterr().out  # its own usage, not an error
 
 
 def test_existing_experiment_is_not_overwritten(tmp_path: Path) -> None:

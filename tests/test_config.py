@@ -29,6 +29,7 @@ SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None)
         ({"num_samples": None}, "Without --time-budget, give --num-samples and --refit-epochs."),
         ({"time_budget": -1.0}, "--time-budget must be a positive number of minutes"),
         ({"time_budget": 5.0, "search_share": 1.5}, "--search-share must be at least 0 and below"),
+        ({"time_budget": None, "search_share": 0.0}, "--search-share 0 (no search) needs a"),
         ({"image_size": 16}, "--image-size must be at least 32 px"),
         ({"name": "../up"}, "--name may hold letters"),
         ({"searcher": "bohb"}, "--searcher bohb needs hyperband as its partner"),

@@ -1,6 +1,6 @@
 """Per-trial data set-up: hypertune's uint8 cache vs mads_datasets' own `create_dataset`.
 
-    python benchmarks/data_setup.py --data-dir ../shared/data/flowers --sizes 64 224
+    .venv/bin/python benchmarks/data_setup.py --data-dir ../shared/data/flowers --sizes 64 224
 
 Every measurement runs in a fresh process, so its memory is that of one trial alone.
 "time" is the wall time of the set-up call. Memory is read after the set-up and, for

@@ -1,6 +1,6 @@
 """Which CPU optimisations pay for a trial: each variant of the real training epoch, timed.
 
-    python benchmarks/optimisations.py --data-dir ../shared/data/flowers --image-size 64
+    .venv/bin/python benchmarks/optimisations.py --data-dir ../shared/data/flowers --image-size 64
 
 Variants of `src.train.train_epoch` on the baseline CNN with one thread (a 1-CPU trial):
 - nchw: model and batches in the default contiguous (NCHW) layout

@@ -1,8 +1,8 @@
 """`make bench`: every benchmark in one run; a table on screen and in benchmarks/RESULTS.md
 (with date, machine, commit and versions) and benchmarks/results.json.
 
-    python benchmarks/run.py --data-dir ../shared/data/flowers            # ~15 minutes on 2 CPUs
-    python benchmarks/run.py --data-dir ../shared/data/flowers --skip-e2e  # ~3 minutes
+    .venv/bin/python benchmarks/run.py --data-dir ../shared/data/flowers   # ~15 min, 2 CPUs
+    .venv/bin/python benchmarks/run.py --data-dir ../shared/data/flowers --skip-e2e  # ~3 min
 
 Each comparison is measured side by side in this one run, so a noisy machine still compares
 fairly. The end-to-end figure runs the default search (`python hypertune.py`) as a user would.
@@ -149,8 +149,9 @@ def main() -> None:
     results["tune"] = tune_overhead.measure(data_dir, image_size=32, trials=6, epochs=2)
     if not args.skip_e2e:
         results["e2e"] = end_to_end(data_dir)
-    results["meta"]["command"] = "python benchmarks/run.py" + (" --skip-e2e" * args.skip_e2e)
-    print(write_results(results, results["meta"]["command"]))
+    command = ".venv/bin/python benchmarks/run.py" + (" --skip-e2e" * args.skip_e2e)
+    results["meta"]["command"] = command
+    print(write_results(results, command))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training-loop efficiency: the trainable's real epoch loop vs the model-only limit.
 
-    python benchmarks/train_loop.py --data-dir ../shared/data/flowers --image-size 64
+    .venv/bin/python benchmarks/train_loop.py --data-dir ../shared/data/flowers --image-size 64
 
 "real loop" is `src.train.train_epoch` on the trial's own `BatchStream` (shuffling, batched
 augmentation, normalisation and loss accumulation included). "model only" is forward +

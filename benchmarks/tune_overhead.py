@@ -1,6 +1,6 @@
 """Tune overhead and concurrency: what a small real search costs beyond its trials' training.
 
-    python benchmarks/tune_overhead.py --data-dir ../shared/data/flowers
+    .venv/bin/python benchmarks/tune_overhead.py --data-dir ../shared/data/flowers
 
 Runs a search of --trials trials x --epochs epochs (no early stopping) through
 `src.search.run_experiment`, and compares its wall time with the trials' own training time

@@ -136,6 +136,8 @@ def add_grid_parser(commands: argparse._SubParsersAction, d: RunSettings) -> Non
     add_run_flags(p, d)
     p.add_argument("--x", required=True, help="x-axis: NAME=V1,V2,... e.g. dropout=0.1,0.3")
     p.add_argument("--y", required=True, help="y-axis: NAME=V1,V2,... e.g. fc_units=64,128")
+    # Two seeds per cell on the command line, as in the journal's grids (entries 2-7); a Grid made
+    # in code (compare, tests) runs one unless told.
     p.add_argument("--repeats", type=int, default=2, help="seeds per cell")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a hyperparameter (repeatable)")  # fmt: skip

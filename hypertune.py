@@ -23,11 +23,10 @@ from pathlib import Path
 from loguru import logger
 
 from src import flags
-from src.commands import add_analyze_arguments, hypertune_command, resume_command
+from src.commands import add_analyze_arguments, continue_command, hypertune_command
 from src.config import (
     COMPARE_METHODS,
     DEFAULT_STORAGE,
-    EXPERIMENT_INFO,
     MODEL_FILE,
     PRESETS,
     SCHEDULERS,
@@ -285,15 +284,6 @@ def run_analyze(args: argparse.Namespace, command: str) -> None:
         print(f"wrote {path}")
 
 
-def again(args: argparse.Namespace, command: str) -> str:
-    """What continues an interrupted command: --resume for a search or grid that began."""
-    if args.command in ("search", "grid"):
-        folder = args.storage_path.resolve() / str(args.name)
-        if (folder / EXPERIMENT_INFO).is_file():
-            return resume_command(folder)
-    return command
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -307,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypertune: {stop}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # Ray handles Ctrl-C during a search; this is the rest (refit)
-        print(f"hypertune: interrupted. Continue with: {again(args, command)}", file=sys.stderr)
+        again = continue_command(args, command)
+        print(f"hypertune: interrupted. Continue with: {again}", file=sys.stderr)
         return 130
     except (HypertuneError, ValueError) as err:
         print(f"hypertune: error: {err}", file=sys.stderr)

@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from src.config import DEFAULT_STORAGE, METRICS
+from src.config import DEFAULT_STORAGE, EXPERIMENT_INFO, METRICS
 
 
 def short(path: Path) -> str:
@@ -35,6 +35,16 @@ def experiment_flags(folder: Path) -> list[str | Path]:
 
 def resume_command(folder: Path) -> str:
     return hypertune_command("--resume", *experiment_flags(folder))
+
+
+def continue_command(args: argparse.Namespace, command: str) -> str:
+    """What continues an interrupted `command`: --resume for a search or grid whose experiment
+    began (its folder holds hypertune.json), else the command itself again."""
+    if args.command in ("search", "grid"):
+        folder = args.storage_path.resolve() / str(args.name)
+        if (folder / EXPERIMENT_INFO).is_file():
+            return resume_command(folder)
+    return command
 
 
 def add_analyze_arguments(p: argparse.ArgumentParser) -> None:

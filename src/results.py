@@ -295,12 +295,13 @@ def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, 
     start = {**start_config(settings), "seed": settings.seed}
     if not len(table):
         return start, "the starting configuration (no search)"
-    best = {**config_of(best_trial(table)), "seed": settings.seed}
+    top = best_trial(table)
+    best = {**config_of(top), "seed": settings.seed}
     versus = yardstick(table)
     if versus is not None and versus.best_id == versus.start_id:
         return best, f"the starting configuration, which was the best trial ({versus.best_id})"
     if versus is None:
-        return best, f"the best trial, {best_trial(table)['trial_id']}"
+        return best, f"the best trial, {top['trial_id']}"
     if not versus.beyond_noise:
         start_row = table[table["is_start"]].iloc[0]
         return {**config_of(start_row), "seed": settings.seed}, (

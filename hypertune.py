@@ -66,7 +66,9 @@ def add_run_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
     data = p.add_argument_group("data and model")
     data.add_argument("--data-dir", type=Path, help="photos: <class>/<image>, or train/ val/ "
                       "[test/] of those; default: Flowers via mads_datasets")  # fmt: skip
-    data.add_argument("--image-size", type=int, default=d.image_size, help="square side, px")
+    data.add_argument("--image-size", type=int, default=d.image_size,
+                      help="square side, px, of the start and of every trial unless the space "
+                      "searches image_size")  # fmt: skip
     data.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epochs of a full trial")
     data.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher, every trial")
     run = p.add_argument_group("resources and robustness")
@@ -123,7 +125,7 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
     final.add_argument("--refit-epochs", type=int,
                        help=f"epochs of the final model on train + val (default: what the "
                        f"time budget leaves; {d.refit_epochs} without one)")  # fmt: skip
-    final.add_argument("--refit-image-size", type=int, help="px (default: --image-size)")
+    final.add_argument("--refit-image-size", type=int, help="px (default: the chosen trial's)")
     final.add_argument("--no-refit", action="store_true", help="no final model, no test split")
 
 
@@ -171,7 +173,11 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
                   "The same command continues.")  # fmt: skip
     experiment(p, True, "whose best configuration")
     p.add_argument("--epochs", type=int, help="training epochs (default: its --refit-epochs)")
-    p.add_argument("--image-size", type=int, help="px (default: the experiment's)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="px (default: its --refit-image-size, else the chosen trial's)",
+    )
     p.add_argument("--seed", type=int, help="seed (default: the experiment's)")
     p = subparser(commands, "predict", run_predict, "classify photos with a final model",
                   "Class and probability of every image (folders walked); images in folders "

@@ -44,6 +44,7 @@ from src.config import (
     METRIC,
     METRICS,
     SEARCH_SPACE,
+    SEARCHABLE,
     STATUS_COLOURS,
     SUMMARY_FILE,
     HypertuneError,
@@ -80,7 +81,7 @@ class Experiment:
 
     def varied(self) -> list[str]:
         """Hyperparameters (seed excluded) that take more than one value."""
-        names = [h for h in BASELINE if h in self.trials]
+        names = [h for h in SEARCHABLE if h in self.trials]
         return [h for h in names if self.trials[h].nunique() > 1]
 
 
@@ -153,10 +154,13 @@ def _fmt(edge: float, log: bool) -> str:
 
 
 def check_axis(exp: Experiment, name: str) -> None:
-    if name not in BASELINE:
-        raise AnalysisError(f"{name!r} is not a hyperparameter; choose from {', '.join(BASELINE)}.")
+    if name not in SEARCHABLE:
+        raise AnalysisError(
+            f"{name!r} is not a hyperparameter; choose from {', '.join(SEARCHABLE)}."
+        )
     if name not in exp.varied():
-        value = exp.trials[name].iloc[0] if name in exp.trials else BASELINE[name]
+        start = {**BASELINE, "image_size": exp.info["settings"]["image_size"]}
+        value = exp.trials[name].iloc[0] if name in exp.trials else start[name]
         raise AnalysisError(
             f"{name} was not varied in {exp.folder.name} (every trial has {name}={value}), so a "
             f"heatmap over it shows nothing. Varied: {', '.join(exp.varied()) or 'none'}."

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -74,6 +74,13 @@ def expected_trial_epochs(settings: RunSettings) -> float:
         (b - a) / settings.reduction_factor ** (i + 1) for i, (a, b) in enumerate(pairwise(edges))
     )
     return edges[0] + later
+
+
+def size_factor(settings: RunSettings, start_size: int) -> float:
+    """What an average trial's epoch costs, relative to the starting configuration's: about its
+    pixels, with a searched image size drawn evenly from its choices (1 when not searched)."""
+    _, sizes = settings.space.get("image_size", ("choice", [start_size]))
+    return sum((size / start_size) ** 2 for size in sizes) / len(sizes)
 
 
 def trials_that_fit(settings: RunSettings, epochs_affordable: float) -> int:
@@ -154,9 +161,11 @@ def plan_budget(
         return BudgetPlan(settings.time_budget, 0.0, math.nan, 0, 0.0, 0, refit)
     device, concurrent = trials_on
     config = {**start, "seed": settings.seed}
-    pace = epoch_seconds(config, spec, settings.cpus_per_trial, device=device)
+    at_size = replace(spec, image_size=start["image_size"])
+    pace = epoch_seconds(config, at_size, settings.cpus_per_trial, device=device)
     per_trial = TRIAL_OVERHEAD_S / expected_trial_epochs(settings)  # spread over its epochs
-    affordable = max(search - spent, 0) * concurrent / (pace + EPOCH_OVERHEAD_S + per_trial)
+    trial_pace = pace * size_factor(settings, start["image_size"])
+    affordable = max(search - spent, 0) * concurrent / (trial_pace + EPOCH_OVERHEAD_S + per_trial)
     trials = settings.num_samples or trials_that_fit(settings, affordable)
     return BudgetPlan(
         settings.time_budget, search, pace, concurrent, expected_trial_epochs(settings), trials,

@@ -39,7 +39,7 @@ import pandas as pd
 from loguru import logger
 from ray import tune
 
-from src.config import BASELINE, METRIC, Comparison, DataSpec, Grid, RunSettings
+from src.config import METRIC, Comparison, DataSpec, Grid, RunSettings, start_config
 from src.report import markdown_table
 from src.results import trial_folder_name, write_experiment_info
 from src.search import Plan, SearchError, build_tuner, cluster_resources, fit, search_plan
@@ -89,7 +89,7 @@ def method_settings(method: str, settings: RunSettings, seed: int, budget: int) 
 def method_plan(method: str, run: RunSettings, concurrent: int) -> Plan:
     """The search space and Tune settings of one method."""
     if method == "grid":
-        space = {**BASELINE, **{k: tune.grid_search(v) for k, v in COMPARE_GRID.items()}}
+        space = {**start_config(run), **{k: tune.grid_search(v) for k, v in COMPARE_GRID.items()}}
         return {**space, "seed": run.seed}, tune.TuneConfig(max_concurrent_trials=concurrent)
     return search_plan(run, concurrent)
 

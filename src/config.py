@@ -1,7 +1,8 @@
 """Everything a run can be configured with, as plain data, and the checks it must pass.
 
-`BASELINE` is one known-reasonable CNN (every searcher evaluates it first), `SEARCH_SPACE` is
-what the searchers explore, and `RunSettings` holds the experiment-level knobs. Settings check
+`BASELINE` is one known-reasonable CNN (every searcher evaluates it first, at the run's
+--image-size), `SEARCH_SPACE` is what the searchers explore, and `RunSettings` holds the
+experiment-level knobs. Settings check
 themselves (`RunSettings.problems()`, `Grid.problems()`), so settings made in code (compare,
 tests, benchmarks) pass the same checks as the command line's. Change the search in one place:
 `SEARCH_SPACE` below.
@@ -76,15 +77,22 @@ EVALUATION_DIR = f"{REFIT_DIR}/evaluation"  # the final model's test figures (su
 REFIT_STATE = f"{REFIT_DIR}/{CHECKPOINT_FILE}"  # the refit's training state after every epoch
 MODEL_FORMAT = "hypertune-model/1"  # stored in MODEL_FILE; tells it apart from other .pt files
 
-# Every value a trial's config holds: the hyperparameters and the seed of its torch/numpy RNGs.
-HYPERPARAMETERS = [*BASELINE, "seed"]
+# What a search space, --set and a grid axis may name: BASELINE's hyperparameters and the side
+# in px a trial's images are resized to (the run's --image-size unless one of those says
+# otherwise; the long preset searches it: journal entry 13).
+SEARCHABLE = [*BASELINE, "image_size"]
+# Every value a trial's config holds: the above and the seed of its torch/numpy RNGs.
+HYPERPARAMETERS = [*SEARCHABLE, "seed"]
+
+LONG_SPACE = str(Path(__file__).resolve().parent / "space_long.toml")  # the long preset's space
 
 # Presets of `search` (--preset NAME): values for flags the user did not type. Wall times are
 # for 2 CPU cores and the Flowers copy (README, Measured).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"time_budget": 10},  # minutes for search + final model (journal entry 11)
-    # Longer trials, judged later (ASHA's epoch-2 rung stopped the baseline: entry 6).
-    "long": {"time_budget": 60, "max_epochs": 20, "grace_period": 4},
+    # Longer trials, judged later (ASHA's epoch-2 rung stopped the baseline: entry 6), over
+    # image size and depth, where an hour finds more accuracy (entry 13).
+    "long": {"time_budget": 60, "max_epochs": 20, "grace_period": 4, "space": LONG_SPACE},
     # --smoke-test: generated images, checks an installation in well under a minute
     "smoke": {
         "time_budget": 0,  # no time limit: a fixed, small amount of work
@@ -181,9 +189,14 @@ def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: int) -> tup
     return tuple(rungs)
 
 
+def value_type(name: str) -> type:
+    """The type of hyperparameter `name`'s values (one of SEARCHABLE)."""
+    return int if name == "image_size" else type(BASELINE[name])
+
+
 def parse_value(name: str, text: str) -> Any:
     """A value for hyperparameter `name`, typed like its BASELINE value."""
-    kind = type(BASELINE[name])
+    kind = value_type(name)
     if kind is bool:
         if text.lower() not in ("true", "false"):
             raise ValueError(f"{name} takes true or false, got {text!r}")
@@ -197,10 +210,10 @@ def parse_value(name: str, text: str) -> Any:
 def parse_assignment(text: str, many: bool) -> tuple[str, Any]:
     """NAME=VALUE (or NAME=V1,V2,... when `many`) for a known hyperparameter."""
     name, _, values = text.partition("=")
-    if name not in BASELINE or not values:
+    if name not in SEARCHABLE or not values:
         raise ValueError(
             f"{text!r} is not NAME=VALUE{',...' if many else ''} for a known hyperparameter; "
-            f"the names are {', '.join(BASELINE)}"
+            f"the names are {', '.join(SEARCHABLE)}"
         )
     parsed = [parse_value(name, v) for v in values.split(",")]
     return name, parsed if many else parsed[0]
@@ -209,6 +222,8 @@ def parse_assignment(text: str, many: bool) -> tuple[str, Any]:
 def trial_config_problem(config: dict[str, Any], image_size: int) -> str | None:
     """Why the CNN of `config` (src/model.py) cannot be built or trained at `image_size`, or
     None. Checked before Ray starts: one clear message instead of a trial crashing on a worker."""
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        return f"image_size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px, got {image_size}."
     layers = config["num_conv_layers"]
     if layers < 1 or image_size < 2**layers:
         return (
@@ -228,11 +243,12 @@ def trial_config_problem(config: dict[str, Any], image_size: int) -> str | None:
     return None
 
 
-def starting_point(space: dict[str, Any]) -> dict[str, Any] | None:
-    """BASELINE's values of the searched hyperparameters: where every search starts, and the
-    yardstick its best trial is measured against. None where the space (a --space file) does
-    not contain BASELINE."""
-    point = {name: BASELINE[name] for name in space}
+def starting_point(settings: RunSettings) -> dict[str, Any] | None:
+    """The starting configuration's values of the searched hyperparameters: where every search
+    starts, and the yardstick its best trial is measured against. None where the space (a
+    --space file) does not contain it."""
+    space, start = settings.space, start_config(settings)
+    point = {name: start[name] for name in space}
     inside = all(
         point[name] in args if kind == "choice" else args[0] <= point[name] <= args[1]
         for name, (kind, args) in space.items()
@@ -241,9 +257,9 @@ def starting_point(space: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def start_config(settings: RunSettings) -> dict[str, Any]:
-    """The starting configuration of a run: BASELINE with what --set pinned. Every search
-    begins with it, and its trial is the yardstick of the rest."""
-    return {**BASELINE, **settings.fixed}
+    """The starting configuration of a run: BASELINE at --image-size, with what --set pinned.
+    Every search begins with it, and its trial is the yardstick of the rest."""
+    return {**BASELINE, "image_size": settings.image_size, **settings.fixed}
 
 
 def is_starting_point(config: dict[str, Any], point: dict[str, Any] | None) -> bool:
@@ -281,6 +297,15 @@ def image_size_problem(flag: str, size: int | None) -> str | None:
     return None
 
 
+def searched_size_problem(space: dict[str, Any]) -> str | None:
+    """Why the space cannot search image_size as it says, or None: every size is an image
+    cache of its own, decoded before the search starts, so only a list of sizes will do."""
+    kind, values = space.get("image_size", ("choice", [64]))
+    if kind != "choice" or not all(type(v) is int for v in values):  # bool is an int too
+        return f"image_size is searched as a choice of whole pixel sizes only, got {kind} {values}."
+    return None
+
+
 def name_taken(name: str, storage_path: Path) -> str:
     """The refusal of a new experiment whose folder exists: nothing of another run is touched."""
     return (
@@ -299,7 +324,8 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Experiment-level settings: the same for every trial of one experiment."""
+    """Experiment-level settings: the same for every trial of one experiment (image_size: the
+    starting configuration's, and every trial's unless the space or --set says otherwise)."""
 
     name: str  # experiment folder under storage_path
     storage_path: Path  # where Ray writes results (absolute)
@@ -318,7 +344,7 @@ class RunSettings:
     refit_epochs: int | None = DEFAULT_REFIT_EPOCHS  # final model; None: what the budget leaves
     time_budget: float | None = None  # minutes for search + final model; None: no limit
     search_share: float = 0.4  # of a time budget, what the search may use; 0: no search
-    refit_image_size: int | None = None  # the final model's image size; None = image_size
+    refit_image_size: int | None = None  # the final model's image size; None: the chosen trial's
     verbose: bool = False  # Ray's own console output instead of hypertune's progress line
     searcher: str = "hyperopt"  # proposes configurations: one of SEARCHERS
     scheduler: str = "asha"  # stops (asha, hyperband) or mutates (pbt) trials: SCHEDULERS
@@ -365,6 +391,7 @@ class RunSettings:
                 )
             ),
             method_problem(self.searcher, self.scheduler, self.space) if grid is None else None,
+            searched_size_problem(self.space) if grid is None else None,
             self.configs_problem(grid),
         )
 
@@ -401,14 +428,30 @@ class RunSettings:
         """The first trial configuration the model cannot train, or None: every cell of a grid;
         for a search, the pinned values with each choice and each range bound of the space."""
         if grid is None:
+            start = start_config(self)
             values = [(k, v) for k, (_, options) in self.space.items() for v in options]
-            configs = [{**BASELINE, **self.fixed, k: v} for k, v in values]
-            configs = configs or [start_config(self)]  # a space of pinned values only
+            configs = [{**start, k: v} for k, v in values] or [start]  # [start]: all pinned
+            # Depth and size limit each other: the deepest network at the smallest size.
+            deepest = {k: f(self.space.get(k, ("", [start[k]]))[1])
+                       for k, f in (("num_conv_layers", max), ("image_size", min))}  # fmt: skip
+            configs.append({**start, **deepest})
         else:
-            configs = grid.configs()
-        sizes = {self.image_size, self.refit_image_size or self.image_size}
-        problems = (trial_config_problem(c, size) for c in configs for size in sorted(sizes))
+            configs = grid.configs(self.image_size)
+        refit_sizes = [self.refit_image_size] if self.refit_image_size else []
+        problems = (
+            trial_config_problem(c, size)
+            for c in configs
+            for size in [c["image_size"], *refit_sizes]
+        )
         return first_problem(*problems)
+
+    def image_sizes(self, grid: Grid | None = None) -> list[int]:
+        """Every image size a trial of this run (as `grid`, if given) may train at: the
+        sizes the image cache is built for before any trial starts."""
+        configs = grid.configs(self.image_size) if grid else [start_config(self)]
+        searching = grid is None and not (self.time_budget and self.search_share == 0)
+        searched = self.space.get("image_size", ("choice", []))[1] if searching else []
+        return sorted({*(c["image_size"] for c in configs), *searched})
 
 
 @dataclass(frozen=True)
@@ -419,10 +462,11 @@ class Grid:
     repeats: int = 1  # seeds per cell: seed, seed + 1, ...
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides of BASELINE
 
-    def configs(self) -> list[dict[str, Any]]:
-        """Every cell's hyperparameters."""
+    def configs(self, image_size: int) -> list[dict[str, Any]]:
+        """Every cell's hyperparameters, at `image_size` unless the grid sets it."""
         cells = itertools.product(*self.axes.values())
-        return [{**BASELINE, **self.fixed, **dict(zip(self.axes, c, strict=True))} for c in cells]
+        base = {**BASELINE, "image_size": image_size, **self.fixed}
+        return [{**base, **dict(zip(self.axes, c, strict=True))} for c in cells]
 
     def problems(self) -> str | None:
         if len(self.axes) < 2:

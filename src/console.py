@@ -49,9 +49,12 @@ class Ticker:
 
 
 def describe_config(row: pd.Series) -> str:
+    """NAME=VALUE of every hyperparameter the row holds (summaries written before image_size
+    was one have no such column)."""
+    names = [name for name in HYPERPARAMETERS if pd.notna(row.get(name))]
     return ", ".join(
         f"{name}={row[name]:.3g}" if isinstance(row[name], float) else f"{name}={row[name]}"
-        for name in HYPERPARAMETERS
+        for name in names
     )
 
 

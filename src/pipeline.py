@@ -7,6 +7,7 @@ once, the search or grid, the refit of the best configuration, the closing summa
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,13 +51,15 @@ class Outcome:
     test_accuracy: float | None
 
 
-def prepared_data(data_dir: Path | None, image_size: int) -> DataSpec:
+def prepared_data(data_dir: Path | None, image_size: int, also: Sequence[int] = ()) -> DataSpec:
     """The images found (the layout said) and decoded into the cache once, before any trial
-    starts."""
+    starts: at `image_size` and at the sizes a search `also` tries."""
     images = image_folder(data_dir)
     logger.info(f"Data: {images.describe()}")
     if problem := split_problem(load_cache(prepare_cache(images, image_size)), images.root):
         raise DataError(problem)
+    for size in set(also) - {image_size}:
+        prepare_cache(images, size)
     return DataSpec(images.root, image_size)
 
 
@@ -68,7 +71,8 @@ def run(settings: RunSettings, grid: Grid | None, command: str) -> Outcome:
     started = time.monotonic()  # a time budget counts from here
     folder = settings.storage_path / settings.name
     with claimed(folder, new=True):
-        data_spec = prepared_data(settings.data_dir, settings.image_size)
+        sizes = settings.image_sizes(grid)
+        data_spec = prepared_data(settings.data_dir, settings.image_size, sizes)
         if grid is None and settings.time_budget:
             return run_within_budget(settings, data_spec, command, started)
         table = run_experiment(settings, data_spec, grid, command=command)
@@ -126,9 +130,9 @@ def resume_claimed(folder: Path, command: str) -> Outcome | None:
     if (folder / SUMMARY_FILE).is_file():
         table = read_summary(folder)
     else:
-        table = resume_experiment(
-            settings, prepared_data(data_spec.root, data_spec.image_size), grid
-        )
+        sizes = settings.image_sizes(grid)
+        data_spec = prepared_data(data_spec.root, data_spec.image_size, sizes)
+        table = resume_experiment(settings, data_spec, grid)
     if grid is None and settings.refit and not (folder / MODEL_FILE).is_file():
         return conclude(folder, settings, grid, table, command)  # continues an interrupted refit
     print(f"Experiment {folder.name!r} is complete; its summary: {folder / SUMMARY_FILE}")

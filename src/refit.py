@@ -77,8 +77,8 @@ def plan_refit(
     default count. Unset values: the experiment's."""
     settings, spec, _ = read_experiment_info(experiment)
     chosen, why = refit_config(experiment, settings)
-    config = plain({**chosen, "seed": settings.seed if seed is None else seed})
-    size = image_size or settings.refit_image_size or settings.image_size
+    size = image_size or settings.refit_image_size or chosen.get("image_size", settings.image_size)
+    config = plain({**chosen, "image_size": size, "seed": settings.seed if seed is None else seed})
     epochs = epochs or settings.refit_epochs or interrupted_epochs(experiment, config, size)
     if not epochs and seconds:
         threads = os.cpu_count() or 1

@@ -22,6 +22,7 @@ from src.config import (
     EXPERIMENT_INFO,
     HYPERPARAMETERS,
     METRIC,
+    SEARCHABLE,
     SUMMARY_FILE,
     DataSpec,
     Grid,
@@ -30,6 +31,7 @@ from src.config import (
     is_starting_point,
     name_taken,
     start_config,
+    value_type,
 )
 
 if TYPE_CHECKING:
@@ -211,8 +213,10 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
 
 
 def config_of(row: pd.Series) -> dict[str, Any]:
-    """The hyperparameters of a summary row, typed like BASELINE's (a CSV reads 32 as 32.0)."""
-    return {name: type(value)(row[name]) for name, value in BASELINE.items()}
+    """The hyperparameters of a summary row, typed (a CSV reads 32 as 32.0); image_size only
+    where the row has it (summaries from before it was one)."""
+    names = [n for n in SEARCHABLE if n in BASELINE or pd.notna(row.get(n))]
+    return {name: value_type(name)(row[name]) for name in names}
 
 
 LOCK_FILE = ".hypertune.lock"  # held by the process that runs, resumes or refits an experiment

@@ -149,8 +149,8 @@ def to_tune_space(space: dict[str, Any]) -> dict[str, Any]:
 
 
 def starting_points(settings: RunSettings) -> list[dict[str, Any]]:
-    """BASELINE as every searcher's first trial, where the space contains it."""
-    point = starting_point(settings.space)
+    """The starting configuration as every searcher's first trial, where the space holds it."""
+    point = starting_point(settings)
     return [] if point is None else [point]
 
 
@@ -207,7 +207,7 @@ class ASHAKeepingStart(ASHAScheduler):
 
 def asha(settings: RunSettings) -> ASHAScheduler:
     return ASHAKeepingStart(
-        starting_point(settings.space),
+        starting_point(settings),
         time_attr="training_iteration",
         max_t=settings.max_epochs,
         grace_period=settings.grace_period,
@@ -289,8 +289,8 @@ class PBTWithinMaxEpochs(PopulationBasedTraining):
 
 def pbt(settings: RunSettings) -> PopulationBasedTraining:
     """Every grace_period epochs, a trial in the bottom quarter continues from a top-quarter
-    trial's checkpoint (its architecture included) with lr, weight decay and dropout perturbed
-    or resampled from the space."""
+    trial's checkpoint (its architecture and image size included) with lr, weight decay and
+    dropout perturbed or resampled from the space."""
     space = to_tune_space(settings.space)
     return PBTWithinMaxEpochs(
         settings.max_epochs,
@@ -338,6 +338,7 @@ def grid_plan(grid: Grid, settings: RunSettings, concurrent: int) -> Plan:
     seeds = [settings.seed + i for i in range(grid.repeats)]
     space = {
         **BASELINE,
+        "image_size": settings.image_size,
         **grid.fixed,
         **{name: tune.grid_search(values) for name, values in grid.axes.items()},
         "seed": tune.grid_search(seeds),
@@ -511,7 +512,7 @@ def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -
             f"The experiment stopped before all its trials finished. Continue it with: "
             f"{resume_command(settings.storage_path / settings.name)}"
         )
-    start = None if grid else starting_point(settings.space)
+    start = None if grid else starting_point(settings)
     table = summarize(results, settings.max_epochs, start)
     table = table[(table["epochs"] > 0) | (table["status"] == "error")]  # drop never started
     path = write_summary(table, settings.storage_path / settings.name)

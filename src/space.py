@@ -9,6 +9,7 @@ their BASELINE value (src/config.py), and `--set NAME=VALUE` pins one for this r
     fc_units = {int = [64, 256]}          # integers low..high, both included
     dropout = {uniform = [0.1, 0.5]}
     lr = {loguniform = [1e-4, 1e-2]}
+    image_size = {choice = [64, 96]}      # px; the starting configuration's: --image-size
 
 The same in YAML: `lr: {loguniform: [1.0e-4, 1.0e-2]}`. Every problem (unknown name or kind,
 empty choice, low >= high, a log bound <= 0) is reported with its line before Ray starts.
@@ -22,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from src.config import BASELINE
+from src.config import SEARCHABLE
 
 Space = dict[str, tuple[str, Any]]  # name -> (kind, arguments), as SEARCH_SPACE
 KINDS = ("choice", "uniform", "loguniform", "int")
@@ -58,8 +59,8 @@ def parse_file(path: Path) -> tuple[dict[str, Any], str]:
 
 def entry_problem(name: str, entry: Any) -> str | None:
     """What is wrong with one entry, or None."""
-    if name not in BASELINE:
-        return f"unknown hyperparameter {name!r}; the names are {', '.join(BASELINE)}"
+    if name not in SEARCHABLE:
+        return f"unknown hyperparameter {name!r}; the names are {', '.join(SEARCHABLE)}"
     if not isinstance(entry, dict) or len(entry) != 1:
         return f"{name} needs exactly one KIND = ARGUMENTS, e.g. {name} = {{choice = [...]}}"
     kind, args = next(iter(entry.items()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,16 @@ def restore(model: torch.nn.Module, optimizer: Any, schedule: Any, config: dict[
 
 
 def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
-    """Tune function trainable. `config` holds the hyperparameters (see src.config.BASELINE)
-    and `seed`; `data_spec` and `max_epochs` are the same for every trial."""
+    """Tune function trainable. `config` holds the hyperparameters (src.config.HYPERPARAMETERS:
+    BASELINE's, the image size and the seed); `data_spec` (the images, at the run's
+    --image-size) and `max_epochs` are the same for every trial."""
     config = plain(config)  # BOHB's ConfigSpace hands out numpy integers, which torch refuses
     torch.set_num_threads(trial_cpus())
     seed_everything(config["seed"])
     device = trial_device(ray.get_gpu_ids())
-    data = open_trial_data(
-        data_spec, config["batch_size"], config["seed"], device, jitter=config["jitter"]
-    )
+    # Experiments begun before image_size was a hyperparameter resume at the run's size.
+    spec = replace(data_spec, image_size=config.get("image_size", data_spec.image_size))
+    data = open_trial_data(spec, config["batch_size"], config["seed"], device, config["jitter"])
     assert data.val is not None
     model = build_model(config, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, config, max_epochs, len(data.train))

@@ -15,7 +15,7 @@ import ray
 import torch
 
 from src import pipeline
-from src.budget import epoch_seconds, expected_trial_epochs, trials_that_fit
+from src.budget import epoch_seconds, expected_trial_epochs, size_factor, trials_that_fit
 from src.config import BASELINE, EXPERIMENT_INFO, MODEL_FILE, SUMMARY_FILE, DataSpec, RunSettings
 from src.images import write_synthetic_images
 
@@ -33,6 +33,12 @@ def test_trials_fit_the_epochs_after_the_starting_configuration_trained_all_of_i
     per_trial = expected_trial_epochs(SETTINGS)
     assert trials_that_fit(SETTINGS, 10 + 5 * per_trial) == 6  # the start, then 5 more
     assert trials_that_fit(SETTINGS, 3) == 1  # the start alone, cut by the time limit
+
+
+def test_a_searched_image_size_costs_its_pixels_on_average() -> None:
+    assert size_factor(SETTINGS, 64) == 1  # the default space keeps the start's size
+    searched = replace(SETTINGS, space={"image_size": ("choice", [64, 96])})
+    assert size_factor(searched, 64) == pytest.approx((1 + 1.5**2) / 2)
 
 
 def test_an_epoch_is_timed_from_a_few_batches(tmp_path: Path) -> None:
@@ -90,4 +96,4 @@ def test_no_search_trains_the_starting_configuration_without_ray(
     assert not ray.is_initialized()
     assert outcome.table.empty and not list((tmp_path / "exp").glob("trial_*"))
     model = torch.load(tmp_path / "exp" / MODEL_FILE, weights_only=True)
-    assert model["config"] == {**BASELINE, "seed": 0}
+    assert model["config"] == {**BASELINE, "image_size": 32, "seed": 0}

@@ -137,6 +137,12 @@ def test_typed_flags_win_over_presets(tmp_path: Path) -> None:
     args = parse_args(["--smoke-test", "--max-epochs=5", "--grace-period", "2", *storage])
     assert (args.max_epochs, args.grace_period) == (5, 2)
     assert args.num_samples == PRESETS["smoke"]["num_samples"]
+    long_space = settings_from(parse_args(["--preset", "long", *storage])).space
+    assert long_space["image_size"] == ("choice", [64, 96])  # its own space file
+    space_file = tmp_path / "space.toml"
+    space_file.write_text("lr = {loguniform = [1e-4, 1e-2]}\n")
+    typed = settings_from(parse_args(["--preset", "long", "--space", str(space_file), *storage]))
+    assert set(typed.space) == {"lr"}
     settings = settings_from(parse_args([*storage]))
     assert settings.time_budget == PRESETS["quick"]["time_budget"]
     assert settings.num_samples is None  # planned from the budget

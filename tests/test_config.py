@@ -15,6 +15,7 @@ from src.config import (
     RunSettings,
     is_starting_point,
     resolve_method,
+    start_config,
     starting_point,
 )
 
@@ -75,8 +76,29 @@ def test_a_paired_method_brings_its_partner(typed: tuple, expected: tuple) -> No
     assert resolve_method(*typed) == expected
 
 
+def test_image_size_is_searched_from_a_list_and_every_size_is_cached_before_trials() -> None:
+    searched = replace(SETTINGS, space={"image_size": ("choice", [96, 64])})
+    assert searched.problems() is None and searched.image_sizes() == [64, 96]
+    assert starting_point(searched) == {"image_size": 64}  # the run's --image-size
+    ranged = replace(SETTINGS, space={"image_size": ("int", [64, 96])})
+    assert "a choice of whole pixel sizes only" in str(ranged.problems())
+    tiny = replace(SETTINGS, space={"image_size": ("choice", [16, 64])})
+    assert "image_size must be 32 to 512 px, got 16" in str(tiny.problems())
+    flag = replace(SETTINGS, space={"image_size": ("choice", [True, 64])})  # a bool is no size
+    assert "whole pixel sizes" in str(flag.problems())
+    # Searched together, depth and size limit each other: 6 blocks need 64 px.
+    both = {"image_size": ("choice", [32, 64]), "num_conv_layers": ("choice", [3, 6])}
+    assert "num_conv_layers=6 does not fit 32 px" in str(replace(SETTINGS, space=both).problems())
+    pinned = replace(SETTINGS, fixed={"image_size": 48})
+    assert start_config(pinned)["image_size"] == 48 and pinned.image_sizes() == [48]
+    grid = Grid({"image_size": [32, 48], "lr": [1e-3]})
+    assert SETTINGS.image_sizes(grid) == [32, 48]
+    assert [c["image_size"] for c in grid.configs(64)] == [32, 48]
+
+
 def test_the_starting_point_is_found_among_a_searchers_number_types() -> None:
-    point = starting_point({"lr": ("loguniform", [1e-4, 1e-2]), "batch_size": ("choice", [16, 32])})
+    space = {"lr": ("loguniform", [1e-4, 1e-2]), "batch_size": ("choice", [16, 32])}
+    point = starting_point(replace(SETTINGS, space=space))
     assert point == {"lr": BASELINE["lr"], "batch_size": BASELINE["batch_size"]}
     assert is_starting_point({"lr": np.float64(0.003), "batch_size": np.int64(32)}, point)
     assert not is_starting_point({"lr": 0.0031, "batch_size": 32}, point)

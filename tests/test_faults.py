@@ -123,12 +123,16 @@ def search_command(images: Path, storage: Path, samples: int) -> list[str]:
 @contextmanager
 def started(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`cmd` running in a session of its own, its stderr in `log` (a file, not a pipe: a full
-    pipe would stall it). Whatever happens in the block, it and every process it started (Ray's
-    too) are killed at the end, so that a failed assertion leaves nothing running."""
+    pipe would stall it), with Ctrl-C's default action as in a terminal: a suite started in the
+    background by a shell without job control (`make test &`) runs with SIGINT ignored, which
+    children inherit and Python keeps. Whatever happens in the block, it and every process it
+    started (Ray's too) are killed at the end, so that a failed assertion leaves nothing
+    running."""
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, cwd=ROOT
-        )
+            cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, cwd=ROOT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
     try:
         yield process
     finally:

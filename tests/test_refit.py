@@ -37,7 +37,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: Path) -> None:
     experiment = finished_experiment(tmp_path / "exp", images, SMALL)
     plan = plan_refit(experiment, epochs=8, image_size=None, seed=0)
-    assert plan.config == {**SMALL, "seed": 0}  # the best row, not the first
+    assert plan.config == {**SMALL, "image_size": 32, "seed": 0}  # the best row, not the first
     result = refit(plan, "python hypertune.py refit --name exp")
     state = torch.load(experiment / MODEL_FILE, weights_only=True)
     assert state["format"] == MODEL_FORMAT
@@ -103,6 +103,15 @@ def test_the_refit_command_takes_its_flags(images: Path, tmp_path: Path) -> None
     state = torch.load(experiment / MODEL_FILE, weights_only=True)
     assert code == 0 and state["trained_on"]["epochs"] == 2
     assert state["image_size"] == 36 and state["config"]["seed"] == 5
+    assert state["config"]["image_size"] == 36  # the config says what the model was trained at
+
+
+def test_the_refit_trains_at_the_chosen_trials_image_size(images: Path, tmp_path: Path) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, {**SMALL, "image_size": 40})
+    plan = plan_refit(experiment, epochs=1)
+    assert plan.image_size == plan.config["image_size"] == 40  # not the run's 32 px
+    plan = plan_refit(experiment, epochs=1, image_size=36)  # refit --image-size wins
+    assert plan.image_size == plan.config["image_size"] == 36
 
 
 def test_resume_continues_an_interrupted_refit(

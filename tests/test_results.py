@@ -8,7 +8,8 @@ import pandas as pd
 from ray.tune import Result
 
 from src.config import BASELINE, RunSettings
-from src.results import binomial_sd, refit_choice, trial_row
+from src.console import describe_config
+from src.results import binomial_sd, config_of, refit_choice, trial_row
 
 
 def epoch(n: int) -> dict[str, float | int]:
@@ -75,5 +76,12 @@ def test_the_refit_takes_the_best_trial_only_where_it_beat_the_start_beyond_nois
     config, why = refit_choice(summary(best_gain=0.02).drop(columns="is_start"), SETTINGS)
     assert config["lr"] == 1e-3  # no yardstick (a grid): the best
     empty = pd.DataFrame(columns=["trial_id", "best_val_accuracy"])
-    assert refit_choice(empty, SETTINGS) == ({**BASELINE, "seed": 3},
+    assert refit_choice(empty, SETTINGS) == ({**BASELINE, "image_size": 64, "seed": 3},
                                              "the starting configuration (no search)")  # fmt: skip
+
+
+def test_a_summary_from_before_image_size_was_searched_still_reads() -> None:
+    old = pd.Series({**BASELINE, "seed": 0})  # no image_size column: an older experiment
+    assert config_of(old) == BASELINE and "image_size" not in describe_config(old)
+    new = pd.Series({**BASELINE, "image_size": 96.0, "seed": 0})  # a CSV reads 96 as 96.0
+    assert config_of(new)["image_size"] == 96 and "image_size=96" in describe_config(new)

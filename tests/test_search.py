@@ -9,9 +9,20 @@ from typing import Any
 import pandas as pd
 import pytest
 import ray
+import torch
 
-from src.config import BASELINE, HYPERPARAMETERS, SEARCH_SPACE, SUMMARY_FILE, DataSpec, RunSettings
+from src.config import (
+    BASELINE,
+    CHECKPOINT_FILE,
+    HYPERPARAMETERS,
+    SEARCH_SPACE,
+    SUMMARY_FILE,
+    DataSpec,
+    Grid,
+    RunSettings,
+)
 from src.images import write_synthetic_images
+from src.pipeline import prepared_data
 from src.search import ConcurrencyMonitor, run_experiment, trial_resources
 
 
@@ -83,6 +94,20 @@ def test_without_gpus_trials_run_on_cpus(ray_cpu_only: None, images: Path, tmp_p
     assert probe.resources == {(("CPU", 1.0),)}
     assert probe.max_running == 2
     check_summary(table, tmp_path / "exp", run)
+
+
+def test_image_size_is_a_hyperparameter_each_trial_trains_at_its_own(
+    ray_cpu_only: None, images: Path, tmp_path: Path
+) -> None:
+    run = settings(tmp_path, max_epochs=1)
+    grid = Grid(axes={"image_size": [32, 48], "lr": [3e-3]})
+    data = prepared_data(images, run.image_size, run.image_sizes(grid))  # caches 32 and 48 px
+    summary = run_experiment(run, data, grid)
+    assert sorted(summary["image_size"]) == [32, 48]
+    for row in summary.to_dict("records"):
+        checkpoint = next(Path(row["path"]).glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+        state = torch.load(checkpoint, weights_only=True)
+        assert state["image_size"] == state["config"]["image_size"] == row["image_size"]
 
 
 @pytest.mark.parametrize(

@@ -159,8 +159,10 @@ def check_axis(exp: Experiment, name: str) -> None:
             f"{name!r} is not a hyperparameter; choose from {', '.join(SEARCHABLE)}."
         )
     if name not in exp.varied():
-        start = {**BASELINE, "image_size": exp.info["settings"]["image_size"]}
-        value = exp.trials[name].iloc[0] if name in exp.trials else start[name]
+        if name in exp.trials:
+            value = exp.trials[name].iloc[0]
+        else:  # image_size in an experiment from before it was a hyperparameter: the run's
+            value = BASELINE[name] if name in BASELINE else exp.info["settings"]["image_size"]
         raise AnalysisError(
             f"{name} was not varied in {exp.folder.name} (every trial has {name}={value}), so a "
             f"heatmap over it shows nothing. Varied: {', '.join(exp.varied()) or 'none'}."

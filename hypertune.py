@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -173,11 +172,8 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
                   "The same command continues.")  # fmt: skip
     experiment(p, True, "whose best configuration")
     p.add_argument("--epochs", type=int, help="training epochs (default: its --refit-epochs)")
-    p.add_argument(
-        "--image-size",
-        type=int,
-        help="px (default: its --refit-image-size, else the chosen trial's)",
-    )
+    p.add_argument("--image-size", type=int, help="px (default: its --refit-image-size, "
+                   "else the chosen trial's)")  # fmt: skip
     p.add_argument("--seed", type=int, help="seed (default: the experiment's)")
     p = subparser(commands, "predict", run_predict, "classify photos with a final model",
                   "Class and probability of every image (folders walked); images in folders "
@@ -230,15 +226,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv = ["search", *argv]  # `search` is the default command
     first = first_pass(parser, subparsers, argv)
-    smoke = getattr(first, "smoke_test", False)
-    defaults = dict(PRESETS["smoke" if smoke else getattr(first, "preset", "quick")])
-    if getattr(first, "time_budget", None):  # minutes typed: trials and epochs follow from them
-        defaults = {k: v for k, v in defaults.items() if k not in ("num_samples", "refit_epochs")}
-    if first.command in ("search", "grid", "compare") and not first.resume:
-        defaults["name"] = f"{'smoke' if smoke else first.command}-{time.strftime('%Y%m%d-%H%M%S')}"
     command = subparsers.get(first.command, parser)  # none for hypertune.py --help
     known = {action.dest for action in command._actions}
-    command.set_defaults(**{k: v for k, v in defaults.items() if k in known})
+    command.set_defaults(**{k: v for k, v in flags.preset_defaults(first).items() if k in known})
     args = parser.parse_args(argv)
     if problem := flags.problem(args):
         parser.error(problem)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from src.config import (
     CHECKPOINT_FILE,
     EXPERIMENT_INFO,
+    PRESETS,
     SEARCH_SPACE,
     SUMMARY_FILE,
     Comparison,
@@ -28,6 +30,19 @@ from src.config import (
     parse_assignment,
     resolve_method,
 )
+
+
+def preset_defaults(first: argparse.Namespace) -> dict:
+    """The defaults that the flags of a first parsing pass call for: the preset's (the smoke
+    test's with --smoke-test), without trial and epoch counts where minutes were typed (they
+    follow from them), and a new experiment's name from the command and the time."""
+    smoke = getattr(first, "smoke_test", False)
+    defaults = dict(PRESETS["smoke" if smoke else getattr(first, "preset", "quick")])
+    if getattr(first, "time_budget", None):
+        defaults = {k: v for k, v in defaults.items() if k not in ("num_samples", "refit_epochs")}
+    if first.command in ("search", "grid", "compare") and not first.resume:
+        defaults["name"] = f"{'smoke' if smoke else first.command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return defaults
 
 
 def pinned(args: argparse.Namespace) -> dict:

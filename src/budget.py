@@ -79,7 +79,7 @@ def expected_trial_epochs(settings: RunSettings) -> float:
 def size_factor(settings: RunSettings, start_size: int) -> float:
     """What an average trial's epoch costs, relative to the starting configuration's: about its
     pixels, with a searched image size drawn evenly from its choices (1 when not searched)."""
-    _, sizes = settings.space.get("image_size", ("choice", [start_size]))
+    sizes = settings.searched_sizes() or [start_size]
     return sum((size / start_size) ** 2 for size in sizes) / len(sizes)
 
 

@@ -432,9 +432,9 @@ class RunSettings:
             values = [(k, v) for k, (_, options) in self.space.items() for v in options]
             configs = [{**start, k: v} for k, v in values] or [start]  # [start]: all pinned
             # Depth and size limit each other: the deepest network at the smallest size.
-            deepest = {k: f(self.space.get(k, ("", [start[k]]))[1])
-                       for k, f in (("num_conv_layers", max), ("image_size", min))}  # fmt: skip
-            configs.append({**start, **deepest})
+            _, depths = self.space.get("num_conv_layers", ("choice", [start["num_conv_layers"]]))
+            smallest = min(self.searched_sizes() or [start["image_size"]])
+            configs.append({**start, "num_conv_layers": max(depths), "image_size": smallest})
         else:
             configs = grid.configs(self.image_size)
         refit_sizes = [self.refit_image_size] if self.refit_image_size else []
@@ -450,8 +450,12 @@ class RunSettings:
         sizes the image cache is built for before any trial starts."""
         configs = grid.configs(self.image_size) if grid else [start_config(self)]
         searching = grid is None and not (self.time_budget and self.search_share == 0)
-        searched = self.space.get("image_size", ("choice", []))[1] if searching else []
+        searched = self.searched_sizes() if searching else []
         return sorted({*(c["image_size"] for c in configs), *searched})
+
+    def searched_sizes(self) -> list[int]:
+        """The image sizes the space chooses from; empty where it does not search image_size."""
+        return list(self.space.get("image_size", ("choice", []))[1])
 
 
 @dataclass(frozen=True)
@@ -462,11 +466,14 @@ class Grid:
     repeats: int = 1  # seeds per cell: seed, seed + 1, ...
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides of BASELINE
 
+    def base(self, image_size: int) -> dict[str, Any]:
+        """What every cell shares: BASELINE at `image_size`, with the grid's fixed values."""
+        return {**BASELINE, "image_size": image_size, **self.fixed}
+
     def configs(self, image_size: int) -> list[dict[str, Any]]:
         """Every cell's hyperparameters, at `image_size` unless the grid sets it."""
         cells = itertools.product(*self.axes.values())
-        base = {**BASELINE, "image_size": image_size, **self.fixed}
-        return [{**base, **dict(zip(self.axes, c, strict=True))} for c in cells]
+        return [{**self.base(image_size), **dict(zip(self.axes, c, strict=True))} for c in cells]
 
     def problems(self) -> str | None:
         if len(self.axes) < 2:

@@ -36,7 +36,6 @@ from ray.tune.stopper import TimeoutStopper
 
 from src.commands import resume_command
 from src.config import (
-    BASELINE,
     METRIC,
     MODE,
     PBT_MUTABLE,
@@ -337,9 +336,7 @@ def grid_plan(grid: Grid, settings: RunSettings, concurrent: int) -> Plan:
     """Every (x, y, seed) cell trained for exactly max_epochs: FIFO, nobody stopped early."""
     seeds = [settings.seed + i for i in range(grid.repeats)]
     space = {
-        **BASELINE,
-        "image_size": settings.image_size,
-        **grid.fixed,
+        **grid.base(settings.image_size),
         **{name: tune.grid_search(values) for name, values in grid.axes.items()},
         "seed": tune.grid_search(seeds),
     }

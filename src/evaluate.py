@@ -3,7 +3,8 @@
 By default the best checkpoint of an experiment's best trial is scored on the held-out test
 split of the experiment's own data (never used while tuning). `--data-dir` scores it on any
 folder of `<class>/*.jpg|png` whose classes are the training classes. The checkpoint carries
-the model config, image size, normalisation and class names, so nothing else is needed.
+the model config, image size, normalisation and class names, so nothing else is needed. Images
+are resized to 1.25x the side the model trained at (src.config.inference_size).
 
     .venv/bin/python hypertune.py evaluate --name NAME
     .venv/bin/python hypertune.py evaluate --name NAME --data-dir other_photos/
@@ -33,6 +34,7 @@ from src.config import (
     METRIC,
     MODEL_FILE,
     SUMMARY_FILE,
+    inference_size,
 )
 from src.data import split_of
 from src.device import local_device
@@ -46,6 +48,7 @@ from src.results import ranked, read_experiment_info, read_summary
 class Evaluation:
     class_names: list[str]
     confusion: np.ndarray  # [true class, predicted class] counts
+    image_size: int | None = None  # px the images were resized to (src.config.inference_size)
 
     @property
     def accuracy(self) -> float:
@@ -130,16 +133,16 @@ def plot_confusion(result: Evaluation, title: str) -> plt.Figure:
 def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -> Evaluation:
     """Score `checkpoint` on `data_dir`, or else on the test split of `experiment`'s data."""
     model, state = load_model(checkpoint, local_device())
-    classes = state["class_names"]
+    classes, size = state["class_names"], inference_size(state["image_size"])
     if data_dir is not None:
-        images, labels = folder_images(data_dir, state["image_size"], classes)
+        images, labels = folder_images(data_dir, size, classes)
     elif experiment is not None:
-        images, labels, test_classes = test_split(experiment, state["image_size"])
+        images, labels, test_classes = test_split(experiment, size)
         if test_classes != classes:
             raise DataError(f"The classes of {experiment}'s data changed since training.")
     else:
         raise DataError("Say what to evaluate on: --name NAME (its test split) or --data-dir.")
-    return Evaluation(classes, confusion_matrix(model, state, images, labels))
+    return Evaluation(classes, confusion_matrix(model, state, images, labels), size)
 
 
 def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]:
@@ -153,6 +156,7 @@ def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]
     summary = {
         "accuracy": result.accuracy,
         "images": int(result.confusion.sum()),
+        "image_size": result.image_size,
         "title": title,
         "confusion": result.confusion.tolist(),
         "class_names": result.class_names,
@@ -185,7 +189,8 @@ def evaluate_and_report(
     paths = write_evaluation(result, out, title)
     logger.info(
         f"Evaluation of {title}: accuracy {result.accuracy:.4f} on {result.confusion.sum()} "
-        f"images\n{result.per_class().round(3).to_string(index=False)}\nwritten: "
-        f"{', '.join(str(p) for p in paths)}"
+        f"images at {result.image_size} px\n"
+        f"{result.per_class().round(3).to_string(index=False)}\n"
+        f"written: {', '.join(str(p) for p in paths)}"
     )
     return result

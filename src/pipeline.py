@@ -23,6 +23,7 @@ from src.config import (
     DataSpec,
     Grid,
     RunSettings,
+    inference_size,
     start_config,
 )
 from src.console import summary_block
@@ -63,6 +64,16 @@ def prepared_data(data_dir: Path | None, image_size: int, also: Sequence[int] = 
     return DataSpec(images.root, image_size)
 
 
+def cached_sizes(settings: RunSettings, grid: Grid | None) -> list[int]:
+    """The image sizes decoded before the first trial: those trials train at and, after a
+    search, those its final model may be scored at, so the budget's end holds no decoding."""
+    sizes = settings.image_sizes(grid)
+    if grid is None and settings.refit:
+        final = {*sizes, settings.refit_image_size or settings.image_size}
+        sizes += [inference_size(size) for size in final]
+    return sizes
+
+
 def run(settings: RunSettings, grid: Grid | None, command: str) -> Outcome:
     """A new search (grid None) or grid, in a folder of its own; after a search, the final
     model. `command` is the command line, recorded in the model file."""
@@ -71,7 +82,7 @@ def run(settings: RunSettings, grid: Grid | None, command: str) -> Outcome:
     started = time.monotonic()  # a time budget counts from here
     folder = settings.storage_path / settings.name
     with claimed(folder, new=True):
-        sizes = settings.image_sizes(grid)
+        sizes = cached_sizes(settings, grid)
         data_spec = prepared_data(settings.data_dir, settings.image_size, sizes)
         if grid is None and settings.time_budget:
             return run_within_budget(settings, data_spec, command, started)
@@ -130,7 +141,7 @@ def resume_claimed(folder: Path, command: str) -> Outcome | None:
     if (folder / SUMMARY_FILE).is_file():
         table = read_summary(folder)
     else:
-        sizes = settings.image_sizes(grid)
+        sizes = cached_sizes(settings, grid)
         data_spec = prepared_data(data_spec.root, data_spec.image_size, sizes)
         table = resume_experiment(settings, data_spec, grid)
     if grid is None and settings.refit and not (folder / MODEL_FILE).is_file():

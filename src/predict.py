@@ -3,12 +3,12 @@
     .venv/bin/python hypertune.py predict --name NAME photo.jpg more_photos/
     .venv/bin/python hypertune.py predict --model final_model.pt photos/ --top-k 3 --output p.csv
 
-Images are prepared exactly as for training and evaluation (src.images.read_image: upright,
-the shorter side resized to the model's image size, centre-cropped), normalised with the
-statistics stored in the model. Folders are walked. Where the folders images sit in are named
-like the model's classes (daisy/1.jpg, or test/daisy/1.jpg in a pre-split folder), they are
-taken as the true labels and the accuracy is printed too. An unreadable image gets an error row
-that says why; the others are still predicted.
+Images are prepared as for evaluation (src.images.read_image: upright, the shorter side resized
+to 1.25x the side the model trained at, src.config.inference_size, centre-cropped), normalised
+with the statistics stored in the model. Folders are walked. Where the folders images sit in
+are named like the model's classes (daisy/1.jpg, or test/daisy/1.jpg in a pre-split folder),
+they are taken as the true labels and the accuracy is printed too. An unreadable image gets an
+error row that says why; the others are still predicted.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.config import inference_size
 from src.device import local_device
 from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image
 from src.inference import load_final_model, probabilities
@@ -88,7 +89,7 @@ def decoded(photos: list[Photo], size: int) -> list[np.ndarray | str]:
 def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) -> pd.DataFrame:
     """One row per photo: predicted class and probability, the next top_k - 1 classes, the true
     class where known, and an error for files that are not readable images."""
-    classes, size = state["class_names"], state["image_size"]
+    classes, size = state["class_names"], inference_size(state["image_size"])
     rows: list[dict[str, Any]] = []
     for start in range(0, len(photos), BATCH):
         batch = photos[start : start + BATCH]

@@ -13,11 +13,13 @@ from src.config import (
     Comparison,
     Grid,
     RunSettings,
+    inference_size,
     is_starting_point,
     resolve_method,
     start_config,
     starting_point,
 )
+from src.pipeline import cached_sizes
 
 SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None)
 
@@ -94,6 +96,16 @@ def test_image_size_is_searched_from_a_list_and_every_size_is_cached_before_tria
     grid = Grid({"image_size": [32, 48], "lr": [1e-3]})
     assert SETTINGS.image_sizes(grid) == [32, 48]
     assert [c["image_size"] for c in grid.configs(64)] == [32, 48]
+
+
+def test_the_sizes_a_final_model_is_scored_at_are_cached_before_the_search() -> None:
+    searched = replace(SETTINGS, image_size=64, space={"image_size": ("choice", [64, 96])})
+    assert inference_size(64) == 80 and inference_size(512) == 512  # the cache's limit
+    assert sorted(cached_sizes(searched, None)) == [64, 80, 96, 120]
+    bigger = replace(searched, refit_image_size=128)
+    assert sorted(cached_sizes(bigger, None)) == [64, 80, 96, 120, 160]  # 128: at the refit
+    assert sorted(cached_sizes(replace(searched, refit=False), None)) == [64, 96]
+    assert cached_sizes(SETTINGS, Grid({"image_size": [32, 48], "lr": [1e-3]})) == [32, 48]
 
 
 def test_the_starting_point_is_found_among_a_searchers_number_types() -> None:

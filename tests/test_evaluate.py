@@ -14,8 +14,9 @@ from test_images import pre_split
 
 from src.config import BASELINE, DataSpec
 from src.data import open_trial_data
-from src.evaluate import evaluate, evaluate_and_report
+from src.evaluate import confusion_matrix, evaluate, evaluate_and_report, folder_images
 from src.images import DataError, write_synthetic_images
+from src.inference import load_model
 from src.model import Net
 from src.refit import plan_refit, refit
 from src.train import save_checkpoint, train_epoch
@@ -65,6 +66,19 @@ def test_trained_model_scores_high_and_random_one_near_chance(
     assert per_class["recall"].between(0, 1).all()
 
 
+def test_a_model_is_scored_on_images_a_quarter_larger_than_it_trained_on(
+    train_images: Path, new_images: Path, tmp_path: Path
+) -> None:
+    checkpoint = checkpoint_after(2, train_images, tmp_path / "d")
+    result = evaluate(checkpoint, new_images, None)
+    assert result.image_size == 40  # trained at 32 px
+    model, state = load_model(checkpoint, torch.device("cpu"))
+    names = state["class_names"]
+    at = {s: confusion_matrix(model, state, *folder_images(new_images, s, names)) for s in (32, 40)}
+    assert (result.confusion == at[40]).all()
+    assert not (at[32] == at[40]).all()  # the sizes tell apart: the test above can fail
+
+
 def test_report_writes_confusion_matrix_and_tables(
     train_images: Path, new_images: Path, tmp_path: Path
 ) -> None:
@@ -73,7 +87,8 @@ def test_report_writes_confusion_matrix_and_tables(
     out = tmp_path / "trial" / f"evaluation-{new_images.name}"
     assert (out / "confusion_matrix.png").stat().st_size > 5000
     assert (out / "per_class.csv").read_text().count("\n") == 4  # header + 3 classes
-    assert f'"accuracy": {result.accuracy}' in (out / "summary.json").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] == result.accuracy and summary["image_size"] == 40
 
 
 def test_mismatched_classes_are_refused(train_images: Path, tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import SMALL, finished_experiment
 from PIL import Image
 from test_images import bomb_png, pre_split
 
 from src.config import MODEL_FILE
-from src.images import write_synthetic_images
+from src.images import read_image, write_synthetic_images
+from src.inference import load_final_model, probabilities
 from src.predict import run_predict
 from src.refit import plan_refit, refit
 
@@ -82,6 +84,18 @@ def test_single_files_by_experiment_name(model: Path, photos: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert str(one) in result.stdout and "accuracy" not in result.stdout  # no label: no score
+
+
+def test_photos_are_classified_at_a_quarter_more_pixels_than_the_model_trained_at(
+    model: Path, photos: Path
+) -> None:
+    one = photos / "class_0" / "001.png"  # 57 px: resized on reading
+    net, state = load_final_model(model, torch.device("cpu"))
+    assert state["image_size"] == 32
+    row = run_predict(model, [one], top_k=3).set_index("class")["probability"]
+    at = {size: probabilities(net, state, read_image(one, size)[None]).max() for size in (32, 40)}
+    assert row.iloc[0] == pytest.approx(at[40], abs=1e-6)
+    assert abs(at[40] - at[32]) > 1e-4  # the sizes tell apart: the test above can fail
 
 
 @pytest.mark.parametrize(

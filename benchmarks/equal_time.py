@@ -92,6 +92,7 @@ def describe(folder: Path, arm: str, seed: int, wall: float | None) -> dict[str,
         "refit_epochs": model["trained_on"]["epochs"],
         "test_accuracy": test["accuracy"],
         "test_images": test["images"],
+        "test_px": test.get("image_size"),  # none recorded: at the side it trained at
     }
 
 

@@ -66,10 +66,10 @@ NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs us
 DEFAULT_REFIT_EPOCHS = 40  # epochs of a final model given neither a time budget nor a count
 MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
 MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x the work of 64 px
-# A model is applied (evaluate, predict) to images 1.25x the side it trained at
-# (inference_size). Its random resized crops (area 0.35-1, 0.675 on average) showed it objects
-# about 1/sqrt(0.675) = 1.22x larger than a whole image at the same side does (Touvron et al.
-# 2019, "FixRes"); on validation 1.25 was the best of 1-1.5 (journal entry 14). Trials
+# A model is applied (evaluate, predict) to images this many times the side it trained at
+# (inference_size). Its random resized crops (area a ~ U(0.35, 1), src/data.py) magnified
+# objects by 1/sqrt(a), 1.26x on average, against a whole image at the same side (Touvron et
+# al. 2019, "FixRes"); on validation 1.25 was the best of 1-1.5 (journal entry 14). Trials
 # validate at their own side: the search compares them with each other.
 INFERENCE_SIZE_FACTOR = 1.25
 
@@ -196,10 +196,10 @@ def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: int) -> tup
     return tuple(rungs)
 
 
-def inference_size(image_size: int) -> int:
+def inference_size(image_size: int, factor: float = INFERENCE_SIZE_FACTOR) -> int:
     """The side, in px, a model trained at `image_size` is applied at (within the cache's
-    limit)."""
-    return min(round(image_size * INFERENCE_SIZE_FACTOR), MAX_IMAGE_SIZE)
+    limit); recorded in its checkpoints and model file (src.data.TrialData.describe)."""
+    return min(round(image_size * factor), MAX_IMAGE_SIZE)
 
 
 def value_type(name: str) -> type:

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.config import HELD_OUT_TEST, SPLIT_FRACTIONS, SPLIT_SEED, SPLITS, DataSpec
+from src.config import (
+    HELD_OUT_TEST,
+    SPLIT_FRACTIONS,
+    SPLIT_SEED,
+    SPLITS,
+    DataSpec,
+    inference_size,
+)
 from src.images import CachedImages, load_cache, prepare_cache, scan_images
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB weights of perceived brightness (ITU-R 601)
@@ -191,10 +198,12 @@ class TrialData:
         return self.train.images.device
 
     def describe(self) -> dict[str, Any]:
-        """What a checkpoint needs to preprocess new images the same way."""
+        """What a checkpoint needs to apply its model to new images: the classes, the side it
+        trained at and the side it is applied at, and the normalisation."""
         return {
             "class_names": self.class_names,
             "image_size": self.image_size,
+            "inference_size": inference_size(self.image_size),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
         }

@@ -4,7 +4,8 @@ By default the best checkpoint of an experiment's best trial is scored on the he
 split of the experiment's own data (never used while tuning). `--data-dir` scores it on any
 folder of `<class>/*.jpg|png` whose classes are the training classes. The checkpoint carries
 the model config, image size, normalisation and class names, so nothing else is needed. Images
-are resized to 1.25x the side the model trained at (src.config.inference_size).
+are resized to the side the model records (src.inference.applied_size: larger than it trained
+at).
 
     .venv/bin/python hypertune.py evaluate --name NAME
     .venv/bin/python hypertune.py evaluate --name NAME --data-dir other_photos/
@@ -34,12 +35,11 @@ from src.config import (
     METRIC,
     MODEL_FILE,
     SUMMARY_FILE,
-    inference_size,
 )
 from src.data import split_of
 from src.device import local_device
 from src.images import DataError, load_cache, prepare_cache, scan_images
-from src.inference import load_model, probabilities
+from src.inference import applied_size, load_model, probabilities
 from src.model import Net
 from src.results import ranked, read_experiment_info, read_summary
 
@@ -48,7 +48,7 @@ from src.results import ranked, read_experiment_info, read_summary
 class Evaluation:
     class_names: list[str]
     confusion: np.ndarray  # [true class, predicted class] counts
-    image_size: int | None = None  # px the images were resized to (src.config.inference_size)
+    image_size: int | None = None  # px the images were resized to (src.inference.applied_size)
 
     @property
     def accuracy(self) -> float:
@@ -133,7 +133,7 @@ def plot_confusion(result: Evaluation, title: str) -> plt.Figure:
 def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -> Evaluation:
     """Score `checkpoint` on `data_dir`, or else on the test split of `experiment`'s data."""
     model, state = load_model(checkpoint, local_device())
-    classes, size = state["class_names"], inference_size(state["image_size"])
+    classes, size = state["class_names"], applied_size(state)
     if data_dir is not None:
         images, labels = folder_images(data_dir, size, classes)
     elif experiment is not None:
@@ -142,7 +142,7 @@ def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -
             raise DataError(f"The classes of {experiment}'s data changed since training.")
     else:
         raise DataError("Say what to evaluate on: --name NAME (its test split) or --data-dir.")
-    return Evaluation(classes, confusion_matrix(model, state, images, labels), size)
+    return Evaluation(classes, confusion_matrix(model, state, images, labels), images.shape[-1])
 
 
 def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]:

@@ -1,6 +1,6 @@
-"""A trained model applied to images: loading a model file or checkpoint, and preparing pixels
-the way training did. Used by predict and evaluate; no Ray, no plotting, so that applying a
-model starts fast."""
+"""A trained model applied to images: loading a model file or checkpoint, the side images are
+resized to, and normalising pixels as in training. Used by predict and evaluate; no Ray, no
+plotting, so that applying a model starts fast."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config import CHECKPOINT_FILE, MODEL_FORMAT
+from src.config import CHECKPOINT_FILE, MODEL_FORMAT, inference_size
 from src.images import DataError
 from src.model import Net, build_model
 
@@ -56,6 +56,12 @@ def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, A
             f"a trial checkpoint can be scored with `hypertune.py evaluate --checkpoint`."
         )
     return model_from_state(state, device)
+
+
+def applied_size(state: dict[str, Any]) -> int:
+    """The side, in px, images are resized to for the model of `state`: what it records, or
+    for a model saved before it recorded one, src.config.inference_size of its training side."""
+    return int(state.get("inference_size") or inference_size(state["image_size"]))
 
 
 def normalised(state: dict[str, Any], pixels: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -69,8 +69,8 @@ def cached_sizes(settings: RunSettings, grid: Grid | None) -> list[int]:
     search, those its final model may be scored at, so the budget's end holds no decoding."""
     sizes = settings.image_sizes(grid)
     if grid is None and settings.refit:
-        final = {*sizes, settings.refit_image_size or settings.image_size}
-        sizes += [inference_size(size) for size in final]
+        final = [settings.refit_image_size] if settings.refit_image_size else sizes
+        sizes = sorted({*sizes, *(inference_size(size) for size in final)})
     return sizes
 
 

@@ -4,7 +4,7 @@
     .venv/bin/python hypertune.py predict --model final_model.pt photos/ --top-k 3 --output p.csv
 
 Images are prepared as for evaluation (src.images.read_image: upright, the shorter side resized
-to 1.25x the side the model trained at, src.config.inference_size, centre-cropped), normalised
+to the side the model records, src.inference.applied_size, centre-cropped), normalised
 with the statistics stored in the model. Folders are walked. Where the folders images sit in
 are named like the model's classes (daisy/1.jpg, or test/daisy/1.jpg in a pre-split folder),
 they are taken as the true labels and the accuracy is printed too. An unreadable image gets an
@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.config import inference_size
 from src.device import local_device
 from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image
-from src.inference import load_final_model, probabilities
+from src.inference import applied_size, load_final_model, probabilities
 from src.model import Net
 
 BATCH = 64  # images decoded and classified at a time: bounded memory for any folder size
@@ -89,7 +88,7 @@ def decoded(photos: list[Photo], size: int) -> list[np.ndarray | str]:
 def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) -> pd.DataFrame:
     """One row per photo: predicted class and probability, the next top_k - 1 classes, the true
     class where known, and an error for files that are not readable images."""
-    classes, size = state["class_names"], inference_size(state["image_size"])
+    classes, size = state["class_names"], applied_size(state)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(photos), BATCH):
         batch = photos[start : start + BATCH]

@@ -12,11 +12,12 @@ import torch
 from conftest import SMALL, finished_experiment
 from test_images import pre_split
 
-from src.config import BASELINE, DataSpec
+import src.evaluate as evaluate_module
+from src.config import BASELINE, DataSpec, inference_size
 from src.data import open_trial_data
 from src.evaluate import confusion_matrix, evaluate, evaluate_and_report, folder_images
-from src.images import DataError, write_synthetic_images
-from src.inference import load_model
+from src.images import DataError, ImageFolder, prepare_cache, write_synthetic_images
+from src.inference import applied_size, load_model
 from src.model import Net
 from src.refit import plan_refit, refit
 from src.train import save_checkpoint, train_epoch
@@ -67,16 +68,27 @@ def test_trained_model_scores_high_and_random_one_near_chance(
 
 
 def test_a_model_is_scored_on_images_a_quarter_larger_than_it_trained_on(
-    train_images: Path, new_images: Path, tmp_path: Path
+    train_images: Path, new_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checkpoint = checkpoint_after(2, train_images, tmp_path / "d")
-    result = evaluate(checkpoint, new_images, None)
-    assert result.image_size == 40  # trained at 32 px
     model, state = load_model(checkpoint, torch.device("cpu"))
-    names = state["class_names"]
-    at = {s: confusion_matrix(model, state, *folder_images(new_images, s, names)) for s in (32, 40)}
-    assert (result.confusion == at[40]).all()
-    assert not (at[32] == at[40]).all()  # the sizes tell apart: the test above can fail
+    assert state["image_size"] == 32 and state["inference_size"] == 40  # the checkpoint says
+    decoded: list[int] = []
+
+    def recording(folder: ImageFolder, size: int) -> Path:
+        decoded.append(size)
+        return prepare_cache(folder, size)
+
+    monkeypatch.setattr(evaluate_module, "prepare_cache", recording)
+    result = evaluate(checkpoint, new_images, None)
+    assert decoded == [40] and result.image_size == 40
+    expected = confusion_matrix(model, state, *folder_images(new_images, 40, state["class_names"]))
+    assert (result.confusion == expected).all()
+
+
+def test_a_model_saved_before_it_recorded_its_inference_size_gets_the_factor() -> None:
+    assert applied_size({"image_size": 64}) == inference_size(64) == 80
+    assert applied_size({"image_size": 64, "inference_size": 72}) == 72
 
 
 def test_report_writes_confusion_matrix_and_tables(

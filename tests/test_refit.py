@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -43,6 +44,7 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert state["format"] == MODEL_FORMAT
     assert state["class_names"] == ["class_0", "class_1", "class_2"]
     assert state["image_size"] == 32 and len(state["mean"]) == len(state["std"]) == 3
+    assert state["inference_size"] == 40  # applied to test images 1.25x its side
     assert state["config"] == plan.config
     assert state["trained_on"]["splits"] == ["train", "val"]
     assert state["trained_on"]["images"] == 78  # 85% of 90: train + val, never test
@@ -53,7 +55,8 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert not (experiment / REFIT_STATE).exists()  # only the final file stays
     assert result.confusion.sum() == 12  # scored once, on the 15% test split
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
-    assert (experiment / EVALUATION_DIR / "summary.json").is_file()
+    summary = json.loads((experiment / EVALUATION_DIR / "summary.json").read_text())
+    assert summary["image_size"] == 40 and summary["accuracy"] == result.accuracy
 
 
 def test_interrupted_refit_leaves_no_model_and_continues(

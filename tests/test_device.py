@@ -34,16 +34,37 @@ def test_hypertune_device_cpu_keeps_a_trial_with_a_gpu_share_on_the_cpu(
 
 
 @pytest.mark.parametrize(
-    "capability, precision",
-    [(None, "fp32"), ((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")],
+    "capability, cpu_bf16, precision",
+    [
+        (None, False, "fp32"),
+        (None, True, "bf16"),
+        ((7, 0), False, "fp16"),
+        ((7, 5), True, "fp16"),
+        ((8, 0), False, "bf16"),
+        ((9, 0), False, "bf16"),
+    ],
 )
-def test_precision_follows_the_card(capability: tuple[int, int] | None, precision: str) -> None:
-    # V100 (7.0) and T4 (7.5) have no bf16 convolutions: fp16 with a gradient scaler there.
-    assert precision_for(capability) == precision
+def test_precision_follows_the_hardware(
+    capability: tuple[int, int] | None, cpu_bf16: bool, precision: str
+) -> None:
+    # V100 (7.0) and T4 (7.5) have no bf16 convolutions: fp16 with a gradient scaler there. A CPU
+    # without bf16 instructions would emulate bf16, slower than fp32.
+    assert precision_for(capability, cpu_bf16) == precision
 
 
-def test_on_the_cpu_training_stays_fp32_without_a_scaler() -> None:
+def test_hypertune_precision_fp32_keeps_every_device_in_fp32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HYPERTUNE_PRECISION", "fp32")
+    assert {precision_for(c, True) for c in (None, (7, 5), (9, 0))} == {"fp32"}
+
+
+@pytest.mark.parametrize("cpu_bf16, dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_on_the_cpu_autocast_is_bf16_where_the_cpu_has_it_and_never_scaled(
+    monkeypatch: pytest.MonkeyPatch, cpu_bf16: bool, dtype: torch.dtype
+) -> None:
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: cpu_bf16)
     amp = Amp.for_device(torch.device("cpu"))
-    assert (amp.precision, amp.scaler) == ("fp32", None)
+    assert amp.scaler is None  # bf16 has fp32's range: no gradient scaler
     with amp.autocast():
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == dtype

@@ -66,11 +66,12 @@ NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs us
 DEFAULT_REFIT_EPOCHS = 40  # epochs of a final model given neither a time budget nor a count
 MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
 MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x the work of 64 px
-# A model is applied (evaluate, predict) to images this many times the side it trained at
+# A final model is applied (evaluate, predict) to images this many times the side it trained at
 # (inference_size). Its random resized crops (area a ~ U(0.35, 1), src/data.py) magnified
 # objects by 1/sqrt(a), 1.26x on average, against a whole image at the same side (Touvron et
-# al. 2019, "FixRes"); on validation 1.25 was the best of 1-1.5 (journal entry 14). Trials
-# validate at their own side: the search compares them with each other.
+# al. 2019, "FixRes"). On validation only long-trained models gained from it (journal entry
+# 14): final models are applied at it; trials validate, and their checkpoints are applied, at
+# their own side.
 INFERENCE_SIZE_FACTOR = 1.25
 
 
@@ -459,8 +460,8 @@ class RunSettings:
         return first_problem(*problems)
 
     def image_sizes(self, grid: Grid | None = None) -> list[int]:
-        """Every image size a trial of this run (as `grid`, if given) may train at: the
-        sizes the image cache is built for before any trial starts."""
+        """Every image size a trial of this run (as `grid`, if given) may train at (with the
+        final model's, src.pipeline.cached_sizes: those decoded before any trial starts)."""
         configs = grid.configs(self.image_size) if grid else [start_config(self)]
         searching = grid is None and not (self.time_budget and self.search_share == 0)
         searched = self.searched_sizes() if searching else []

@@ -30,7 +30,6 @@ from src.config import (
     SPLIT_SEED,
     SPLITS,
     DataSpec,
-    inference_size,
 )
 from src.images import CachedImages, load_cache, prepare_cache, scan_images
 
@@ -199,11 +198,10 @@ class TrialData:
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint needs to apply its model to new images: the classes, the side it
-        trained at and the side it is applied at, and the normalisation."""
+        trained at (and is applied at: src.inference.applied_size), and the normalisation."""
         return {
             "class_names": self.class_names,
             "image_size": self.image_size,
-            "inference_size": inference_size(self.image_size),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
         }

@@ -11,8 +11,8 @@
 - The precision follows the hardware (`precision_for`): bf16 autocast from compute capability
   8.0 (Ampere), fp16 autocast with a gradient scaler below it (Turing's T4, Volta's V100: cuDNN
   has no bf16 convolutions there); on a CPU, bf16 autocast where it has bf16 instructions
-  (AVX512-BF16 or AMX: 1.6-2.7x faster epochs, journal entry 14), fp32 where it would only
-  emulate them. HYPERTUNE_PRECISION=fp32 keeps every process in fp32.
+  (AVX512-BF16 or AMX: faster epochs, same accuracy: journal entry 14), fp32 where it
+  would only emulate them. HYPERTUNE_PRECISION=fp32 keeps every process in fp32.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config import CHECKPOINT_FILE, MODEL_FORMAT, inference_size
+from src.config import CHECKPOINT_FILE, MODEL_FORMAT
 from src.images import DataError
 from src.model import Net, build_model
 
@@ -59,9 +59,11 @@ def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, A
 
 
 def applied_size(state: dict[str, Any]) -> int:
-    """The side, in px, images are resized to for the model of `state`: what it records, or
-    for a model saved before it recorded one, src.config.inference_size of its training side."""
-    return int(state.get("inference_size") or inference_size(state["image_size"]))
+    """The side, in px, images are resized to for the model of `state`: what a final model
+    records (src.config.inference_size), else its training side: a trial's checkpoint, which
+    trained too briefly to gain from larger images, or a model file saved before it recorded
+    one (applied as it was scored then)."""
+    return int(state.get("inference_size") or state["image_size"])
 
 
 def normalised(state: dict[str, Any], pixels: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -54,7 +54,7 @@ class Outcome:
 
 def prepared_data(data_dir: Path | None, image_size: int, also: Sequence[int] = ()) -> DataSpec:
     """The images found (the layout said) and decoded into the cache once, before any trial
-    starts: at `image_size` and at the sizes a search `also` tries."""
+    starts: at `image_size` and at the `also` sizes (src.pipeline.cached_sizes)."""
     images = image_folder(data_dir)
     logger.info(f"Data: {images.describe()}")
     if problem := split_problem(load_cache(prepare_cache(images, image_size)), images.root):
@@ -66,11 +66,12 @@ def prepared_data(data_dir: Path | None, image_size: int, also: Sequence[int] = 
 
 def cached_sizes(settings: RunSettings, grid: Grid | None) -> list[int]:
     """The image sizes decoded before the first trial: those trials train at and, after a
-    search, those its final model may be scored at, so the budget's end holds no decoding."""
+    search, those its final model may train and be scored at, so the budget's end holds no
+    decoding."""
     sizes = settings.image_sizes(grid)
     if grid is None and settings.refit:
         final = [settings.refit_image_size] if settings.refit_image_size else sizes
-        sizes = sorted({*sizes, *(inference_size(size) for size in final)})
+        sizes = sorted({*sizes, *final, *(inference_size(size) for size in final)})
     return sizes
 
 

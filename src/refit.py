@@ -35,6 +35,7 @@ from src.config import (
     MODEL_FORMAT,
     REFIT_STATE,
     DataSpec,
+    inference_size,
 )
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
@@ -215,6 +216,7 @@ def model_file(
         "model": on_cpu(model.state_dict()),  # loads on any machine, GPU-trained or not
         "config": plan.config,
         **data.describe(),
+        "inference_size": inference_size(plan.image_size),  # long-trained: applied larger
         "trained_on": {
             "data_root": str(data_root),
             "splits": ["train", "val"],
@@ -222,6 +224,7 @@ def model_file(
             "epochs": plan.epochs,
             "train_seconds": round(seconds, 1),
             "device": describe_device(data.device),
+            "precision": Amp.for_device(data.device).precision,
         },
         "experiment": Path(plan.experiment).name,
         "chosen": plan.why,

@@ -103,7 +103,7 @@ def test_the_sizes_a_final_model_is_scored_at_are_cached_before_the_search() -> 
     assert inference_size(64) == 80 and inference_size(512) == 512  # the cache's limit
     assert cached_sizes(searched, None) == [64, 80, 96, 120]
     bigger = replace(searched, refit_image_size=128)
-    assert cached_sizes(bigger, None) == [64, 96, 160]  # 128 itself: decoded by the refit
+    assert cached_sizes(bigger, None) == [64, 96, 128, 160]  # trains at 128, scored at 160
     assert cached_sizes(replace(searched, refit=False), None) == [64, 96]
     assert cached_sizes(SETTINGS, Grid({"image_size": [32, 48], "lr": [1e-3]})) == [32, 48]
 

@@ -9,6 +9,12 @@ import src.device as device
 from src.device import Amp, DeviceError, precision_for, trial_device
 
 
+@pytest.fixture(autouse=True)
+def no_precision_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests hold with or without HYPERTUNE_PRECISION=fp32 in the caller's shell."""
+    monkeypatch.delenv("HYPERTUNE_PRECISION", raising=False)
+
+
 def test_no_gpu_assigned_means_the_cpu_even_where_torch_sees_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

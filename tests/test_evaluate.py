@@ -13,7 +13,7 @@ from conftest import SMALL, finished_experiment
 from test_images import pre_split
 
 import src.evaluate as evaluate_module
-from src.config import BASELINE, DataSpec, inference_size
+from src.config import BASELINE, CHECKPOINT_FILE, DataSpec
 from src.data import open_trial_data
 from src.evaluate import confusion_matrix, evaluate, evaluate_and_report, folder_images
 from src.images import DataError, ImageFolder, prepare_cache, write_synthetic_images
@@ -67,12 +67,16 @@ def test_trained_model_scores_high_and_random_one_near_chance(
     assert per_class["recall"].between(0, 1).all()
 
 
-def test_a_model_is_scored_on_images_a_quarter_larger_than_it_trained_on(
+def test_a_model_is_scored_at_the_side_it_records_a_checkpoint_at_its_own(
     train_images: Path, new_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checkpoint = checkpoint_after(2, train_images, tmp_path / "d")
     model, state = load_model(checkpoint, torch.device("cpu"))
-    assert state["image_size"] == 32 and state["inference_size"] == 40  # the checkpoint says
+    assert state["image_size"] == 32 and "inference_size" not in state  # a trial's checkpoint
+    final = tmp_path / "final.pt"  # as a final model records it: a quarter larger
+    torch.save(
+        {**torch.load(checkpoint / CHECKPOINT_FILE, weights_only=True), "inference_size": 40}, final
+    )
     decoded: list[int] = []
 
     def recording(folder: ImageFolder, size: int) -> Path:
@@ -80,14 +84,14 @@ def test_a_model_is_scored_on_images_a_quarter_larger_than_it_trained_on(
         return prepare_cache(folder, size)
 
     monkeypatch.setattr(evaluate_module, "prepare_cache", recording)
-    result = evaluate(checkpoint, new_images, None)
-    assert decoded == [40] and result.image_size == 40
+    own, larger = evaluate(checkpoint, new_images, None), evaluate(final, new_images, None)
+    assert decoded == [32, 40] and (own.image_size, larger.image_size) == (32, 40)
     expected = confusion_matrix(model, state, *folder_images(new_images, 40, state["class_names"]))
-    assert (result.confusion == expected).all()
+    assert (larger.confusion == expected).all()
 
 
-def test_a_model_saved_before_it_recorded_its_inference_size_gets_the_factor() -> None:
-    assert applied_size({"image_size": 64}) == inference_size(64) == 80
+def test_a_model_saved_before_it_recorded_its_inference_size_is_applied_at_its_own() -> None:
+    assert applied_size({"image_size": 64}) == 64  # as it was scored when it was saved
     assert applied_size({"image_size": 64, "inference_size": 72}) == 72
 
 
@@ -100,7 +104,7 @@ def test_report_writes_confusion_matrix_and_tables(
     assert (out / "confusion_matrix.png").stat().st_size > 5000
     assert (out / "per_class.csv").read_text().count("\n") == 4  # header + 3 classes
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["accuracy"] == result.accuracy and summary["image_size"] == 40
+    assert summary["accuracy"] == result.accuracy and summary["image_size"] == 32  # its own
 
 
 def test_mismatched_classes_are_refused(train_images: Path, tmp_path: Path) -> None:

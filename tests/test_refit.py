@@ -16,6 +16,7 @@ import hypertune
 import src.refit
 from src import pipeline
 from src.config import EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT, REFIT_STATE
+from src.device import Amp
 from src.images import write_synthetic_images
 from src.refit import plan_refit, refit
 
@@ -52,6 +53,7 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     # CPU tensors only: a model refit on a GPU loads with a plain torch.load anywhere.
     assert all(t.device.type == "cpu" for t in state["model"].values())
     assert state["trained_on"]["device"] == "cpu"
+    assert state["trained_on"]["precision"] == Amp.for_device(torch.device("cpu")).precision
     assert not (experiment / REFIT_STATE).exists()  # only the final file stays
     assert result.confusion.sum() == 12  # scored once, on the 15% test split
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)

@@ -10,6 +10,10 @@ trials sharing one device give, with every process's peak memory.
    images on the device, augmented there) at each of --sizes, in every precision the device
    has (bf16 from compute capability 8.0, fp16 below it, fp32 always: src/device.py), the mean
    of --epochs timed epochs after a warm-up epoch, and the process's peak memory.
+   Beside images/s, the arithmetic achieved (TFLOP/s: a training step's FLOPs per image,
+   counted with torch.utils.flop_counter, times images/s) and how busy the GPU was while the
+   epochs ran (benchmarks/gpu_busy.py, from nvidia-smi). Steps are CUDA graphs where
+   HYPERTUNE_CUDA_GRAPH=1 (src/step.py): run it both ways to compare.
 2. 1, 2 and 4 trials per device (what --gpus-per-trial 1, 0.5 and 0.25 ask for): that many
    worker processes, each with its own model and copy of the data, wait at a barrier until all
    have loaded and warmed up, then train --epochs epochs at once. The figure is images per
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -38,10 +43,13 @@ sys.path.insert(0, str(ROOT))
 
 from src.config import BASELINE, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
-from src.device import Amp, describe_device  # noqa: E402
+from src.device import Amp, describe_device, graphs_wanted  # noqa: E402
 from src.images import cache_root, prepare_cache, scan_images, write_synthetic_images  # noqa: E402
 from src.model import build_model  # noqa: E402
+from src.step import make_step  # noqa: E402
 from src.train import make_optimizer, train_epoch  # noqa: E402
+
+from benchmarks.gpu_busy import BusySampler  # noqa: E402
 
 BARRIER_TIMEOUT_S = 600  # how long a worker waits for the others to load and warm up
 
@@ -66,14 +74,16 @@ def train_timed(
     torch.manual_seed(0)
     if device.type == "cuda":  # the peak of this run, not of the ones before it
         torch.cuda.reset_peak_memory_stats(device)
-    data = open_trial_data(spec, BASELINE["batch_size"], 0, device)
+    data = open_trial_data(
+        spec, BASELINE["batch_size"], 0, device, full_batches=graphs_wanted(device)
+    )
     model = build_model(BASELINE, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, BASELINE, epochs + 1, len(data.train))
     amp = Amp(
         device.type, precision, Amp.for_device(device).scaler if precision == "fp16" else None
     )
-    smoothing = BASELINE["label_smoothing"]
-    train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
+    step = make_step(model, optimizer, amp, BASELINE["label_smoothing"])
+    train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)
     if barrier is not None:  # every worker loaded and warmed up: now all start together
         (barrier / str(os.getpid())).touch()
         waited_until = time.monotonic() + BARRIER_TIMEOUT_S
@@ -82,14 +92,39 @@ def train_timed(
                 raise SystemExit(f"the other workers did not reach the barrier in {barrier}")
             time.sleep(0.01)
     start = time.time()
-    for _ in range(epochs):
-        train_epoch(model, data.train, optimizer, schedule, smoothing, amp)  # reads the loss
+    with BusySampler() as busy:
+        for _ in range(epochs):
+            train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)  # reads loss
     return {
         "start": start,
         "end": time.time(),
-        "images": epochs * data.train.num_images,
+        "images": epochs * data.train.used,
         "peak_mib": peak_memory_mib(device),
+        "busy": busy.median or math.nan,
     }
+
+
+def step_flops(spec: DataSpec, device: torch.device) -> float:
+    """FLOPs of one training step (forward, loss, backward) per image of the baseline CNN at
+    spec's size, counted by torch on a batch of BASELINE's size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size, batch = spec.image_size, BASELINE["batch_size"]
+    model = build_model(BASELINE, 5, device)
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = torch.nn.functional.cross_entropy(
+            model(x), torch.zeros(batch, dtype=torch.long, device=device)
+        )
+        loss.backward()
+    return counter.get_total_flops() / batch
+
+
+def busy_share(median: float) -> str:
+    return "n/a" if math.isnan(median) else f"{median:.0f}%"
 
 
 def precisions(device: torch.device) -> list[str]:
@@ -136,6 +171,7 @@ def data_folder(args: argparse.Namespace) -> Path:
     folder = cache_root() / f"bench-gpu-images-{args.images}"
     if not folder.is_dir():
         print(f"generating {5 * args.images} images of 256 px in {folder}", flush=True)
+        cache_root().mkdir(parents=True, exist_ok=True)  # a fresh machine has none yet
         staging = Path(tempfile.mkdtemp(prefix="bench-gpu-", dir=cache_root()))
         write_synthetic_images(staging, classes=5, per_class=args.images, size=256)
         staging.rename(folder)
@@ -164,16 +200,20 @@ def main() -> None:
         return
     images = scan_images(data_folder(args))
     print(f"device: {describe_device(device)}; {len(images.paths)} images\n")
-    print("| size | precision | s per epoch | images/s | peak memory (MiB) |")
-    print("| --- | --- | --- | --- | --- |")
+    graphs = os.environ.get("HYPERTUNE_CUDA_GRAPH") == "1" and device.type == "cuda"
+    print(f"steps: {'CUDA graphs' if graphs else 'eager'}\n")
+    print("| size | precision | s per epoch | images/s | TFLOP/s | GPU busy | peak memory (MiB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         prepare_cache(images, size)
+        flops = step_flops(DataSpec(images.root, size), device)
         for precision in precisions(device):
             run = train_timed(DataSpec(images.root, size), device, precision, args.epochs)
             seconds = run["end"] - run["start"]
+            rate = run["images"] / seconds
             print(
-                f"| {size} | {precision} | {seconds / args.epochs:.2f} | "
-                f"{run['images'] / seconds:,.0f} | {run['peak_mib']:,.0f} |",
+                f"| {size} | {precision} | {seconds / args.epochs:.2f} | {rate:,.0f} | "
+                f"{rate * flops / 1e12:.2f} | {busy_share(run['busy'])} | {run['peak_mib']:,.0f} |",
                 flush=True,
             )
     size = sizes[min(1, len(sizes) - 1)]

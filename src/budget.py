@@ -1,27 +1,34 @@
 """Minutes in, trials and epochs out: how a `--time-budget` run spends its time.
 
 Users think in minutes; trials x epochs is hypertune's business. Before the search starts,
-hypertune times a few batches of the starting configuration on this machine, gives the search
+hypertune times a few batches of the starting configuration on this machine, and of the
+costliest configuration its space holds; between the two, a cost model (`CostModel`: a part per
+batch, a part per FLOP) prices the configurations the searcher will draw. The search gets
 `--search-share` of the budget (Ray Tune's `time_budget_s` ends it there) with as many trials as
-fit at that pace, and gives the final model what is left: once the search has chosen a
+fit at that price, and the final model what is left: once the search has chosen a
 configuration, the refit times that one and trains as many epochs as the remaining time holds.
+What happened is recorded beside the plan (src.results.record_actual) and printed with it.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import statistics
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import torch
 
 from src.config import DataSpec, RunSettings, asha_rungs
 from src.data import open_trial_data
-from src.device import Amp, local_device
-from src.model import build_model
+from src.device import Amp, graphs_wanted, local_device
+from src.model import SHAPE_KEYS, build_model, training_flops
+from src.step import WARMUP_STEPS, GraphedStep, make_step
 from src.train import make_optimizer
 
 TIMED_BATCHES = 6  # batches timed (after one warm-up) to estimate an epoch: about a second
@@ -30,6 +37,7 @@ EVALUATION_RESERVE_S = 15.0  # after the refit: saving the model, scoring the te
 # report per epoch), estimated: it decides the plan where epochs take well under a second.
 TRIAL_OVERHEAD_S = 1.0
 EPOCH_OVERHEAD_S = 0.2
+COST_SAMPLES = 200  # configurations drawn from the space to price an average trial's epoch
 
 
 @dataclass(frozen=True)
@@ -39,9 +47,11 @@ class BudgetPlan:
     minutes: float
     search_seconds: float  # the search's share, from the start of the run
     epoch_seconds: float  # one epoch (train + validation) of the starting configuration, timed
+    trial_epoch_seconds: float  # an average trial's epoch: the space priced by the cost model
     concurrent: int  # trials at once
     trial_epochs: float  # epochs an average trial trains under its scheduler
     trials: int  # what fits (or what --num-samples asked for)
+    epochs: float  # what they train: the start every epoch, the others trial_epochs each
     refit_seconds: float  # the rest, less the evaluation at the end
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,7 +67,8 @@ class BudgetPlan:
             f"Plan for {self.minutes:g} min: search {self.search_seconds / 60:.1f} min "
             f"({self.trials} trials, about {self.trial_epochs:.1f} of at most "
             f"{settings.max_epochs} epochs each, {self.concurrent} at once, "
-            f"{self.epoch_seconds:.1f} s per epoch measured), then the final model "
+            f"{self.trial_epoch_seconds:.1f} s per epoch priced over the space, "
+            f"{self.epoch_seconds:.1f} s measured for the start), then the final model "
             f"{self.refit_seconds / 60:.1f} min (its epochs follow from its own measured pace)."
         )
 
@@ -76,18 +87,113 @@ def expected_trial_epochs(settings: RunSettings) -> float:
     return edges[0] + later
 
 
-def size_factor(settings: RunSettings, start_size: int) -> float:
-    """What an average trial's epoch costs, relative to the starting configuration's: about its
-    pixels, with a searched image size drawn evenly from its choices (1 when not searched)."""
-    sizes = settings.searched_sizes() or [start_size]
-    return sum((size / start_size) ** 2 for size in sizes) / len(sizes)
+def trials_that_fit(settings: RunSettings, slot_seconds: float, start: float, other: float) -> int:
+    """Trials within `slot_seconds` (the search's seconds times the trials at once): the
+    starting configuration trains every epoch (it is the yardstick; ASHA never stops it) and
+    costs `start` seconds, every other trial costs `other` on average."""
+    return 1 + max(0, math.floor((slot_seconds - start) / other))
 
 
-def trials_that_fit(settings: RunSettings, epochs_affordable: float) -> int:
-    """Trials within `epochs_affordable`: the starting configuration trains every epoch (it is
-    the yardstick; ASHA never stops it), the others as many as an average trial."""
-    others = (epochs_affordable - settings.max_epochs) / expected_trial_epochs(settings)
-    return 1 + max(0, math.floor(others))
+def trials_in_reach(
+    ended: list[float], running: list[float], slots: int, seconds_left: float
+) -> int | None:
+    """The plan re-made from what the search has shown: trials ended and running, and as many
+    more as the slots' time left holds, each costing what the ended ones took on average
+    (`ended`: seconds each held its slot; `running`: seconds each running one has held its, and
+    goes on to the average at least). None before two trials have ended (too little to go on)."""
+    if len(ended) < 2:
+        return None
+    per_trial = statistics.fmean(ended)
+    still = sum(max(per_trial - held, 0.0) for held in running)
+    free = max(slots * seconds_left - still, 0.0)
+    return len(ended) + len(running) + math.floor(free / per_trial)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds per training batch of any configuration, from one or two timed ones: a part per
+    batch (kernel launches, the optimiser's update, Python) and a part per FLOP of its images'
+    training steps (src.model.training_flops). A validation batch costs a third of a training
+    batch (a forward pass)."""
+
+    per_batch: float
+    per_flop: float
+    train_images: int
+    val_images: int
+
+    @classmethod
+    def fit(cls, timed: list[tuple[dict[str, Any], float]], train: int, val: int) -> CostModel:
+        """Through (config, seconds per batch) points: with one, time follows FLOPs alone; with
+        two, both parts (a negative part, from noise, is taken as none)."""
+        work = [config["batch_size"] * flops_of(config) for config, _ in timed]
+        seconds = [second for _, second in timed]
+        if len(timed) == 1 or work[1] == work[0]:
+            return cls(0.0, seconds[0] / work[0], train, val)
+        per_flop = max((seconds[1] - seconds[0]) / (work[1] - work[0]), 0.0)
+        per_batch = max(seconds[0] - per_flop * work[0], 0.0)
+        return cls(per_batch, per_flop, train, val)
+
+    def batch_seconds(self, config: dict[str, Any]) -> float:
+        return self.per_batch + self.per_flop * config["batch_size"] * flops_of(config)
+
+    def epoch_seconds(self, config: dict[str, Any]) -> float:
+        size = config["batch_size"]
+        batches = math.ceil(self.train_images / size) + math.ceil(self.val_images / size) / 3
+        return self.batch_seconds(config) * batches
+
+
+def flops_of(config: dict[str, Any]) -> float:
+    return training_flops(config, config["image_size"])
+
+
+def costliest(settings: RunSettings, start: dict[str, Any]) -> dict[str, Any]:
+    """The start with every shape hyperparameter and the image size at the most its space
+    allows: the second point of the cost model. The batch size stays the start's."""
+    config = dict(start)
+    for name in (*SHAPE_KEYS, "image_size"):
+        kind, args = settings.space.get(name, ("", None))
+        if kind == "choice":
+            config[name] = max(args)
+        elif kind == "int":
+            config[name] = args[1]
+    return config
+
+
+def drawn_configs(settings: RunSettings, start: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """`n` configurations drawn from the space as a random searcher draws them (HyperOpt's
+    first third of trials; TPE later drifts towards what did well), with the run's seed."""
+    rng = np.random.default_rng(settings.seed)
+    draw = {
+        "choice": lambda values: values[rng.integers(len(values))],
+        "int": lambda bounds: int(rng.integers(bounds[0], bounds[1] + 1)),
+        "uniform": lambda bounds: float(rng.uniform(*bounds)),
+        "loguniform": lambda bounds: float(np.exp(rng.uniform(*np.log(bounds)))),
+    }
+    space = settings.space.items()
+    return [{**start, **{name: draw[kind](args) for name, (kind, args) in space}} for _ in range(n)]
+
+
+def price_space(
+    settings: RunSettings,
+    start: dict[str, Any],
+    spec: DataSpec,
+    trials_on: tuple[torch.device, int],
+) -> tuple[float, float]:
+    """Seconds per epoch of the starting configuration (timed) and of an average drawn trial
+    (the cost model through the start and the costliest configuration, both timed), each
+    timed as the trials will run: on their device, so many at once (`trials_on`)."""
+    device, together = trials_on
+    heaviest = costliest(settings, start)
+    timed, train, val = [], 0, 0
+    for config in [start] if heaviest == start else [start, heaviest]:
+        at_size = replace(spec, image_size=config["image_size"])
+        threads = settings.cpus_per_trial
+        per_batch, train, val = batch_seconds(config, at_size, threads, device=device,
+                                              together=together)  # fmt: skip
+        timed.append((config, per_batch))
+    model = CostModel.fit(timed, train, val)
+    drawn = drawn_configs(settings, start, COST_SAMPLES)
+    return model.epoch_seconds(start), statistics.fmean(map(model.epoch_seconds, drawn))
 
 
 def epoch_seconds(
@@ -99,42 +205,80 @@ def epoch_seconds(
 ) -> float:
     """Seconds one epoch of `config` takes on `device` (default: this process's) with `threads`
     torch threads, from a few timed batches: training on the `fit_on` splits, then validation
-    where "val" is not trained on."""
+    (a third of a training batch each) where "val" is not trained on."""
+    per_batch, train, val = batch_seconds(config, spec, threads, fit_on, device)
+    size = config["batch_size"]
+    return per_batch * (math.ceil(train / size) + math.ceil(val / size) / 3)
+
+
+def batch_seconds(
+    config: dict[str, Any],
+    spec: DataSpec,
+    threads: int,
+    fit_on: tuple[str, ...] = ("train",),
+    device: torch.device | None = None,
+    together: int = 1,
+) -> tuple[float, int, int]:
+    """Seconds per training batch of `config`, timed as epoch_seconds says, and the images of
+    its training and validation splits (0: "val" is trained on). `together`: timed in that many
+    threads at once, each with its own model and batches, as the trials that share this
+    machine's cores or its GPU will run (timed alone, a trial looked 1.5x faster than it ran
+    beside another: the mean of theirs)."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # for every thread of this process: as in one trial
     try:
         device = device or local_device()
         data = open_trial_data(
-            spec, config["batch_size"], config["seed"], device, config["jitter"], fit_on
-        )
-        model = build_model(config, len(data.class_names), device)
-        optimizer, _ = make_optimizer(model, config, 1, len(data.train))
-        amp = Amp.for_device(device)
-        per_batch = time_batches(model, data.train, optimizer, amp)
-        seconds = per_batch * len(data.train)
-        if data.val is not None:
-            # A validation batch is a forward pass: about a third of a training step.
-            seconds += per_batch / 3 * len(data.val)
-        return seconds
+            spec, config["batch_size"], config["seed"], device, config["jitter"], fit_on,
+            graphs_wanted(device),
+        )  # fmt: skip
+        start_line = threading.Barrier(together)
+        timed: list[float] = []
+
+        def time_one() -> None:
+            model = build_model(config, len(data.class_names), device)
+            optimizer, _ = make_optimizer(model, config, 1, len(data.train))
+            timed.append(time_batches(model, data.train, optimizer, Amp.for_device(device),
+                                      start_line))  # fmt: skip
+
+        workers = [threading.Thread(target=time_one) for _ in range(together - 1)]
+        for worker in workers:
+            worker.start()
+        time_one()
+        for worker in workers:
+            worker.join()
+        val = data.val.num_images if data.val is not None else 0
+        return statistics.fmean(timed), data.train.num_images, val
     finally:
         torch.set_num_threads(previous)
 
 
-def time_batches(model: torch.nn.Module, stream: Any, optimizer: Any, amp: Amp) -> float:
-    """Seconds per training batch, over up to TIMED_BATCHES batches after a warm-up batch."""
+def time_batches(
+    model: torch.nn.Module,
+    stream: Any,
+    optimizer: Any,
+    amp: Amp,
+    start_line: threading.Barrier | None = None,
+) -> float:
+    """Seconds per training batch, over up to TIMED_BATCHES batches after warming up (the
+    first batch: allocations, kernel choice; a CUDA graph's warm-up and capture: src/step.py)
+    with the step a trial will use; where others are timed beside it, all start the timed
+    batches together (`start_line`)."""
     model.train()
-    start, timed = time.perf_counter(), 1
-    for i, (x, y) in enumerate(itertools.islice(stream, TIMED_BATCHES + 1)):
-        if i == 1:  # the first batch warms up (allocations, kernel choice)
+    step = make_step(model, optimizer, amp, 0.0)
+    warm = 1 + (WARMUP_STEPS + 1 if isinstance(step, GraphedStep) else 0)
+    warm = min(warm, len(stream) - 1)  # a tiny data set: time what there is
+    start, timed = time.perf_counter(), 0
+    for i, (x, y) in enumerate(itertools.islice(stream, warm + TIMED_BATCHES)):
+        if i == warm:
             synchronize(x.device)
+            if start_line is not None:
+                start_line.wait()
             start = time.perf_counter()
-        with amp.autocast():
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        amp.backward_step(loss, optimizer)
-        timed = max(i, 1)
+        step(x, y)  # the batch's augmentation, made as the loop asks for it, is timed too
+        timed += i >= warm
     synchronize(stream.images.device)
-    return (time.perf_counter() - start) / timed
+    return (time.perf_counter() - start) / max(timed, 1)
 
 
 def synchronize(device: torch.device) -> None:
@@ -151,25 +295,25 @@ def plan_budget(
     spent: float,
 ) -> BudgetPlan:
     """The plan of a run with settings.time_budget, `spent` seconds into it: the search's trials
-    at the pace of `start` (the starting configuration) on the trials' device, so many at once
-    (`trials_on`; None: no search), and the refit's share."""
+    priced over the space (`start`, the starting configuration, and the costliest timed on the
+    trials' device), so many at once (`trials_on`; None: no search), and the refit's share."""
     assert settings.time_budget is not None
     total = settings.time_budget * 60
     search = (settings.search_share if settings.refit else 1.0) * total if trials_on else 0.0
     refit = max(total - search - EVALUATION_RESERVE_S, 0) if settings.refit else 0.0
     if trials_on is None:
-        return BudgetPlan(settings.time_budget, 0.0, math.nan, 0, 0.0, 0, refit)
-    device, concurrent = trials_on
-    config = {**start, "seed": settings.seed}
-    at_size = replace(spec, image_size=start["image_size"])
-    pace = epoch_seconds(config, at_size, settings.cpus_per_trial, device=device)
-    per_trial = TRIAL_OVERHEAD_S / expected_trial_epochs(settings)  # spread over its epochs
-    trial_pace = pace * size_factor(settings, start["image_size"])
-    affordable = max(search - spent, 0) * concurrent / (trial_pace + EPOCH_OVERHEAD_S + per_trial)
-    trials = settings.num_samples or trials_that_fit(settings, affordable)
+        return BudgetPlan(settings.time_budget, 0.0, math.nan, math.nan, 0, 0.0, 0, 0.0, refit)
+    concurrent = trials_on[1]
+    pace, trial_pace = price_space(settings, {**start, "seed": settings.seed}, spec, trials_on)
+    epochs = expected_trial_epochs(settings)
+    start_cost = settings.max_epochs * (pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
+    other_cost = epochs * (trial_pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
+    slots = max(search - spent, 0) * concurrent
+    trials = settings.num_samples or trials_that_fit(settings, slots, start_cost, other_cost)
+    planned_epochs = settings.max_epochs + (trials - 1) * epochs
     return BudgetPlan(
-        settings.time_budget, search, pace, concurrent, expected_trial_epochs(settings), trials,
-        refit,
+        settings.time_budget, search, pace, trial_pace, concurrent, epochs, trials,
+        planned_epochs, refit,
     )  # fmt: skip
 
 

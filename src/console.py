@@ -11,7 +11,7 @@ import pandas as pd
 
 from src.commands import experiment_flags, hypertune_command
 from src.config import EVALUATION_DIR, HYPERPARAMETERS, METRIC, MODEL_FILE
-from src.results import best_trial, cheapest_close_to_best, yardstick
+from src.results import best_trial, cheapest_close_to_best, plan_and_actual, yardstick
 
 PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
 TTY_EVERY_S = 1.0  # on a terminal: redraw at most this often
@@ -83,6 +83,35 @@ def search_lines(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def plan_lines(folder: Path) -> list[str]:
+    """The time budget's plan beside what happened (src/budget.py, src.results.record_actual):
+    trials, epochs and minutes of the search and of the final model."""
+    plan, actual = plan_and_actual(folder)
+    search, final = actual.get("search"), actual.get("final_model")
+    lines = []
+    if plan.get("trials") and search:
+        lines.append(
+            f"search: {plan['trials']} trials planned, {search['trials']} ran; "
+            f"~{plan['epochs']:.0f} epochs planned, {search['epochs']} trained; "
+            f"{plan['search_seconds'] / 60:.1f} min planned, {search['seconds'] / 60:.1f} ran"
+        )
+        if search.get("idle_per_trial_s") is not None:
+            lines.append(
+                f"{search['mean_running']:.1f} of {search['slots']} slots busy on average: a "
+                f"slot stood idle {search['idle_per_trial_s']:.1f} s per trial (workers "
+                f"starting, suggestions, the search's end); a trial spent "
+                f"{search.get('setup_per_trial_s') or 0:.1f} s setting up and "
+                f"{search.get('report_per_epoch_s') or 0:.2f} s per epoch on its checkpoint"
+            )
+    if final and final.get("planned_seconds"):
+        lines.append(
+            f"final model: {final['planned_epochs']} epochs planned, "
+            f"{final['epochs']} trained; {final['planned_seconds'] / 60:.1f} min planned, "
+            f"{final['seconds'] / 60:.1f} ran"
+        )
+    return [f"{'plan vs run' if i == 0 else '':<15}{line}" for i, line in enumerate(lines)]
+
+
 def summary_block(
     folder: Path, table: pd.DataFrame, test_accuracy: float | None, chosen: str = ""
 ) -> str:
@@ -90,7 +119,7 @@ def summary_block(
     and its test accuracy, where everything is, and what to run next."""
     again = experiment_flags(folder)
     searched = search_lines(table) if len(table) else ["no search: the starting configuration"]
-    lines = ["=" * 78, f"{folder.name}: {searched[0]}", *searched[1:]]
+    lines = ["=" * 78, f"{folder.name}: {searched[0]}", *searched[1:], *plan_lines(folder)]
     if test_accuracy is not None:
         lines.append(
             f"final model    {chosen}; {folder / MODEL_FILE}: test accuracy "

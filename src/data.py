@@ -34,6 +34,9 @@ from src.config import (
 from src.images import CachedImages, load_cache, prepare_cache, scan_images
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])  # RGB weights of perceived brightness (ITU-R 601)
+# Validation batch on a GPU: a forward pass without gradients, so memory allows far more than a
+# training batch, and fewer, larger launches keep the card busy (issue 31).
+GPU_EVAL_BATCH = 1024
 
 
 def split_indices(
@@ -137,7 +140,10 @@ def colour_jitter(
 
 class BatchStream:
     """One split of the images; iterating yields one epoch of normalised float batches,
-    shuffled and augmented when `train`. Everything happens on the images' device."""
+    shuffled and augmented when `train`. Everything happens on the images' device. With
+    `full_batches`, every batch has batch_size images (what a CUDA graph's static input needs:
+    src/step.py): an epoch leaves out the last len % batch_size images of its shuffle, other
+    ones every epoch."""
 
     def __init__(
         self,
@@ -150,9 +156,14 @@ class BatchStream:
         train: bool,
         seed: int,
         jitter: float = 0.0,
+        full_batches: bool = False,
     ) -> None:
         self.images, self.labels, self.indices = images, labels, indices
         self.batch_size, self.train, self.jitter = batch_size, train, jitter
+        # Fewer images than one batch: the one batch there is.
+        self.used = len(indices)
+        if full_batches and len(indices) >= batch_size:
+            self.used -= len(indices) % batch_size
         dev = images.device
         self.mean, self.std = mean.view(1, 3, 1, 1).to(dev), std.view(1, 3, 1, 1).to(dev)
         self.luma = LUMA.to(dev)  # once: colour_jitter needs it on the device every batch
@@ -163,14 +174,14 @@ class BatchStream:
         return len(self.indices)
 
     def __len__(self) -> int:
-        return math.ceil(self.num_images / self.batch_size)
+        return math.ceil(self.used / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.indices
         if self.train:
             shuffle = torch.randperm(len(order), device=order.device, generator=self.generator)
             order = order[shuffle]
-        for idx in order.split(self.batch_size):
+        for idx in order[: self.used].split(self.batch_size):
             x = self.images[idx].float() / 255
             if self.train:
                 x = random_resized_crop_flip(x, self.generator)
@@ -214,13 +225,15 @@ def open_trial_data(
     device: torch.device,
     jitter: float = 0.0,
     fit_on: tuple[str, ...] = ("train",),
+    full_batches: bool = False,
 ) -> TrialData:
     """Streams over the shared cache (built once per node and size): training on the splits
     `fit_on` (normalised with their statistics), validation on "val" unless it is trained on.
 
     On CPU the images stay the memory-mapped cache: trials on one machine share its pages and
-    a batch copies only its own images. On a GPU the whole array is uploaded once; the test
-    split's images travel along but are never indexed."""
+    a batch copies only its own images. On a GPU the whole array is uploaded once (the test
+    split's images travel along but are never indexed), validation runs in GPU_EVAL_BATCH
+    batches, and training batches are all full where steps are CUDA graphs."""
     cached = load_cache(prepare_cache(scan_images(spec.root), spec.image_size))
     split = split_of(cached)
     fit = np.sort(np.concatenate([split[name] for name in fit_on]))
@@ -230,7 +243,9 @@ def open_trial_data(
 
     def stream(indices: np.ndarray, train: bool) -> BatchStream:
         on_device = torch.from_numpy(indices).to(device)
-        return BatchStream(images, labels, on_device, batch_size, mean, std, train, seed, jitter)
+        size = batch_size if train or device.type != "cuda" else GPU_EVAL_BATCH
+        full = train and full_batches
+        return BatchStream(images, labels, on_device, size, mean, std, train, seed, jitter, full)
 
     return TrialData(
         train=stream(fit, train=True),

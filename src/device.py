@@ -13,6 +13,8 @@
   has no bf16 convolutions there); on a CPU, bf16 autocast where it has bf16 instructions
   (AVX512-BF16 or AMX: faster epochs, same accuracy: journal entry 14), fp32 where it
   would only emulate them. HYPERTUNE_PRECISION=fp32 keeps every process in fp32.
+- A training step on a GPU is captured once as a CUDA graph and replayed (src/step.py) where
+  HYPERTUNE_CUDA_GRAPH=1 (`graphs_wanted`): off by default until a GPU check has passed.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def trial_device(gpu_ids: list[Any]) -> torch.device:
     return torch.device("cuda", 0)
 
 
+def graphs_wanted(device: torch.device) -> bool:
+    """Whether training steps on `device` are CUDA graphs (src/step.py): on a GPU, where
+    HYPERTUNE_CUDA_GRAPH=1 (benchmarks/cuda_graph.py is the check that would make it the
+    default)."""
+    return device.type == "cuda" and os.environ.get("HYPERTUNE_CUDA_GRAPH") == "1"
+
+
 def local_device() -> torch.device:
     """The device of a single process: the GPU where torch can use one, else the CPU."""
     usable = not forced_cpu() and gpu_problem() is None
@@ -126,7 +135,11 @@ class Amp:
 
     def autocast(self) -> AbstractContextManager[Any]:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        return torch.autocast(self.device_type, dtype=dtype, enabled=dtype is not None)
+        # No cache of cast weights: a CUDA graph must not capture one (src/step.py), and each
+        # weight is cast once per forward pass anyway.
+        return torch.autocast(
+            self.device_type, dtype=dtype, enabled=dtype is not None, cache_enabled=False
+        )
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:

@@ -7,6 +7,7 @@ any size from 32 px up works for up to 4 blocks (32 -> 16 -> 8 -> 4 -> 2).
 
 from __future__ import annotations
 
+from functools import cache
 from itertools import pairwise
 from typing import Any
 
@@ -68,3 +69,27 @@ def build_model(config: dict[str, Any], num_classes: int, device: torch.device) 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# What decides a configuration's arithmetic; the rest (lr, dropout, ...) costs the same.
+SHAPE_KEYS = ("num_conv_layers", "start_filters", "kernel_size", "batchnorm", "residual",
+              "fc_units")  # fmt: skip
+
+
+def training_flops(config: dict[str, Any], image_size: int) -> float:
+    """FLOPs of one training step (forward, loss, backward) per image of `config`'s network at
+    `image_size` px, counted by torch on the meta device: no arithmetic is done."""
+    return _training_flops(tuple(config[key] for key in SHAPE_KEYS), image_size)
+
+
+@cache
+def _training_flops(shape: tuple[Any, ...], image_size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = Net({**dict(zip(SHAPE_KEYS, shape, strict=True)), "dropout": 0.0}, 5)
+        x, y = torch.empty(1, 3, image_size, image_size), torch.zeros(1, dtype=torch.long)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    return float(counter.get_total_flops())

@@ -30,8 +30,8 @@ from src.console import summary_block
 from src.data import split_problem
 from src.images import DataError, image_folder, load_cache, prepare_cache
 from src.results import (
-    budget_plan,
     claimed,
+    plan_and_actual,
     read_experiment_info,
     read_summary,
     write_experiment_info,
@@ -202,7 +202,7 @@ def refit_best(
     if epochs is not None or settings.refit_epochs:  # counted, not timed
         seconds = None
     elif seconds is None:  # the refit's share of the budget; none planned: the default count
-        seconds = (budget_plan(folder) or {}).get("refit_seconds") or None
+        seconds = plan_and_actual(folder)[0].get("refit_seconds") or None
     plan = plan_refit(folder, epochs, image_size, seed, seconds)
     return refit(plan, command, seconds), plan
 

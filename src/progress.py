@@ -17,6 +17,7 @@ from typing import Any
 from ray import tune
 from ray.tune.experiment import Trial
 
+from src.budget import trials_in_reach
 from src.config import METRIC
 from src.console import Ticker, clock
 
@@ -41,9 +42,11 @@ class ProgressLine(tune.Callback):
         epoch_budget: int | None = None,
         rungs: tuple[int, ...] = (),
         time_limit: float | None = None,
+        slots: int = 1,
     ) -> None:
         self.label, self.trials, self.max_epochs = label, trials, max_epochs
         self.epoch_budget, self.rungs, self.time_limit = epoch_budget, rungs, time_limit
+        self.slots = slots
         self.best: tuple[float, str, int] | None = None  # (value, trial id, epoch)
         self.setup()
 
@@ -53,6 +56,13 @@ class ProgressLine(tune.Callback):
         self.ticker = Ticker()
         self.start, self.trial_ended = time.monotonic(), False
         self.epochs_at_start: int | None = None  # a resumed experiment brings epochs along
+        self.started: dict[str, float] = {}  # trial id -> when it started, this session
+        self.held: dict[str, float] = {}  # trial id -> seconds it held its slot, once ended
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.started[trial.trial_id] = time.monotonic()
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
@@ -64,12 +74,28 @@ class ProgressLine(tune.Callback):
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self.trial_ended = True  # shown at the end of this step, once Tune updated its status
+        self.ended(trial)  # shown at the end of this step, once Tune updated its status
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        self.ended(trial)
+
+    def ended(self, trial: Trial) -> None:
         self.trial_ended = True
+        if trial.trial_id in self.started:
+            self.held[trial.trial_id] = time.monotonic() - self.started[trial.trial_id]
+
+    def planned_trials(self, trials: list[Trial], elapsed: float) -> tuple[int | None, bool]:
+        """How many trials the search will run, and whether that is a re-plan."""
+        if self.time_limit is None or not self.trials:
+            return self.trials, False
+        now = time.monotonic()
+        running = [now - self.started[t.trial_id] for t in trials
+                   if t.status == "RUNNING" and t.trial_id in self.started]  # fmt: skip
+        left = max(self.time_limit - elapsed, 0.0)
+        in_reach = trials_in_reach(list(self.held.values()), running, self.slots, left)
+        return (self.trials, False) if in_reach is None else (in_reach, True)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         # In a log file, every ended trial gets a line; on a terminal the line just updates.
@@ -92,7 +118,8 @@ class ProgressLine(tune.Callback):
         ended = [t for t in trials if t.status == "TERMINATED"]
         stopped = sum(trained(t) < self.max_epochs for t in ended)
         done, errors = len(ended) + status.count("ERROR"), status.count("ERROR")
-        of = f"/{self.trials}" if self.trials else ""
+        planned, replanned = self.planned_trials(trials, elapsed)
+        of = f"/{planned}" + (" (re-planned)" if replanned else "") if planned else ""
         parts = [
             f"{self.label} {done}{of} trials done ({stopped} stopped early, {errors} errors), "
             f"{status.count('RUNNING')} running",
@@ -124,7 +151,7 @@ class ProgressLine(tune.Callback):
             per_trial = sum(map(trained, ended)) / len(ended) if ended else self.max_epochs
             running = [t for t in trials if t.status in ("RUNNING", "PENDING", "PAUSED")]
             started = len(ended) + len(running)
-            not_started = max((self.trials or started) - started, 0)
+            not_started = max((self.planned_trials(trials, elapsed)[0] or started) - started, 0)
             in_flight = sum(
                 max(per_trial, self.next_stop(trained(t))) - trained(t) for t in running
             )

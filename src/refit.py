@@ -39,10 +39,11 @@ from src.config import (
 )
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
-from src.device import Amp, describe_device, local_device, seed_everything
+from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
 from src.evaluate import Evaluation, evaluate_and_report
 from src.model import build_model, count_parameters
-from src.results import read_experiment_info, refit_config
+from src.results import read_experiment_info, record_actual, refit_config
+from src.step import make_step
 from src.train import (
     load_training_state,
     make_optimizer,
@@ -124,16 +125,26 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     _, spec, _ = read_experiment_info(experiment)
     torch.set_num_threads(os.cpu_count() or 1)  # one process: every core
     seed_everything(plan.config["seed"])
+    device = local_device()
     data = open_trial_data(
         DataSpec(spec.root, plan.image_size), plan.config["batch_size"], plan.config["seed"],
-        local_device(), jitter=plan.config["jitter"], fit_on=("train", "val"),
+        device, plan.config["jitter"], ("train", "val"), graphs_wanted(device),
     )  # fmt: skip
     state_path = experiment / REFIT_STATE
-    deadline = None if seconds is None else time.monotonic() + seconds
+    began = time.monotonic()
+    deadline = None if seconds is None else began + seconds
+    planned = plan.epochs
     model, plan, trained = train(plan, data, state_path, deadline)
     model_path = experiment / MODEL_FILE
     write_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
+    record_actual(experiment, "final_model", {
+        "planned_epochs": planned,  # from the pace timed before training
+        "epochs": plan.epochs,  # re-planned every epoch from the pace measured so far
+        "planned_seconds": None if seconds is None else round(seconds, 1),
+        "seconds": round(time.monotonic() - began, 1),  # set-up, training, saving
+        "train_seconds": round(trained, 1),
+    })  # fmt: skip
     return evaluate_and_report(experiment, model_path, None, out=experiment / EVALUATION_DIR)
 
 
@@ -147,6 +158,7 @@ def train(
     model = build_model(plan.config, len(data.class_names), data.device)
     optimizer, schedule = make_optimizer(model, plan.config, plan.epochs, len(data.train))
     amp = Amp.for_device(data.device)
+    step = make_step(model, optimizer, amp, plan.config["label_smoothing"])
     state_path.parent.mkdir(exist_ok=True)
     done, seconds = 0, 0.0
     if saved := resume_state(state_path, plan):
@@ -160,8 +172,7 @@ def train(
     ticker, epoch, ends = Ticker(), done, [time.monotonic()]
     while epoch < plan.epochs:
         epoch, start = epoch + 1, time.perf_counter()
-        smoothing = plan.config["label_smoothing"]
-        loss = train_epoch(model, data.train, optimizer, schedule, smoothing, amp)
+        loss = train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)
         seconds += time.perf_counter() - start
         ends.append(time.monotonic())
         if deadline is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,6 +101,10 @@ def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
         # the cost a user weighs against accuracy, comparable across trials run in parallel.
         "compute_seconds": last.get("time_total_s"),
         "seconds_per_epoch": last.get("time_total_s", math.nan) / max(epochs, 1),
+        # What the trial spent besides its epochs: setting up, and per epoch its checkpoint
+        # and report (the last epoch's figure; missing in experiments from before them).
+        "setup_seconds": last.get("setup_seconds"),
+        "report_seconds": last.get("report_seconds"),
         "error": str(result.error).strip().splitlines()[-1] if result.error else "",
         "path": result.path,
     }
@@ -188,8 +193,16 @@ def read_summary(experiment_dir: Path) -> pd.DataFrame:
 
 def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
     path = experiment_dir / SUMMARY_FILE
-    table.to_csv(path, index=False)
+    write_atomically(path, table.to_csv(index=False))
     return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`text` to a temporary file beside `path`, then renamed over it: a process killed while
+    writing leaves the old file or the new one, never half of one (resume reads these)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
@@ -273,7 +286,23 @@ def write_experiment_info(
         "plan": plan,
         "command": command,
     }
-    (folder / EXPERIMENT_INFO).write_text(json.dumps(info, indent=1, default=str))
+    write_atomically(folder / EXPERIMENT_INFO, json.dumps(info, indent=1, default=str))
+
+
+def record_actual(folder: Path, part: str, figures: dict[str, Any]) -> None:
+    """What `part` of the run ("search", "final_model") did, kept in hypertune.json beside the
+    plan (src/budget.py) so that the closing summary and later readers can set one against the
+    other."""
+    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    info.setdefault("actual", {})[part] = figures
+    write_atomically(folder / EXPERIMENT_INFO, json.dumps(info, indent=1, default=str))
+
+
+def plan_and_actual(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The time budget's plan ({} without one) and what happened ({} before anything was
+    recorded, and in experiments from before it was)."""
+    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    return info.get("plan") or {}, info.get("actual") or {}
 
 
 def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | None]:
@@ -282,12 +311,6 @@ def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | No
     settings = RunSettings.from_dict(info["settings"])
     grid = Grid(**info["grid"]) if info["grid"] else None
     return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
-
-
-def budget_plan(folder: Path) -> dict[str, Any] | None:
-    """How the experiment's time budget was planned (src/budget.py), or None."""
-    plan: dict[str, Any] | None = json.loads((folder / EXPERIMENT_INFO).read_text()).get("plan")
-    return plan
 
 
 def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, Any], str]:

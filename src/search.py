@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,13 @@ from src.config import (
 )
 from src.device import forced_cpu, gpu_problem
 from src.progress import ProgressLine
-from src.results import summarize, trial_folder_name, write_experiment_info, write_summary
+from src.results import (
+    record_actual,
+    summarize,
+    trial_folder_name,
+    write_experiment_info,
+    write_summary,
+)
 from src.trainable import train_cnn
 
 # A new trial reuses a finished trial's worker process instead of starting (and importing torch
@@ -64,11 +71,15 @@ class SearchError(HypertuneError):
 
 
 class ConcurrencyMonitor(tune.Callback):
-    """Watches the Tune loop: how many trials ran at once, and what each held."""
+    """Watches the Tune loop: how many trials ran at once, what each held, and how long each
+    held its slot, from the moment Tune started it to its last report (a worker started or
+    reused, data and model set up, every epoch with its checkpoint and report)."""
 
     def __init__(self) -> None:
         self.max_running = 0
         self.resources: set[tuple[tuple[str, float], ...]] = set()
+        self.started: dict[str, float] = {}
+        self.last_seen: dict[str, float] = {}
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         running = [t for t in trials if t.status == "RUNNING"]
@@ -76,6 +87,19 @@ class ConcurrencyMonitor(tune.Callback):
         for trial in running:
             required = trial.placement_group_factory.required_resources
             self.resources.add(tuple(sorted(required.items())))
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.started.setdefault(trial.trial_id, time.monotonic())
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.last_seen[trial.trial_id] = time.monotonic()
+
+    def slot_seconds(self) -> float:
+        """Seconds the trials of this session held their slots, all together."""
+        ids = self.started.keys() & self.last_seen.keys()
+        return sum(self.last_seen[i] - self.started[i] for i in ids)
 
 
 @dataclass(frozen=True)
@@ -349,12 +373,16 @@ def progress_line(
     trials: int | None,
     epoch_budget: int | None,
     time_limit: float | None,
+    slots: int = 1,
 ) -> ProgressLine:
-    """The progress line of one experiment; it counts an ASHA trial to its next rung."""
+    """The progress line of one experiment (`slots` trials at once); it counts an ASHA trial
+    to its next rung."""
     rungs: tuple[int, ...] = ()
     if asha_run:
         rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
-    return ProgressLine(settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit)
+    return ProgressLine(
+        settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit, slots
+    )
 
 
 def build_tuner(
@@ -376,7 +404,9 @@ def build_tuner(
         stop = SearchTimeLimit(time_limit)
     if not settings.verbose:
         asha_run = isinstance(tune_config.scheduler, ASHAScheduler)
-        line = progress_line(settings, asha_run, trials, epoch_budget, time_limit)
+        line = progress_line(
+            settings, asha_run, trials, epoch_budget, time_limit, resources.concurrent
+        )
         callbacks = [*(callbacks or []), line]
     # Tune's newer console output prints a config box and paths even at verbose=0; its classic
     # one, at verbose=0, prints nothing. Read when fit() starts; set both ways, as the
@@ -450,9 +480,44 @@ def run_experiment(
         trials=expected_trials(settings, grid), time_limit=time_limit,
     )  # fmt: skip
     write_experiment_info(settings, data_spec, grid, budget, command)
+    started = time.monotonic()
     results = fit(tuner)
+    seconds = time.monotonic() - started
     logger.info(f"At most {monitor.max_running} trials ran at once.")
-    return finish(results, settings, grid)
+    table = finish(results, settings, grid)
+    figures = search_figures(table, monitor, resources.concurrent, seconds)
+    record_actual(settings.storage_path / settings.name, "search", figures)
+    return table
+
+
+def mean_of(table: pd.DataFrame, column: str) -> float | None:
+    values = pd.to_numeric(table.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
+    return round(float(values.mean()), 3) if len(values) else None
+
+
+def search_figures(
+    table: pd.DataFrame, monitor: ConcurrencyMonitor, concurrent: int, seconds: float
+) -> dict[str, Any]:
+    """What the search did, to set beside its plan: trials, epochs and seconds, and where the
+    slots' time went: trials training (their own clocks: setting up, epochs, checkpoints and
+    reports), or slots standing idle (a worker starting, the searcher's next suggestion, the
+    driver handling results, the search's end)."""
+    trials, compute = len(table), float(table["compute_seconds"].sum())
+    held = monitor.slot_seconds()
+    idle = concurrent * seconds - held
+    return {
+        "trials": trials,
+        "epochs": int(table["epochs"].sum()),
+        "seconds": round(seconds, 1),
+        "compute_seconds": round(compute, 1),  # the trials' own clocks, summed
+        "slot_seconds": round(held, 1),  # from each trial's start to its last report, summed
+        "idle_per_trial_s": round(idle / trials, 2) if trials and held else None,
+        "setup_per_trial_s": mean_of(table, "setup_seconds"),  # data, model, restore
+        "report_per_epoch_s": mean_of(table, "report_seconds"),  # checkpoint and report
+        "slots": concurrent,
+        "mean_running": round(held / seconds, 2) if seconds else None,
+        "max_running": monitor.max_running,
+    }
 
 
 def resume_experiment(

@@ -1,9 +1,10 @@
 """The training recipe, shared by every trial (src/trainable.py) and the refit (src/refit.py).
 
 AdamW with a per-step schedule (linear warm-up, then cosine decay to 0), label smoothing, mixed
-precision where the device supports it (src/device.py). Losses and accuracy are summed on the
-device and read once per epoch: no per-step host sync on a GPU. Saved states hold CPU tensors
-only, so a model trained on a GPU loads on any machine with a plain torch.load.
+precision where the device supports it (src/device.py), each step eager or a replayed CUDA graph
+(src/step.py). Losses and accuracy are summed on the device and read once per epoch: no per-step
+host sync on a GPU. Saved states hold CPU tensors only, so a model trained on a GPU loads on any
+machine with a plain torch.load.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torch import nn
 
 from src.config import CHECKPOINT_FILE, WARMUP_EPOCHS
 from src.data import BatchStream, TrialData
-from src.device import Amp
+from src.device import Amp, graphs_wanted
+from src.step import EagerStep, TrainStep
 
 Schedule = torch.optim.lr_scheduler.LambdaLR  # what make_optimizer makes
 LRScheduler = torch.optim.lr_scheduler.LRScheduler  # what a saved state may hold
@@ -44,13 +46,33 @@ def make_optimizer(
     model: nn.Module, config: dict[str, Any], epochs: int, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, Schedule]:
     """AdamW with a per-step schedule: linear warm-up for WARMUP_EPOCHS, then cosine decay to
-    0 at `epochs`, so a trial that is allowed to finish ends at a small learning rate."""
+    0 at `epochs`, so a trial that is allowed to finish ends at a small learning rate. Where
+    steps are CUDA graphs (src.device.graphs_wanted), made for capture: its step count and
+    learning rate live on the device, and the schedule fills the rate in place."""
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
     )
+    prepare_capture(optimizer, graphs_wanted(next(model.parameters()).device))
     total = max(epochs * steps_per_epoch, 1)
     warmup = min(WARMUP_EPOCHS * steps_per_epoch, total // 2)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
+
+
+def prepare_capture(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Make the optimizer fit for CUDA graph capture (`capturable`: its step counts and current
+    learning rate as device tensors, which a captured step reads and LambdaLR fills in place),
+    or for eager steps. Also after loading a state saved the other way (a checkpoint of a
+    graphed trial resumed on a CPU, say). The peak rate stays a float: a schedule computed
+    from a device tensor would read it back, a host sync, every step."""
+    for group in optimizer.param_groups:
+        device = group["params"][0].device
+        lr = float(group["lr"])
+        group.update(capturable=capturable, initial_lr=float(group.get("initial_lr", lr)))
+        group["lr"] = torch.tensor(lr, device=device) if capturable else lr
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state:  # AdamW keeps it on the CPU unless capturable
+                state["step"] = state["step"].to(device if capturable else "cpu")
 
 
 def train_epoch(
@@ -60,20 +82,23 @@ def train_epoch(
     schedule: LRScheduler | None = None,
     label_smoothing: float = 0.0,
     amp: Amp | None = None,
+    step: TrainStep | None = None,
 ) -> float:
-    """One pass over `stream`; returns the mean training loss (read once, at the end)."""
+    """One pass over `stream`; returns the mean training loss (read once, at the end).
+    `step` (src.step.make_step over the same model and optimizer) is kept across epochs by
+    callers whose steps may be CUDA graphs: the capture is made once; default: eager."""
     amp = amp or Amp.for_device(stream.images.device)
+    step = step or EagerStep(model, optimizer, amp, label_smoothing)
     model.train()
     loss_sum = torch.zeros((), device=stream.images.device)
+    trained = 0
     for x, y in stream:
-        with amp.autocast():
-            loss = nn.functional.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        amp.backward_step(loss, optimizer)
+        loss = step(x, y)
         if schedule is not None:
             schedule.step()
-        loss_sum += loss.detach().float() * len(y)
-    return loss_sum.item() / stream.num_images
+        loss_sum += loss.float() * len(y)
+        trained += len(y)
+    return loss_sum.item() / max(trained, 1)
 
 
 @torch.no_grad()
@@ -99,11 +124,12 @@ def set_optimizer_hyperparameters(
     carry the values they were saved with; the schedule keeps its place."""
     schedule.base_lrs = [config["lr"]] * len(optimizer.param_groups)
     for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas, strict=True):
-        group.update(
-            initial_lr=config["lr"],
-            lr=config["lr"] * factor(schedule.last_epoch),
-            weight_decay=config["weight_decay"],
-        )
+        lr = config["lr"] * factor(schedule.last_epoch)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)  # a captured step reads this very tensor
+        else:
+            group["lr"] = lr
+        group.update(initial_lr=config["lr"], weight_decay=config["weight_decay"])
 
 
 def plain(config: dict[str, Any]) -> dict[str, Any]:
@@ -137,10 +163,12 @@ def load_training_state(
     state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRScheduler
 ) -> int:
     """Restore what training_state saved (the optimizer moves its moments to the model's
-    device); returns the number of epochs done."""
+    device, and its learning rate the form this device's steps need: src.step);
+    returns the number of epochs done."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
+    prepare_capture(optimizer, graphs_wanted(next(model.parameters()).device))
     return int(state["epoch"])
 
 

@@ -1,7 +1,9 @@
 """The Ray Tune trainable: one trial = one CNN trained epoch by epoch on the cached images.
 
 After every epoch it reports train_loss, val_loss, val_accuracy and epoch_seconds to Tune with a
-checkpoint, so a scheduler can stop it and a restarted trial continues where it was. It trains
+checkpoint, so a scheduler can stop it and a restarted trial continues where it was; beside
+them what the trial spends besides epochs: setup_seconds (data, model, restored checkpoint) and
+report_seconds (the previous epoch's checkpoint and report). It trains
 on exactly the device Ray assigned it (src/device.py) with the recipe of src/train.py.
 """
 
@@ -20,8 +22,9 @@ from ray import tune
 
 from src.config import CHECKPOINT_FILE, DataSpec
 from src.data import open_trial_data
-from src.device import Amp, describe_device, seed_everything, trial_device
+from src.device import Amp, describe_device, graphs_wanted, seed_everything, trial_device
 from src.model import build_model, count_parameters
+from src.step import make_step
 from src.train import (
     load_training_state,
     make_optimizer,
@@ -55,17 +58,22 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
     """Tune function trainable. `config` holds the hyperparameters (src.config.HYPERPARAMETERS:
     BASELINE's, the image size and the seed); `data_spec` (the images, at the run's
     --image-size) and `max_epochs` are the same for every trial."""
+    began = time.perf_counter()  # what a trial spends besides its epochs is measured too
     config = plain(config)  # BOHB's ConfigSpace hands out numpy integers, which torch refuses
     torch.set_num_threads(trial_cpus())
     seed_everything(config["seed"])
     device = trial_device(ray.get_gpu_ids())
     # Experiments begun before image_size was a hyperparameter resume at the run's size.
     spec = replace(data_spec, image_size=config.get("image_size", data_spec.image_size))
-    data = open_trial_data(spec, config["batch_size"], config["seed"], device, config["jitter"])
+    data = open_trial_data(
+        spec, config["batch_size"], config["seed"], device, config["jitter"],
+        full_batches=graphs_wanted(device),
+    )  # fmt: skip
     assert data.val is not None
     model = build_model(config, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, config, max_epochs, len(data.train))
     amp = Amp.for_device(device)
+    step = make_step(model, optimizer, amp, config["label_smoothing"])
     fixed = {
         "num_params": count_parameters(model),
         "val_images": data.val.num_images,  # the binomial noise of val_accuracy follows from it
@@ -73,9 +81,12 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
         "device": describe_device(device),
         "precision": amp.precision,
     }
-    for epoch in range(restore(model, optimizer, schedule, config) + 1, max_epochs + 1):
+    first = restore(model, optimizer, schedule, config) + 1
+    fixed["setup_seconds"] = time.perf_counter() - began  # data, model, checkpoint restored
+    reported = 0.0  # the last epoch's checkpoint and report (Ray persists it meanwhile)
+    for epoch in range(first, max_epochs + 1):
         start = time.perf_counter()
-        loss = train_epoch(model, data.train, optimizer, schedule, config["label_smoothing"], amp)
+        loss = train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)
         diverged = not math.isfinite(loss)
         scores = {"val_loss": math.nan, "val_accuracy": 0.0}
         if not diverged:
@@ -85,6 +96,7 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
             "train_loss": loss,
             **scores,
             "epoch_seconds": time.perf_counter() - start,
+            "report_seconds": reported,
             "diverged": diverged,
             **fixed,
         }
@@ -93,6 +105,8 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
             # configuration, not a crash, and no checkpoint of NaN weights is kept.
             tune.report(metrics)
             return
+        start = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(Path(folder), epoch, model, optimizer, schedule, config, data)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        reported = time.perf_counter() - start

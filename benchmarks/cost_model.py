@@ -1,0 +1,68 @@
+"""How well the time plan's cost model (src/budget.py CostModel) prices configurations it did not
+time: predicted against measured epoch-time ratios for 64 -> 96 px and 3 -> 4 blocks.
+
+    .venv/bin/python benchmarks/cost_model.py --data-dir ../shared/data/flowers
+
+The plan times the starting configuration (64 px, 3 blocks) and the costliest of the space
+(96 px, 4 blocks: the long preset's), and prices everything between from those two points. Here
+every corner is timed --repeats times (batches as the plan times them, one thread as a trial
+has), and the two middle corners, which the model never saw, are set against its price. The
+plan before the cost model scaled the start's pace by pixels alone: its ratio is shown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.budget import CostModel, batch_seconds  # noqa: E402
+from src.config import BASELINE, DataSpec  # noqa: E402
+from src.images import prepare_cache, scan_images  # noqa: E402
+
+CORNERS = [(64, 3), (96, 3), (64, 4), (96, 4)]  # (image size, blocks); first and last are timed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--repeats", type=int, default=3, help="timings per corner (median kept)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (a trial's CPUs)")
+    args = p.parse_args()
+    images = scan_images(Path(args.data_dir))
+    configs = {}
+    for size, blocks in CORNERS:
+        prepare_cache(images, size)
+        configs[size, blocks] = {**BASELINE, "image_size": size, "num_conv_layers": blocks,
+                                 "seed": 0}  # fmt: skip
+    timed, counts = {}, (0, 0)
+    for corner, config in configs.items():
+        spec = DataSpec(images.root, corner[0])
+        runs = [batch_seconds(config, spec, args.threads, device=torch.device("cpu"))
+                for _ in range(args.repeats)]  # fmt: skip
+        timed[corner] = statistics.median(run[0] for run in runs)
+        counts = runs[0][1:]
+    first, last = CORNERS[0], CORNERS[-1]
+    model = CostModel.fit([(configs[first], timed[first]), (configs[last], timed[last])], *counts)
+    print(f"cost model: {model.per_batch * 1e3:.1f} ms per batch + "
+          f"{model.per_flop * 1e12:.2f} s per TFLOP (through {first} and {last})\n")  # fmt: skip
+    print(
+        "| corner (px, blocks) | s per batch, timed | measured ratio | cost model | pixels only |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for corner in CORNERS:
+        measured = timed[corner] / timed[first]
+        predicted = model.batch_seconds(configs[corner]) / model.batch_seconds(configs[first])
+        pixels = (corner[0] / first[0]) ** 2
+        print(f"| {corner} | {timed[corner]:.3f} | {measured:.2f} | {predicted:.2f} | "
+              f"{pixels:.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

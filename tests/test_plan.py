@@ -1,0 +1,157 @@
+"""The time plan's arithmetic, given paces (never this machine's): the space priced by the cost
+model, the trials that fit, the re-plan as trials end, and the plan set beside what ran."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+import src.budget
+from src.budget import (
+    CostModel,
+    costliest,
+    drawn_configs,
+    plan_budget,
+    trials_in_reach,
+    trials_that_fit,
+)
+from src.config import BASELINE, EXPERIMENT_INFO, DataSpec, RunSettings
+from src.console import plan_lines
+from src.model import training_flops
+from src.progress import ProgressLine
+from src.results import record_actual, write_experiment_info
+
+START = {**BASELINE, "image_size": 64, "seed": 0}
+LONG_SPACE = {
+    "image_size": ("choice", [64, 96]),
+    "num_conv_layers": ("choice", [3, 4]),
+    "lr": ("loguniform", (1e-3, 1e-2)),
+}
+SETTINGS = RunSettings("exp", Path("/tmp"), None, max_epochs=20, grace_period=4, time_budget=60,
+                       search_share=0.4, space=LONG_SPACE, num_samples=None)  # fmt: skip
+
+
+def two_point_model(start_s: float = 0.10, heaviest_s: float = 0.25) -> CostModel:
+    heaviest = costliest(SETTINGS, START)
+    return CostModel.fit([(START, start_s), (heaviest, heaviest_s)], train=2300, val=500)
+
+
+def test_the_cost_model_prices_larger_images_and_deeper_networks_higher() -> None:
+    model = two_point_model()
+    deeper, larger = {**START, "num_conv_layers": 4}, {**START, "image_size": 96}
+    assert model.epoch_seconds(START) < model.epoch_seconds(deeper)
+    assert model.epoch_seconds(START) < model.epoch_seconds(larger)
+    assert model.epoch_seconds(larger) < model.epoch_seconds({**larger, "num_conv_layers": 4})
+    # It goes through both timed points, and prices a batch's part per step for a smaller batch.
+    assert model.batch_seconds(START) == pytest.approx(0.10)
+    assert model.batch_seconds(costliest(SETTINGS, START)) == pytest.approx(0.25)
+    assert model.per_batch > 0 and model.per_flop > 0
+    halved = {**START, "batch_size": 16}
+    assert model.epoch_seconds(halved) > model.epoch_seconds(START)  # twice the steps
+    assert model.epoch_seconds(START) == pytest.approx(0.10 * (72 + 16 / 3))  # 2300/32, 500/32
+
+
+def test_one_timed_point_makes_time_follow_flops_and_noise_never_prices_below_zero() -> None:
+    alone = CostModel.fit([(START, 0.1)], train=100, val=0)
+    deeper = {**START, "num_conv_layers": 4}
+    ratio = training_flops(deeper, 64) / training_flops(START, 64)
+    assert alone.batch_seconds(deeper) == pytest.approx(0.1 * ratio)
+    noisy = two_point_model(start_s=0.10, heaviest_s=0.09)  # the heavier one timed faster
+    assert noisy.per_flop == 0 and noisy.batch_seconds(deeper) == pytest.approx(0.10)
+
+
+def test_the_costliest_configuration_and_the_draws_follow_the_space() -> None:
+    heaviest = costliest(SETTINGS, START)
+    assert (heaviest["image_size"], heaviest["num_conv_layers"]) == (96, 4)
+    assert heaviest["batch_size"] == START["batch_size"] and heaviest["lr"] == START["lr"]
+    drawn = drawn_configs(SETTINGS, START, 400)
+    assert drawn == drawn_configs(SETTINGS, START, 400)  # the run's seed decides
+    assert {c["image_size"] for c in drawn} == {64, 96}
+    assert all(1e-3 <= c["lr"] <= 1e-2 and c["start_filters"] == 32 for c in drawn)
+    share_96 = sum(c["image_size"] == 96 for c in drawn) / len(drawn)
+    assert 0.4 < share_96 < 0.6  # drawn evenly, as a random searcher draws them
+
+
+def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given paces (a 96 px x 4 block batch 2.5x the start's), the plan holds fewer trials than
+    one priced at the start's pace, and says what it priced."""
+
+    def paced(config: dict[str, Any], spec: DataSpec, *args: Any, **kwargs: Any) -> tuple:
+        heavy = config["image_size"] == 96 and config["num_conv_layers"] == 4
+        return (0.25 if heavy else 0.10), 2300, 500
+
+    monkeypatch.setattr(src.budget, "batch_seconds", paced)
+    trials_on = (torch.device("cpu"), 2)
+    spec = DataSpec(Path("/tmp"), 64)
+    plan = plan_budget(SETTINGS, START, spec, trials_on, spent=0.0)
+    flat = plan_budget(replace(SETTINGS, space={}), START, spec, trials_on, spent=0.0)
+    assert plan.epoch_seconds == pytest.approx(flat.epoch_seconds) == pytest.approx(7.7333, 1e-3)
+    assert plan.trial_epoch_seconds > 1.5 * plan.epoch_seconds
+    assert plan.trials < flat.trials
+    # By hand: 24 min x 2 slots, less the start's 20 epochs, over an average trial's cost.
+    start_cost = 20 * (plan.epoch_seconds + 0.2) + 1.0
+    other = plan.trial_epochs * (plan.trial_epoch_seconds + 0.2) + 1.0
+    assert plan.trials == 1 + math.floor((24 * 60 * 2 - start_cost) / other)
+    assert plan.epochs == pytest.approx(20 + (plan.trials - 1) * plan.trial_epochs)
+    assert "priced over the space" in plan.describe(SETTINGS)
+
+
+def test_trials_fit_the_slots_after_the_starting_configuration() -> None:
+    assert trials_that_fit(SETTINGS, 100.0 + 5 * 30.0, start=100.0, other=30.0) == 6
+    assert trials_that_fit(SETTINGS, 50.0, start=100.0, other=30.0) == 1  # the start alone
+
+
+def test_slow_first_trials_lower_the_trial_count() -> None:
+    assert trials_in_reach([10.0], [], slots=2, seconds_left=100) is None  # too little to go on
+    # Two trials held their slots 40 s each; one runs for 10 s so far; 55 s left on 2 slots.
+    assert trials_in_reach([40.0, 40.0], [10.0], slots=2, seconds_left=55) == 3 + 2
+    assert trials_in_reach([4.0, 4.0], [], slots=2, seconds_left=55) == 2 + 27  # fast: more
+
+
+def test_the_progress_line_shows_the_re_planned_count() -> None:
+    line = ProgressLine("search", trials=20, max_epochs=10, time_limit=100.0, slots=2)
+    line.epochs_at_start = 0
+    now = time.monotonic()
+    ended: list[Any] = [
+        SimpleNamespace(trial_id=i, status="TERMINATED", last_result={"training_iteration": 4})
+        for i in "ab"
+    ]
+    for t in ended:
+        line.started[t.trial_id] = now - 40
+        line.ended(t)
+    assert line.describe(ended, elapsed=45.0).startswith("search 2/4 (re-planned) trials done")
+    fresh = ProgressLine("search", trials=20, max_epochs=10, time_limit=100.0, slots=2)
+    assert fresh.describe([], elapsed=1.0).startswith("search 0/20 trials done")
+
+
+def test_the_summary_sets_the_plan_beside_what_ran(tmp_path: Path) -> None:
+    folder = tmp_path / "exp"
+    settings = RunSettings("exp", tmp_path, None, time_budget=10)
+    plan = {"minutes": 10, "search_seconds": 240.0, "epoch_seconds": 4.0,
+            "trial_epoch_seconds": 4.0, "concurrent": 2, "trial_epochs": 3.0, "trials": 30,
+            "epochs": 97.0, "refit_seconds": 345.0}  # fmt: skip
+    write_experiment_info(settings, DataSpec(tmp_path, 64), None, plan)
+    assert plan_lines(folder) == []  # nothing ran yet
+    search = {"trials": 26, "epochs": 90, "seconds": 236.0, "compute_seconds": 400.0,
+              "slot_seconds": 452.0, "idle_per_trial_s": 0.77, "slots": 2, "mean_running": 1.92,
+              "max_running": 2, "setup_per_trial_s": 0.4, "report_per_epoch_s": 0.05}  # fmt: skip
+    record_actual(folder, "search", search)
+    record_actual(folder, "final_model", {"planned_epochs": 80, "epochs": 78,
+                                          "planned_seconds": 345.0, "seconds": 340.2,
+                                          "train_seconds": 330.0})  # fmt: skip
+    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    assert info["plan"] == plan and info["actual"]["search"] == search
+    lines = "\n".join(plan_lines(folder))
+    assert "search: 30 trials planned, 26 ran; ~97 epochs planned, 90 trained" in lines
+    assert "4.0 min planned, 3.9 ran" in lines
+    assert "1.9 of 2 slots busy on average: a slot stood idle 0.8 s per trial" in lines
+    assert "0.4 s setting up and 0.05 s per epoch on its checkpoint" in lines
+    assert "final model: 80 epochs planned, 78 trained; 5.8 min planned, 5.7 ran" in lines

@@ -3,7 +3,9 @@
 1. `image_folder()` finds the images: a folder of `<class>/<image>` (its classes split by
    hypertune), a pre-split folder (`train/`, `val/` or `valid/` or `validation/`, and optionally
    `test/`, each of `<class>/<image>`: the splits kept as given), or Flowers through
-   mads_datasets. Single sub-folders are descended into (`flowers/flower_photos/`).
+   mads_datasets. Single sub-folders are descended into (`flowers/flower_photos/`). Hidden
+   entries and what macOS adds to its archives (`.DS_Store`, `._photo.jpg`, `__MACOSX/`) are
+   neither classes nor images: ignored, and counted in one line.
 2. `read_image()` is the one decoder of every image hypertune reads (cache, predict, evaluate):
    any format Pillow decodes (a GIF's or TIFF's first frame), the suffix in any case and even
    wrong; whatever Pillow refuses, for any reason, is an unreadable file, never a crash. Pillow's
@@ -78,18 +80,41 @@ SPLIT_NOTE = (
 )
 
 
+SAID: set[str] = set()  # what say_once has logged in this process
+
+
+def say_once(level: str, message: str) -> None:
+    """Logs `message` unless this process already has: a folder is scanned and decoded several
+    times in a run (once per image size, again for the final model), its problems said once."""
+    if message not in SAID:
+        SAID.add(message)
+        logger.log(level, message)
+
+
+def ignored(entry: Path) -> bool:
+    """Hidden files and folders (`.DS_Store`, `.ipynb_checkpoints/`) and what an archive made
+    on macOS unpacks beside the photos (`__MACOSX/`, an AppleDouble `._photo.jpg` per photo,
+    which is not an image) are neither classes nor images."""
+    return entry.name.startswith(".") or entry.name == "__MACOSX"
+
+
+def entries(folder: Path) -> list[Path]:
+    """The files and sub-folders of `folder` that are not `ignored`, sorted."""
+    return sorted(entry for entry in folder.iterdir() if not ignored(entry))
+
+
 def class_dirs(folder: Path) -> list[Path]:
     """The sub-folders of `folder` that hold images."""
-    return sorted(d for d in folder.iterdir() if d.is_dir() and images_in(d))
+    return [d for d in entries(folder) if d.is_dir() and images_in(d)]
 
 
 def images_in(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return [f for f in entries(folder) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def split_folders(folder: Path) -> dict[str, Path] | None:
     """train/, a validation folder and maybe test/ of a pre-split folder; None if it is not."""
-    found = {d.name.lower(): d for d in folder.iterdir() if d.is_dir()}
+    found = {d.name.lower(): d for d in entries(folder) if d.is_dir()}
     splits = {
         split: next((found[name] for name in names if name in found), None)
         for split, names in SPLIT_FOLDERS.items()
@@ -109,7 +134,7 @@ def find_root(data_dir: Path) -> tuple[Path, dict[str, Path] | None]:
     while folder.is_dir():
         if (splits := split_folders(folder)) or class_dirs(folder):
             return folder, splits
-        subdirs = [d for d in folder.iterdir() if d.is_dir()]
+        subdirs = [d for d in entries(folder) if d.is_dir()]
         if len(subdirs) != 1:
             break
         folder = subdirs[0]
@@ -123,7 +148,7 @@ def find_root(data_dir: Path) -> tuple[Path, dict[str, Path] | None]:
 def classes_of(folder: Path) -> list[Path]:
     """The class folders of `folder`, refused where one is empty or there is only one."""
     found = class_dirs(folder)
-    subdirs = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    subdirs = [d for d in entries(folder) if d.is_dir()]
     if empty := [d.name for d in subdirs if d not in found]:
         raise DataError(
             f"Class folder(s) {', '.join(sorted(empty))} in {folder} hold no images "
@@ -143,7 +168,8 @@ def scan_images(data_dir: Path) -> ImageFolder:
     """All images below `data_dir`, labelled by the name of their class folder."""
     if not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} does not exist or is not a folder.")
-    root, splits = find_root(data_dir.resolve())  # absolute: trials run in their own folders
+    top = data_dir.resolve()  # absolute: trials run in their own folders
+    root, splits = find_root(top)
     parts = splits or {"": root}
     per_part = {name: classes_of(folder) for name, folder in parts.items()}
     names = [d.name for d in next(iter(per_part.values()))]
@@ -162,7 +188,21 @@ def scan_images(data_dir: Path) -> ImageFolder:
             labels += [label] * len(files)
             codes += [SPLITS.index(part) if part else -1] * len(files)
     split = np.array(codes, np.int8) if splits else None
+    descended = [root, *(folder for folder in root.parents if folder.is_relative_to(top))]
+    class_folders = [d for dirs in per_part.values() for d in dirs]
+    say_ignored(top, {*descended, *parts.values(), *class_folders})
     return ImageFolder(root, names, paths, np.array(labels, np.int64), split)
+
+
+def say_ignored(top: Path, scanned: set[Path]) -> None:
+    """Says how many `ignored` entries the scanned folders hold: an unzipped macOS archive
+    holds one beside each photo, and whoever counts the files sees where the rest went."""
+    if count := sum(ignored(entry) for folder in scanned for entry in folder.iterdir()):
+        say_once(
+            "INFO",
+            f"Ignored {count} hidden or macOS files and folders in {top} (names starting with "
+            f"'.', __MACOSX/): neither classes nor images.",
+        )
 
 
 def flowers_dir(cache: Path = MADS_CACHE) -> Path:
@@ -251,9 +291,10 @@ def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
                 (images[i], moments[i]), keep[i] = decoded, True
     images.flush()
     if not keep.all():
-        logger.warning(
+        say_once(
+            "WARNING",
             f"Skipped {int((~keep).sum())} of {len(keep)} files in {folder.root} that are not "
-            f"readable images."
+            f"readable images.",
         )
         np.save(tmp / "images.npy", images[keep])
     del images

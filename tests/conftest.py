@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -11,6 +14,42 @@ import pytest
 from src.config import BASELINE, SUMMARY_FILE, DataSpec, RunSettings
 from src.images import write_synthetic_images
 from src.results import write_experiment_info
+
+
+class FakeClock:
+    """A stand-in for the `time` module of the code under test, whose clock moves only when the
+    test says so (`advance`, or work wrapped by `taking`): what a run decides from the time it
+    sees then follows from the test, not from how fast this machine is. Everything but the
+    clocks is the real module's."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def taking(self, seconds: float, work: Callable[..., Any]) -> Callable[..., Any]:
+        """`work`, after which this clock shows `seconds` more."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            result = work(*args, **kwargs)
+            self.advance(seconds)
+            return result
+
+        return timed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
 
 SMALL = {**BASELINE, "num_conv_layers": 2, "start_filters": 16, "lr": 3e-3}  # trains in seconds
 

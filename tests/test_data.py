@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,29 +98,39 @@ def test_cache_holds_every_image_resized(image_dir: Path, tmp_path: Path) -> Non
     assert cached.class_names == folder.class_names
 
 
-def _prepare(args: tuple[Path, Path, Path]) -> str:
-    """In a fresh (spawned) process: prepare the cache with a build that logs who built it and
-    takes long enough for the other processes to try at the same time."""
-    image_dir, cache_root, log = args
-    original = images._build_cache
+def _prepare(args: tuple[Path, Path, Path, int]) -> str:
+    """In a fresh (spawned) process: prepare the cache, noting in `log` this caller's arrival at
+    the cache's lock and any build it runs. A build starts only once all `callers` have arrived
+    at the lock: every caller tries while it runs."""
+    image_dir, cache_root, log, callers = args
+    lock, build = images.FileLock, images._build_cache
 
-    def slow_logged_build(*build_args: object) -> None:
-        with log.open("a") as f:
-            f.write(f"{os.getpid()}\n")
-        time.sleep(0.5)  # widen the window in which other processes could start a build
-        original(*build_args)  # type: ignore[arg-type]
+    def arriving_lock(*lock_args: Any, **kwargs: Any) -> Any:
+        (log / f"arrived-{os.getpid()}").touch()
+        return lock(*lock_args, **kwargs)
 
-    images._build_cache = slow_logged_build  # type: ignore[assignment]
+    def build_once_all_arrived(*build_args: Any) -> None:
+        (log / f"built-{os.getpid()}").touch()
+        deadline = time.monotonic() + 120  # only ends a run that hangs
+        while len(list(log.glob("arrived-*"))) < callers:
+            assert time.monotonic() < deadline, "the other callers never reached the lock"
+            time.sleep(0.01)
+        build(*build_args)
+
+    images.FileLock = arriving_lock  # type: ignore[misc, assignment]
+    images._build_cache = build_once_all_arrived  # type: ignore[assignment]
     return str(prepare_cache(scan_images(image_dir), 32, cache_root))
 
 
 def test_cache_is_built_once_under_concurrent_callers(image_dir: Path, tmp_path: Path) -> None:
-    log = tmp_path / "builds.log"
+    log = tmp_path / "log"
+    log.mkdir()
     # spawn, not fork: forking a process that holds torch's threads can deadlock the child.
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        paths = pool.map(_prepare, [(image_dir, tmp_path / "cache", log)] * 4)
+        paths = pool.map(_prepare, [(image_dir, tmp_path / "cache", log, 4)] * 4)
     assert len(set(paths)) == 1
-    assert len(log.read_text().split()) == 1
+    assert len(list(log.glob("arrived-*"))) == 4  # four processes, all at the lock at once
+    assert len(list(log.glob("built-*"))) == 1
     assert len(load_cache(Path(paths[0])).labels) == 60
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -21,8 +22,17 @@ import torch
 from ray import tune
 from ray.cluster_utils import Cluster
 
-from src.config import CHECKPOINT_FILE, MODEL_FILE, REFIT_STATE, DataSpec, Grid, RunSettings
+from src.config import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    REFIT_STATE,
+    DataSpec,
+    Grid,
+    HypertuneError,
+    RunSettings,
+)
 from src.images import load_cache, prepare_cache, scan_images, write_synthetic_images
+from src.results import claimed
 from src.search import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,14 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_images(tmp_path_factory.mktemp("images"), 3, 16, 32)
-
-
-@pytest.fixture(scope="module")
-def many_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # For the interruption tests: with 16 images a class, an epoch is quicker than the
-    # driver's bookkeeping, whose reports then arrive in bursts; the first finished trial
-    # showed up with the rest, too late for a signal to land mid-experiment (2 of 7 runs).
-    return write_synthetic_images(tmp_path_factory.mktemp("many_images"), 3, 128, 32)
 
 
 @pytest.fixture
@@ -112,12 +114,26 @@ def finished_trials(folder: Path, epochs: int) -> dict[str, bytes]:
     return done
 
 
-def search_command(images: Path, storage: Path, samples: int) -> list[str]:
+def search_args(images: Path, storage: Path, samples: int) -> list[str]:
     """The smoke test, every value it presets but the epochs typed over it (typed flags win):
     no early stopping (grace period = max epochs), so a finished trial has 3 epochs."""
-    return [sys.executable, str(ROOT / "hypertune.py"), "--smoke-test", "--data-dir",
-            str(images), "--storage-path", str(storage), "--name", "exp", "--num-samples",
-            str(samples), "--max-epochs", "3", "--grace-period", "3"]  # fmt: skip
+    return ["--smoke-test", "--data-dir", str(images), "--storage-path", str(storage),
+            "--name", "exp", "--num-samples", str(samples), "--max-epochs", "3",
+            "--grace-period", "3"]  # fmt: skip
+
+
+def resume(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """hypertune.py `args` --resume, as a user types it again after a stop."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "hypertune.py"), *args, "--resume"],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+    )  # fmt: skip
+
+
+def driven(hooks: list[str], *args: str) -> list[str]:
+    """hypertune.py `args`, run by tests/driver.py with `hooks`: they act on what the run has
+    reached (trials ended, callers arrived, refit epochs), never on the clock."""
+    return [sys.executable, str(ROOT / "tests" / "driver.py"), *hooks, "--", *args]
 
 
 @contextmanager
@@ -141,63 +157,119 @@ def started(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
-def interrupt_after(
-    cmd: list[str], folder: Path, finished: int, sig: signal.Signals
+def interrupted(
+    args: list[str], folder: Path, ended: int, then: str
 ) -> tuple[int, str, dict[str, bytes]]:
-    """Start `cmd`, send `sig` once `finished` trials are done. Returns its exit code, its
-    stderr, and the finished trials' progress.csv as they were when the signal was sent."""
-    log = folder.parent / "driver.log"
-    with started(cmd, log) as driver:
-        deadline = time.monotonic() + 240
-        while len(done := finished_trials(folder, 3)) < finished:
-            assert time.monotonic() < deadline, "no trial finished in time"
-            time.sleep(0.2)
-        driver.send_signal(sig)
-        driver.wait(timeout=120)
-    return driver.returncode, log.read_text(), done
+    """hypertune.py `args`, sent `then` (SIGINT, SIGTERM or SIGKILL) by its own driver at the
+    end of the step of Tune's loop in which its `ended`-th trial ended. Returns the exit code,
+    the stderr, and the progress.csv of each trial that had ended, as the run left them."""
+    record, log = folder.parent / "ended.json", folder.parent / "driver.log"
+    hooks = ["--after-trials", str(ended), "--then", then, "--record", str(record)]
+    with started(driven(hooks, *args), log) as driver:
+        code = driver.wait(timeout=240)
+    assert record.is_file(), f"the run ended before {ended} trial(s) did: {log.read_text()[-2000:]}"
+    names = json.loads(record.read_text())
+    return (
+        code,
+        log.read_text(),
+        {name: (folder / name / "progress.csv").read_bytes() for name in names},
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until `process` has written `path` (the deadline only ends a run that hangs)."""
+    deadline = time.monotonic() + 240
+    while not path.is_file():
+        assert process.poll() is None, f"it ended first: {log.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.1)
 
 
 def test_two_runs_started_at_once_with_one_name_never_share_its_folder(
     images: Path, tmp_path: Path
 ) -> None:
-    cmd = search_command(images, tmp_path, samples=3)
+    # Both runs wait for each other just before claiming the folder: they meet there.
+    meeting = ["--meet", "2", "--barrier", str(tmp_path / "barrier")]
+    cmd = driven(meeting, *search_args(images, tmp_path, samples=3))
     with started(cmd, tmp_path / "a.log") as first, started(cmd, tmp_path / "b.log") as second:
         codes = sorted([first.wait(timeout=300), second.wait(timeout=300)])
-    assert codes == [0, 2]
     logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert codes == [0, 2], logs[-3000:]
     assert "An experiment named 'exp' already exists" in logs and "Traceback" not in logs
     summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
     assert len(summary) == 3 and len(list((tmp_path / "exp").glob("trial_*"))) == 3
 
 
-def test_resume_of_an_experiment_that_is_running_is_refused(
-    many_images: Path, tmp_path: Path
-) -> None:
-    cmd = search_command(many_images, tmp_path, samples=4)
-    with started(cmd, tmp_path / "driver.log") as driver:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "exp" / "hypertune.json").is_file():
-            assert time.monotonic() < deadline and driver.poll() is None, "the run did not start"
-            time.sleep(0.2)
-        resumed = subprocess.run(
-            [*cmd, "--resume"], capture_output=True, text=True, timeout=120, cwd=ROOT
-        )
-        assert resumed.returncode == 2, resumed.stderr[-2000:]
-        assert "in use by another hypertune process" in resumed.stderr
-        assert driver.wait(timeout=300) == 0  # the running search went on undisturbed
+def claim_in_rounds(storage: Path, rounds: int, barrier: Any, arrived: Any, out: Path) -> None:
+    """In a spawned process, once per round: meet the other caller (a barrier, then a spin on
+    a shared counter, which releases both within a fraction of a microsecond where each has a
+    core), claim the round's new folder, and hold it (or have been refused) until the other
+    has tried too."""
+    outcomes = []
+    for i in range(rounds):
+        barrier.wait()
+        with arrived.get_lock():
+            arrived.value += 1
+        while arrived.value < 2 * (i + 1):
+            pass
+        try:
+            with claimed(storage / f"exp{i}", new=True):
+                outcomes.append("claimed")
+                barrier.wait()
+        except HypertuneError as refused:
+            outcomes.append(str(refused))
+            barrier.wait()
+    out.write_text(json.dumps(outcomes))
+
+
+def test_claims_of_one_new_name_released_together_admit_exactly_one(tmp_path: Path) -> None:
+    rounds = 200
+    spawn = multiprocessing.get_context("spawn")  # fork would copy this process's threads
+    barrier, arrived = spawn.Barrier(2, timeout=120), spawn.Value("i", 0)
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    callers = [
+        spawn.Process(target=claim_in_rounds, args=(tmp_path, rounds, barrier, arrived, out))
+        for out in outs
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=240)
+    assert [caller.exitcode for caller in callers] == [0, 0]
+    a, b = (json.loads(out.read_text()) for out in outs)
+    for i, outcomes in enumerate(zip(a, b, strict=True)):
+        assert sorted(outcomes, key=len)[0] == "claimed", (i, outcomes)  # one caller got it
+        assert f"An experiment named 'exp{i}' already exists" in sorted(outcomes, key=len)[1]
+        assert (tmp_path / f"exp{i}").is_dir()  # the refused caller left it alone
+
+
+def test_resume_of_an_experiment_that_is_running_is_refused(images: Path, tmp_path: Path) -> None:
+    args = search_args(images, tmp_path, samples=4)
+    ready, go, log = tmp_path / "ended.json", tmp_path / "go", tmp_path / "driver.log"
+    # The search holds still (its folder claimed) once its first trial has ended.
+    hooks = ["--after-trials", "1", "--then", "hold", "--record", str(ready), "--go", str(go)]
+    with started(driven(hooks, *args), log) as driver:
+        wait_for(ready, driver, log)
+        resumed = resume(args, timeout=120)
+        go.touch()
+        code = driver.wait(timeout=300)
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    assert "in use by another hypertune process" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert code == 0, log.read_text()[-2000:]  # the running search went on undisturbed
     assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
 
 
-def test_resume_after_kill_9_keeps_finished_trials(many_images: Path, tmp_path: Path) -> None:
-    cmd = search_command(many_images, tmp_path, samples=6)
-    code, _, before = interrupt_after(cmd, tmp_path / "exp", 2, signal.SIGKILL)
+def test_resume_after_kill_9_keeps_finished_trials(images: Path, tmp_path: Path) -> None:
+    args = search_args(images, tmp_path, samples=6)
+    # Killed as its second trial ended (the experiment state saved just before, as Tune saves
+    # it every second): two trials finished, four to go.
+    code, _, before = interrupted(args, tmp_path / "exp", 2, "SIGKILL")
     assert code == -signal.SIGKILL
-    assert 2 <= len(before) < 6, "the kill should land mid-experiment"
+    assert len(before) == 2 and set(before) <= set(finished_trials(tmp_path / "exp", 3))
     assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
 
-    resumed = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
+    resumed = resume(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = finished_trials(tmp_path / "exp", 3)
     assert len(after) == 6  # the total asked for (not the smoke preset's 4), none duplicated
@@ -207,9 +279,7 @@ def test_resume_after_kill_9_keeps_finished_trials(many_images: Path, tmp_path: 
     assert (summary["status"] == "completed").all()
     assert (tmp_path / "exp" / "final_model.pt").is_file()  # the refit ran after the resume
 
-    again = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    again = resume(args, timeout=120)
     assert again.returncode == 0 and "is complete" in again.stdout
 
 
@@ -223,20 +293,22 @@ def test_resume_after_kill_9_keeps_finished_trials(many_images: Path, tmp_path: 
     ids=["de", "bohb", "pbt"],
 )
 def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
-    method: list[str], searcher: str, scheduler: str, many_images: Path, tmp_path: Path
+    method: list[str], searcher: str, scheduler: str, images: Path, tmp_path: Path
 ) -> None:
     # Ctrl-C, not kill -9: Tune saves a consistent state on the way out. After a kill -9 these
     # methods can resume into a lost checkpoint or a searcher that never saw a trial (README,
     # When things go wrong).
-    cmd = [*search_command(many_images, tmp_path, samples=6), *method]
-    code, _, before = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGINT)
-    assert code == 130 and len(before) < 6, "the interruption should land mid-experiment"
-    resumed = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
+    args = [*search_args(images, tmp_path, samples=6), *method]
+    code, stderr, before = interrupted(args, tmp_path / "exp", 1, "SIGINT")
+    # Interrupted in the search, as its first trial ended (HyperBand may end a few at once).
+    assert code == 130 and "--resume --name exp" in stderr, stderr[-2000:]
+    assert 1 <= len(before) < 6
+    assert not (tmp_path / "exp" / "experiment_summary.csv").exists()
+    resumed = resume(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = finished_trials(tmp_path / "exp", 3)
-    assert all(after[name] == content for name, content in before.items())
+    # The trials that had ended were kept as they were; the others were trained to the end.
+    for name, content in before.items():
+        assert (tmp_path / "exp" / name / "progress.csv").read_bytes() == content
     summary = pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")
     assert len(summary) == 6 and summary["trial_id"].is_unique
     assert set(summary["status"]) <= {"completed", "stopped_early"}
@@ -251,14 +323,13 @@ def test_every_searcher_and_scheduler_resumes_after_ctrl_c(
     assert (settings["searcher"], settings["scheduler"]) == (searcher, scheduler)
 
 
-def test_sigterm_stops_a_search_as_ctrl_c_does(many_images: Path, tmp_path: Path) -> None:
-    cmd = search_command(many_images, tmp_path, samples=4)
-    code, stderr, _ = interrupt_after(cmd, tmp_path / "exp", 1, signal.SIGTERM)
+def test_sigterm_stops_a_search_as_ctrl_c_does(images: Path, tmp_path: Path) -> None:
+    args = search_args(images, tmp_path, samples=4)
+    code, stderr, before = interrupted(args, tmp_path / "exp", 1, "SIGTERM")
     assert code == 130 and "--resume --name exp" in stderr  # stopped, saved, and said how
+    assert len(before) == 1
     assert not (tmp_path / "exp" / "experiment_summary.csv").exists()  # so: resumable
-    resumed = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
+    resumed = resume(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "exp" / "experiment_summary.csv")) == 4
 
@@ -266,22 +337,18 @@ def test_sigterm_stops_a_search_as_ctrl_c_does(many_images: Path, tmp_path: Path
 def test_ctrl_c_during_the_refit_stops_it_and_resume_finishes_it(
     images: Path, tmp_path: Path
 ) -> None:
-    cmd = [*search_command(images, tmp_path, samples=2), "--refit-epochs", "400"]
-    with started(cmd, tmp_path / "driver.log") as driver:
-        deadline = time.monotonic() + 240
-        while not (tmp_path / "exp" / REFIT_STATE).is_file():  # the refit's first epoch is done
-            assert time.monotonic() < deadline and driver.poll() is None, "no refit started"
-            time.sleep(0.2)
-        driver.send_signal(signal.SIGINT)
-        code = driver.wait(timeout=60)
-    stderr = (tmp_path / "driver.log").read_text()
+    args = [*search_args(images, tmp_path, samples=2), "--refit-epochs", "4"]
+    log = tmp_path / "driver.log"
+    # Ctrl-C as the refit starts its third epoch: two trained and saved.
+    with started(driven(["--refit-interrupt-at-epoch", "3"], *args), log) as driver:
+        code = driver.wait(timeout=240)
+    stderr = log.read_text()
     assert code == 130 and "interrupted. Continue with" in stderr, stderr[-2000:]
+    assert (tmp_path / "exp" / REFIT_STATE).is_file()
     assert not (tmp_path / "exp" / MODEL_FILE).exists()  # no half-trained model file
-    resumed = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
+    resumed = resume(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "continuing from epoch" in resumed.stderr
+    assert "continuing from epoch 2 of 4" in resumed.stderr
     assert (tmp_path / "exp" / MODEL_FILE).is_file()
 
 

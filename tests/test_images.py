@@ -5,11 +5,13 @@ from __future__ import annotations
 import shutil
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from loguru import logger
 from PIL import Image
 
 import src.images as images
@@ -134,3 +136,81 @@ def test_splits_left_without_readable_images_are_refused_before_any_trial(tmp_pa
         image.write_bytes(b"damaged")  # every validation image unreadable
     with pytest.raises(DataError, match=r"val split.* would hold no readable image"):
         prepared_data(root, 32)
+
+
+@pytest.fixture
+def logged() -> Iterator[list[str]]:
+    """The messages logged while the test runs."""
+    messages: list[str] = []
+    handler = logger.add(messages.append, format="{message}")
+    yield messages
+    logger.remove(handler)
+
+
+def unzipped_on_a_mac(clean: Path, target: Path, with_folder: bool) -> Path:
+    """`clean` as an archive made on macOS unpacks into `target`: `target/<clean's name>/` (or
+    its contents, where they were archived without it) with an AppleDouble `._<photo>` (junk
+    bytes, no image) beside each photo and again under `target/__MACOSX/`, a `.DS_Store` in
+    every folder, and a hidden `.ipynb_checkpoints/` holding a photo beside the classes (or
+    the splits)."""
+    inside = target / clean.name if with_folder else target
+    shutil.copytree(clean, inside)
+    macosx = target / "__MACOSX" / inside.relative_to(target)
+    for photo in clean.rglob("*.png"):
+        relative = photo.relative_to(clean).parent
+        for folder in (inside / relative, macosx / relative):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"._{photo.name}").write_bytes(b"\x00\x05\x16\x07 Mac OS X resource fork")
+    for folder in [target, inside, *(d for d in inside.rglob("*") if d.is_dir())]:
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (inside / ".ipynb_checkpoints").mkdir()
+    shutil.copy(next(clean.rglob("*.png")), inside / ".ipynb_checkpoints")
+    return target
+
+
+@pytest.mark.parametrize(
+    "layout, with_folder, ignored",
+    # Outside __MACOSX/: 2 entries beside the folder, 2 in it (3 in all without the folder), a
+    # .DS_Store in each split folder, and a .DS_Store and a ._ file per photo in each class.
+    [
+        ("classes", True, 2 + 2 + 2 * (1 + 7)),
+        ("classes", False, 3 + 2 * (1 + 7)),  # __MACOSX/ beside the class folders
+        ("pre-split", True, 2 + 2 + 3 + 2 * (1 + 4) + 4 * (1 + 2)),
+    ],
+)
+def test_a_folder_unzipped_on_a_mac_is_its_photos_and_classes_and_nothing_else(
+    tmp_path: Path, logged: list[str], layout: str, with_folder: bool, ignored: int
+) -> None:
+    if layout == "classes":
+        clean = write_synthetic_images(tmp_path / "photos", classes=2, per_class=7)
+    else:
+        clean = pre_split(tmp_path / "photos", {"train": 4, "val": 2, "test": 2}, classes=2)
+    mac = unzipped_on_a_mac(clean, tmp_path / "unzipped", with_folder)
+    prepared_data(mac, 32, also=[24])
+    expected, found = scan_images(clean), scan_images(mac)  # found: as the trials scan again
+    assert found.class_names == expected.class_names
+    assert [p.relative_to(found.root) for p in found.paths] == [
+        p.relative_to(expected.root) for p in expected.paths
+    ]
+    assert np.array_equal(found.labels, expected.labels)
+    assert np.array_equal(np.asarray(found.splits), np.asarray(expected.splits))  # or both None
+    assert f"Data: {len(expected.paths)} images of 2 classes in {found.root}" in "".join(logged)
+    assert [line for line in logged if "Ignored" in line] == [
+        f"Ignored {ignored} hidden or macOS files and folders in {mac} (names starting with "
+        f"'.', __MACOSX/): neither classes nor images.\n"
+    ]
+    assert not [line for line in logged if "Skipped" in line]  # no ._ file was tried as an image
+
+
+def test_unreadable_files_are_said_once_however_many_sizes_are_decoded(
+    tmp_path: Path, logged: list[str]
+) -> None:
+    folder = write_synthetic_images(tmp_path / "images", classes=2, per_class=4)
+    for damaged in ("class_0/000.png", "class_1/001.png"):
+        (folder / damaged).write_bytes(b"damaged")
+    found = scan_images(folder)
+    for size in (32, 24):
+        assert len(load_cache(prepare_cache(found, size, tmp_path / "cache")).labels) == 6
+    assert [line for line in logged if "Skipped" in line] == [
+        f"Skipped 2 of 8 files in {found.root} that are not readable images.\n"
+    ]

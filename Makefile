@@ -40,7 +40,7 @@ compare: install  ## search methods at an equal budget (ARGS="--seeds 5 --budget
 bench: install  ## benchmarks -> benchmarks/RESULTS.md (ARGS=--skip-e2e for the quick ones)
 	$(PY) benchmarks/run.py $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
-bench-gpu: install  ## epoch time per size and precision, 1/2/4 trials per GPU, peak memory (own data)
+bench-gpu: install  ## epoch time, TFLOP/s, GPU busy per size and precision; 1/2/4 trials per GPU (own data)
 	$(PY) benchmarks/gpu.py $(ARGS)
 
 analyze: install  ## figures and report.html of the latest experiment (EXPERIMENT=name for another)

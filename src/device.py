@@ -135,10 +135,11 @@ class Amp:
 
     def autocast(self) -> AbstractContextManager[Any]:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        # No cache of cast weights: a CUDA graph must not capture one (src/step.py), and each
-        # weight is cast once per forward pass anyway.
+        # On a GPU no cache of cast weights: a CUDA graph must not capture one (src/step.py),
+        # and each weight is cast once per forward pass anyway.
+        cache = self.device_type != "cuda"
         return torch.autocast(
-            self.device_type, dtype=dtype, enabled=dtype is not None, cache_enabled=False
+            self.device_type, dtype=dtype, enabled=dtype is not None, cache_enabled=cache
         )
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:

@@ -41,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.gpu_busy import BusySampler  # noqa: E402
 from src.config import BASELINE, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
 from src.device import Amp, describe_device, graphs_wanted  # noqa: E402
@@ -48,8 +49,6 @@ from src.images import cache_root, prepare_cache, scan_images, write_synthetic_i
 from src.model import build_model  # noqa: E402
 from src.step import make_step  # noqa: E402
 from src.train import make_optimizer, train_epoch  # noqa: E402
-
-from benchmarks.gpu_busy import BusySampler  # noqa: E402
 
 BARRIER_TIMEOUT_S = 600  # how long a worker waits for the others to load and warm up
 

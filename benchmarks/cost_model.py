@@ -51,7 +51,8 @@ def main() -> None:
     first, last = CORNERS[0], CORNERS[-1]
     model = CostModel.fit([(configs[first], timed[first]), (configs[last], timed[last])], *counts)
     print(f"cost model: {model.per_batch * 1e3:.1f} ms per batch + "
-          f"{model.per_flop * 1e12:.2f} s per TFLOP (through {first} and {last})\n")  # fmt: skip
+          f"{model.per_element * 1e9:.2f} s per 10^9 elements written "
+          f"(through {first} and {last})\n")  # fmt: skip
     print(
         "| corner (px, blocks) | s per batch, timed | measured ratio | cost model | pixels only |"
     )

@@ -3,7 +3,8 @@
 Users think in minutes; trials x epochs is hypertune's business. Before the search starts,
 hypertune times a few batches of the starting configuration on this machine, and of the
 costliest configuration its space holds; between the two, a cost model (`CostModel`: a part per
-batch, a part per FLOP) prices the configurations the searcher will draw. The search gets
+batch, a part per element the network writes) prices the configurations the searcher will
+draw. The search gets
 `--search-share` of the budget (Ray Tune's `time_budget_s` ends it there) with as many trials as
 fit at that price, and the final model what is left: once the search has chosen a
 configuration, the refit times that one and trains as many epochs as the remaining time holds.
@@ -27,7 +28,7 @@ import torch
 from src.config import DataSpec, RunSettings, asha_rungs
 from src.data import open_trial_data
 from src.device import Amp, graphs_wanted, local_device
-from src.model import SHAPE_KEYS, build_model, training_flops
+from src.model import SHAPE_KEYS, build_model, forward_elements
 from src.step import WARMUP_STEPS, GraphedStep, make_step
 from src.train import make_optimizer
 
@@ -95,46 +96,52 @@ def trials_that_fit(settings: RunSettings, slot_seconds: float, start: float, ot
 
 
 def trials_in_reach(
-    ended: list[float], running: list[float], slots: int, seconds_left: float
+    held: list[float], running: list[float], slots: int, seconds_left: float
 ) -> int | None:
-    """The plan re-made from what the search has shown: trials ended and running, and as many
-    more as the slots' time left holds, each costing what the ended ones took on average
-    (`ended`: seconds each held its slot; `running`: seconds each running one has held its, and
-    goes on to the average at least). None before two trials have ended (too little to go on)."""
-    if len(ended) < 2:
+    """How many more trials the search can start, re-planned from what it has shown: as many
+    as the slots' time left holds once the running ones are done, each costing what the ended
+    ones took on average (`held`: seconds each ended trial held its slot; `running`: seconds
+    each running one has held its, which goes on to the average at least). None before two
+    trials have ended (too little to go on)."""
+    if len(held) < 2:
         return None
-    per_trial = statistics.fmean(ended)
-    still = sum(max(per_trial - held, 0.0) for held in running)
+    per_trial = statistics.fmean(held)
+    still = sum(max(per_trial - age, 0.0) for age in running)
     free = max(slots * seconds_left - still, 0.0)
-    return len(ended) + len(running) + math.floor(free / per_trial)
+    return math.floor(free / per_trial)
 
 
 @dataclass(frozen=True)
 class CostModel:
     """Seconds per training batch of any configuration, from one or two timed ones: a part per
-    batch (kernel launches, the optimiser's update, Python) and a part per FLOP of its images'
-    training steps (src.model.training_flops). A validation batch costs a third of a training
-    batch (a forward pass)."""
+    batch (kernel launches, the optimiser's update, Python) and a part per element its images'
+    forward passes write (src.model.forward_elements: memory traffic, which predicted CPU epoch
+    times twice as well as FLOPs). A validation batch costs a third of a training batch."""
 
     per_batch: float
-    per_flop: float
+    per_element: float
     train_images: int
     val_images: int
 
     @classmethod
     def fit(cls, timed: list[tuple[dict[str, Any], float]], train: int, val: int) -> CostModel:
-        """Through (config, seconds per batch) points: with one, time follows FLOPs alone; with
-        two, both parts (a negative part, from noise, is taken as none)."""
-        work = [config["batch_size"] * flops_of(config) for config, _ in timed]
+        """Through (config, seconds per batch) points: with two, both parts; with one, or
+        where two would give a part below zero (timing noise, or time growing faster than the
+        elements), time in proportion to the elements, through the first point (the start:
+        it trains every epoch of the search)."""
+        work = [config["batch_size"] * elements_of(config) for config, _ in timed]
         seconds = [second for _, second in timed]
+        proportional = cls(0.0, seconds[0] / work[0], train, val)
         if len(timed) == 1 or work[1] == work[0]:
-            return cls(0.0, seconds[0] / work[0], train, val)
-        per_flop = max((seconds[1] - seconds[0]) / (work[1] - work[0]), 0.0)
-        per_batch = max(seconds[0] - per_flop * work[0], 0.0)
-        return cls(per_batch, per_flop, train, val)
+            return proportional
+        per_element = (seconds[1] - seconds[0]) / (work[1] - work[0])
+        per_batch = seconds[0] - per_element * work[0]
+        if per_element < 0 or per_batch < 0:
+            return proportional
+        return cls(per_batch, per_element, train, val)
 
     def batch_seconds(self, config: dict[str, Any]) -> float:
-        return self.per_batch + self.per_flop * config["batch_size"] * flops_of(config)
+        return self.per_batch + self.per_element * config["batch_size"] * elements_of(config)
 
     def epoch_seconds(self, config: dict[str, Any]) -> float:
         size = config["batch_size"]
@@ -142,8 +149,8 @@ class CostModel:
         return self.batch_seconds(config) * batches
 
 
-def flops_of(config: dict[str, Any]) -> float:
-    return training_flops(config, config["image_size"])
+def elements_of(config: dict[str, Any]) -> float:
+    return forward_elements(config, config["image_size"])
 
 
 def costliest(settings: RunSettings, start: dict[str, Any]) -> dict[str, Any]:

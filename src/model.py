@@ -71,25 +71,28 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# What decides a configuration's arithmetic; the rest (lr, dropout, ...) costs the same.
+# What decides a configuration's cost; the rest (lr, dropout, ...) costs the same.
 SHAPE_KEYS = ("num_conv_layers", "start_filters", "kernel_size", "batchnorm", "residual",
               "fc_units")  # fmt: skip
 
 
-def training_flops(config: dict[str, Any], image_size: int) -> float:
-    """FLOPs of one training step (forward, loss, backward) per image of `config`'s network at
-    `image_size` px, counted by torch on the meta device: no arithmetic is done."""
-    return _training_flops(tuple(config[key] for key in SHAPE_KEYS), image_size)
+def forward_elements(config: dict[str, Any], image_size: int) -> float:
+    """Elements every layer of `config`'s network writes in a forward pass of one image at
+    `image_size` px, counted on the meta device (no arithmetic is done): the memory traffic
+    that bounds a small CNN's step on a CPU. It predicted trials' epoch times within 9% (rms,
+    13 trials of the default space), FLOPs within 17% (journal entry 17)."""
+    return _forward_elements(tuple(config[key] for key in SHAPE_KEYS), image_size)
 
 
 @cache
-def _training_flops(shape: tuple[Any, ...], image_size: int) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
+def _forward_elements(shape: tuple[Any, ...], image_size: int) -> float:
     with torch.device("meta"):
         model = Net({**dict(zip(SHAPE_KEYS, shape, strict=True)), "dropout": 0.0}, 5)
-        x, y = torch.empty(1, 3, image_size, image_size), torch.zeros(1, dtype=torch.long)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        nn.functional.cross_entropy(model(x), y).backward()
-    return float(counter.get_total_flops())
+        x = torch.empty(1, 3, image_size, image_size)
+    written: list[int] = []
+    for layer in model.modules():
+        if not list(layer.children()):  # a leaf: conv, norm, activation, pool, linear
+            layer.register_forward_hook(lambda _, __, out: written.append(out.numel()))
+    with torch.no_grad():
+        model(x)
+    return float(sum(written))

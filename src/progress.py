@@ -87,15 +87,17 @@ class ProgressLine(tune.Callback):
             self.held[trial.trial_id] = time.monotonic() - self.started[trial.trial_id]
 
     def planned_trials(self, trials: list[Trial], elapsed: float) -> tuple[int | None, bool]:
-        """How many trials the search will run, and whether that is a re-plan."""
+        """How many trials the search will run, and whether that is a re-plan: those started
+        so far and as many more as the time left holds at the pace the ended ones showed."""
         if self.time_limit is None or not self.trials:
             return self.trials, False
         now = time.monotonic()
         running = [now - self.started[t.trial_id] for t in trials
                    if t.status == "RUNNING" and t.trial_id in self.started]  # fmt: skip
         left = max(self.time_limit - elapsed, 0.0)
-        in_reach = trials_in_reach(list(self.held.values()), running, self.slots, left)
-        return (self.trials, False) if in_reach is None else (in_reach, True)
+        more = trials_in_reach(list(self.held.values()), running, self.slots, left)
+        started = sum(t.status != "PENDING" for t in trials)
+        return (self.trials, False) if more is None else (started + more, True)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         # In a log file, every ended trial gets a line; on a terminal the line just updates.

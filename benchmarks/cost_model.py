@@ -7,7 +7,8 @@ The plan times the starting configuration (64 px, 3 blocks) and the costliest of
 (96 px, 4 blocks: the long preset's), and prices everything between from those two points. Here
 every corner is timed --repeats times (batches as the plan times them, one thread as a trial
 has), and the two middle corners, which the model never saw, are set against its price. The
-plan before the cost model scaled the start's pace by pixels alone: its ratio is shown too.
+same two-point model on FLOPs instead of elements written, and the plan before the cost model
+(the start's pace scaled by pixels alone), are shown beside it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,28 @@ sys.path.insert(0, str(ROOT))
 from src.budget import CostModel, batch_seconds  # noqa: E402
 from src.config import BASELINE, DataSpec  # noqa: E402
 from src.images import prepare_cache, scan_images  # noqa: E402
+from src.model import Net  # noqa: E402
 
 CORNERS = [(64, 3), (96, 3), (64, 4), (96, 4)]  # (image size, blocks); first and last are timed
+
+
+def flops(config: dict) -> float:
+    """FLOPs of one training step per image, counted by torch on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = config["image_size"]
+    with torch.device("meta"):
+        model, x = Net(config, 5), torch.empty(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), torch.zeros(1, dtype=torch.long)).backward()
+    return float(counter.get_total_flops())
+
+
+def two_point(work: dict, timed: dict) -> dict:
+    """Seconds per batch through the first and last corner, linear in `work`."""
+    first, last = CORNERS[0], CORNERS[-1]
+    slope = (timed[last] - timed[first]) / (work[last] - work[first])
+    return {c: timed[first] + slope * (work[c] - work[first]) for c in CORNERS}
 
 
 def main() -> None:

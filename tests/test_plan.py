@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 import src.budget
 from src.budget import (
     CostModel,
+    batch_seconds,
     costliest,
     drawn_configs,
     plan_budget,
@@ -88,6 +90,7 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
     one priced at the start's pace, and says what it priced."""
 
     def paced(config: dict[str, Any], spec: DataSpec, *args: Any, **kwargs: Any) -> tuple:
+        assert kwargs["together"] == 2  # timed as the trials will run: two at once
         heavy = config["image_size"] == 96 and config["num_conv_layers"] == 4
         return (0.20 if heavy else 0.10), 2300, 500
 
@@ -105,6 +108,30 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
     assert plan.trials == 1 + math.floor((24 * 60 * 2 - start_cost) / other)
     assert plan.epochs == pytest.approx(20 + (plan.trials - 1) * plan.trial_epochs)
     assert "priced over the space" in plan.describe(SETTINGS)
+
+
+def test_the_pace_is_timed_in_as_many_threads_at_once_as_trials_will_run(
+    monkeypatch: pytest.MonkeyPatch, image_dir: Path
+) -> None:
+    seen: list[tuple[int, int]] = []  # (thread, parties at its start line)
+    lock = threading.Lock()
+
+    def timed(*args: Any, **kwargs: Any) -> float:
+        start_line = args[4]
+        with lock:
+            seen.append((threading.get_ident(), start_line.parties))
+            seconds = 0.1 * len(seen)  # the first timer 0.1 s a batch, the second 0.2 s
+        start_line.wait(timeout=60)  # returns only once every timer has reached it
+        return seconds
+
+    monkeypatch.setattr(src.budget, "time_batches", timed)
+    config = {**START, "image_size": 32, "num_conv_layers": 2}
+    per_batch, train, val = batch_seconds(
+        config, DataSpec(image_dir, 32), 1, device=torch.device("cpu"), together=2
+    )
+    assert len({thread for thread, _ in seen}) == 2 and {p for _, p in seen} == {2}
+    assert per_batch == pytest.approx((0.1 + 0.2) / 2)  # the mean of the two
+    assert train > val > 0
 
 
 def test_trials_fit_the_slots_after_the_starting_configuration() -> None:

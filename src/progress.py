@@ -32,7 +32,12 @@ class ProgressLine(tune.Callback):
     experiment will run (None where a budget ends it instead); `epoch_budget` is the total of
     training epochs that ends it (compare), if any; `rungs` are the epochs below max_epochs at
     which the scheduler may stop a trial (ASHA's milestones; none for FIFO); `time_limit`: the
-    seconds after which a time budget ends the search."""
+    seconds after which a time budget ends the search, on `slots` trials at once. Under a time
+    limit the trial count follows the run: once two trials have ended, it is the trials started
+    and as many more as the time left holds at their pace (src.budget.trials_in_reach), marked
+    "(re-planned)"."""
+
+    slots = 1  # for a line pickled with an experiment from before it had them (--resume)
 
     def __init__(
         self,

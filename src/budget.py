@@ -88,7 +88,7 @@ def expected_trial_epochs(settings: RunSettings) -> float:
     return edges[0] + later
 
 
-def trials_that_fit(settings: RunSettings, slot_seconds: float, start: float, other: float) -> int:
+def trials_that_fit(slot_seconds: float, start: float, other: float) -> int:
     """Trials within `slot_seconds` (the search's seconds times the trials at once): the
     starting configuration trains every epoch (it is the yardstick; ASHA never stops it) and
     costs `start` seconds, every other trial costs `other` on average."""
@@ -144,9 +144,14 @@ class CostModel:
         return self.per_batch + self.per_element * config["batch_size"] * elements_of(config)
 
     def epoch_seconds(self, config: dict[str, Any]) -> float:
-        size = config["batch_size"]
-        batches = math.ceil(self.train_images / size) + math.ceil(self.val_images / size) / 3
+        batches = batches_per_epoch(self.train_images, self.val_images, config["batch_size"])
         return self.batch_seconds(config) * batches
+
+
+def batches_per_epoch(train: int, val: int, batch_size: int) -> float:
+    """Training batches of an epoch, and its validation batches at a third of one each (a
+    forward pass)."""
+    return math.ceil(train / batch_size) + math.ceil(val / batch_size) / 3
 
 
 def elements_of(config: dict[str, Any]) -> float:
@@ -214,8 +219,7 @@ def epoch_seconds(
     torch threads, from a few timed batches: training on the `fit_on` splits, then validation
     (a third of a training batch each) where "val" is not trained on."""
     per_batch, train, val = batch_seconds(config, spec, threads, fit_on, device)
-    size = config["batch_size"]
-    return per_batch * (math.ceil(train / size) + math.ceil(val / size) / 3)
+    return per_batch * batches_per_epoch(train, val, config["batch_size"])
 
 
 def batch_seconds(
@@ -229,8 +233,8 @@ def batch_seconds(
     """Seconds per training batch of `config`, timed as epoch_seconds says, and the images of
     its training and validation splits (0: "val" is trained on). `together`: timed in that many
     threads at once, each with its own model and batches, as the trials that share this
-    machine's cores or its GPU will run (timed alone, a trial looked 1.5x faster than it ran
-    beside another: the mean of theirs)."""
+    machine's cores or its GPU will run (one beside another runs slower than alone): the mean
+    of theirs."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)  # for every thread of this process: as in one trial
     try:
@@ -316,7 +320,7 @@ def plan_budget(
     start_cost = settings.max_epochs * (pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
     other_cost = epochs * (trial_pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
     slots = max(search - spent, 0) * concurrent
-    trials = settings.num_samples or trials_that_fit(settings, slots, start_cost, other_cost)
+    trials = settings.num_samples or trials_that_fit(slots, start_cost, other_cost)
     planned_epochs = settings.max_epochs + (trials - 1) * epochs
     return BudgetPlan(
         settings.time_budget, search, pace, trial_pace, concurrent, epochs, trials,

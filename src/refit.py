@@ -42,7 +42,7 @@ from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
 from src.evaluate import Evaluation, evaluate_and_report
 from src.model import build_model, count_parameters
-from src.results import read_experiment_info, record_actual, refit_config
+from src.results import read_experiment_info, record_actual, refit_config, replacing
 from src.step import make_step
 from src.train import (
     load_training_state,
@@ -97,11 +97,10 @@ def interrupted_epochs(experiment: Path, config: dict[str, Any], image_size: int
     return int(plan["epochs"]) if same else None
 
 
-def write_atomically(state: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def save_atomically(state: dict[str, Any], path: Path) -> None:
+    """torch.save through src.results.replacing: a kill never leaves a half-written file."""
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def resume_state(path: Path, plan: RefitPlan | None = None) -> dict[str, Any] | None:
@@ -136,7 +135,7 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     planned = plan.epochs
     model, plan, trained = train(plan, data, state_path, deadline)
     model_path = experiment / MODEL_FILE
-    write_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
+    save_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
     record_actual(experiment, "final_model", {
         "planned_epochs": planned,  # from the pace timed before training
@@ -178,7 +177,7 @@ def train(
         if deadline is not None:
             plan = replan(plan, schedule, epoch, deadline, pace(ends))
         state = training_state(epoch, model, optimizer, schedule)
-        write_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
+        save_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
         left = (plan.epochs - epoch) * seconds / epoch
         ticker.show(
             f"refit epoch {epoch}/{plan.epochs} | train_loss {loss:.4f} | {clock(seconds)} "

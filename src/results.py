@@ -197,12 +197,22 @@ def write_summary(table: pd.DataFrame, experiment_dir: Path) -> Path:
     return path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """`text` to a temporary file beside `path`, then renamed over it: a process killed while
-    writing leaves the old file or the new one, never half of one (resume reads these)."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write, renamed over `path` once the block ends: a
+    process killed while writing leaves the old file or the new one, never half of one (resume,
+    refit and predict read these). A block that fails leaves `path` as it was."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:

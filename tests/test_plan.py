@@ -135,8 +135,8 @@ def test_the_pace_is_timed_in_as_many_threads_at_once_as_trials_will_run(
 
 
 def test_trials_fit_the_slots_after_the_starting_configuration() -> None:
-    assert trials_that_fit(SETTINGS, 100.0 + 5 * 30.0, start=100.0, other=30.0) == 6
-    assert trials_that_fit(SETTINGS, 50.0, start=100.0, other=30.0) == 1  # the start alone
+    assert trials_that_fit(100.0 + 5 * 30.0, start=100.0, other=30.0) == 6
+    assert trials_that_fit(50.0, start=100.0, other=30.0) == 1  # the start alone
 
 
 def test_slow_first_trials_lower_the_trial_count() -> None:

@@ -116,7 +116,8 @@ class CostModel:
     """Seconds per training batch of any configuration, from one or two timed ones: a part per
     batch (kernel launches, the optimiser's update, Python) and a part per element its images'
     forward passes write (src.model.forward_elements: memory traffic, which predicted CPU epoch
-    times twice as well as FLOPs). A validation batch costs a third of a training batch."""
+    times better than FLOPs: benchmarks/cost_fit.py). A validation batch costs a third of a
+    training batch."""
 
     per_batch: float
     per_element: float

@@ -79,8 +79,9 @@ SHAPE_KEYS = ("num_conv_layers", "start_filters", "kernel_size", "batchnorm", "r
 def forward_elements(config: dict[str, Any], image_size: int) -> float:
     """Elements every layer of `config`'s network writes in a forward pass of one image at
     `image_size` px, counted on the meta device (no arithmetic is done): the memory traffic
-    that bounds a small CNN's step on a CPU. It predicted trials' epoch times within 9% (rms,
-    13 trials of the default space), FLOPs within 17% (journal entry 17)."""
+    that bounds a small CNN's step on a CPU. Fitted to the trials of two default runs it explained
+    their epoch times within 8.5% and 7.5% (rms), FLOPs within 16.9% and 12.1%
+    (benchmarks/cost_fit.py, journal entry 17)."""
     return _forward_elements(tuple(config[key] for key in SHAPE_KEYS), image_size)
 
 

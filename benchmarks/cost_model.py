@@ -75,16 +75,15 @@ def main() -> None:
     print(f"cost model: {model.per_batch * 1e3:.1f} ms per batch + "
           f"{model.per_element * 1e9:.2f} s per 10^9 elements written "
           f"(through {first} and {last})\n")  # fmt: skip
-    print(
-        "| corner (px, blocks) | s per batch, timed | measured ratio | cost model | pixels only |"
-    )
-    print("| --- | --- | --- | --- | --- |")
+    by_flops = two_point({c: flops(configs[c]) for c in CORNERS}, timed)
+    print("| corner (px, blocks) | s per batch, timed | measured ratio | cost model (elements) "
+          "| on FLOPs | pixels only |\n| --- | --- | --- | --- | --- | --- |")  # fmt: skip
     for corner in CORNERS:
         measured = timed[corner] / timed[first]
         predicted = model.batch_seconds(configs[corner]) / model.batch_seconds(configs[first])
         pixels = (corner[0] / first[0]) ** 2
         print(f"| {corner} | {timed[corner]:.3f} | {measured:.2f} | {predicted:.2f} | "
-              f"{pixels:.2f} |")  # fmt: skip
+              f"{by_flops[corner] / timed[first]:.2f} | {pixels:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,11 +13,15 @@ What happened is recorded beside the plan (src.results.record_actual) and printe
 
 from __future__ import annotations
 
+import bisect
+import functools
 import itertools
 import math
+import random
 import statistics
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from typing import Any
@@ -34,11 +38,14 @@ from src.train import make_optimizer
 
 TIMED_BATCHES = 6  # batches timed (after one warm-up) to estimate an epoch: about a second
 EVALUATION_RESERVE_S = 15.0  # after the refit: saving the model, scoring the test split
-# Ray's share of a trial besides its epochs (starting or reusing a worker, a checkpoint and a
-# report per epoch), estimated: it decides the plan where epochs take well under a second.
-TRIAL_OVERHEAD_S = 1.0
-EPOCH_OVERHEAD_S = 0.2
+# Ray's share of a trial besides its epochs, as hypertune.json's "actual" records it (journal
+# entry 17, 2 CPU cores): 0.4-0.5 s setting a trial up plus 0.7-5.7 s its slot stands idle
+# between trials; 0.02 s per epoch on the checkpoint and report (rounded up).
+TRIAL_OVERHEAD_S = 2.0
+EPOCH_OVERHEAD_S = 0.05
 COST_SAMPLES = 200  # configurations drawn from the space to price an average trial's epoch
+ASHA_SIMULATIONS = 1000  # searches played on random scores to expect the epochs ASHA allows
+SIMULATED_TRIALS = 200  # trials each (0.3 s in all); the later half sets the tail
 
 
 @dataclass(frozen=True)
@@ -74,13 +81,63 @@ class BudgetPlan:
         )
 
 
-def expected_trial_epochs(settings: RunSettings) -> float:
-    """Epochs an average trial trains: under ASHA a 1/reduction_factor share of trials goes on
-    past each rung; every other scheduler trains trials for max_epochs."""
-    if settings.scheduler not in ("asha", "hyperband"):
-        return float(settings.max_epochs)
-    grace = 1 if settings.scheduler == "hyperband" else settings.grace_period  # its first rung
-    rungs = asha_rungs(settings.max_epochs, grace, settings.reduction_factor)
+def expected_epochs(settings: RunSettings) -> Iterator[float]:
+    """Epochs each trial after the start can expect to train under the settings' scheduler, in
+    the order the trials start (endless: past the simulated trials, what the later half of them
+    trained on average; a single trial's figure is noisy, sums of them are not)."""
+    if settings.scheduler == "asha":
+        rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
+        simulated = asha_epochs(rungs, settings.max_epochs, settings.reduction_factor)
+        tail = statistics.fmean(simulated[len(simulated) // 2 :])
+        return itertools.chain(simulated, itertools.repeat(tail))
+    if settings.scheduler == "hyperband":
+        return itertools.repeat(hyperband_epochs(settings))
+    return itertools.repeat(float(settings.max_epochs))
+
+
+@functools.cache
+def asha_epochs(rungs: tuple[int, ...], max_epochs: int, factor: int) -> tuple[float, ...]:
+    """Epochs each of the first SIMULATED_TRIALS trials after the start can expect under ASHA:
+    Ray's rule played on random scores. At a rung a trial goes on if its score is no worse than
+    the 1 - 1/factor quantile of the scores that reached the rung before it; the start (first)
+    always goes on. A trial's score is drawn once, so it ranks the same at every rung. Early
+    trials meet few rivals and mostly go on, so a short search trains more epochs per trial
+    than the shares 1/factor^k say (journal entry 17: the long preset's 8 trials trained 11.6
+    epochs each, the shares said 7.6)."""
+    rng = random.Random(0)  # the same expectation every run: a plan, not a draw
+    total = [0.0] * SIMULATED_TRIALS
+    for _ in range(ASHA_SIMULATIONS):
+        reached: list[list[float]] = [[rng.random()] for _ in rungs]  # the start's, everywhere
+        for trial in range(SIMULATED_TRIALS):
+            total[trial] += asha_trial(rng.random(), rungs, reached, factor) or max_epochs
+    return tuple(t / ASHA_SIMULATIONS for t in total)
+
+
+def asha_trial(
+    score: float, rungs: tuple[int, ...], reached: list[list[float]], factor: int
+) -> int | None:
+    """The epoch at which ASHA stops a trial of `score` (None: it trains to the end), given the
+    sorted scores that `reached` each rung before it; records the trial where it gets to."""
+    for rung, scores in zip(rungs, reached, strict=True):
+        stops = bool(scores) and score < quantile(scores, 1 - 1 / factor)  # the first goes on
+        bisect.insort(scores, score)
+        if stops:
+            return rung
+    return None
+
+
+def quantile(ordered: list[float], q: float) -> float:
+    """The q quantile of sorted values, interpolated as numpy's (and so Ray's) percentile."""
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def hyperband_epochs(settings: RunSettings) -> float:
+    """Epochs an average trial trains under HyperBand's brackets: a 1/reduction_factor share
+    of trials goes on past each rung (the first at epoch 1)."""
+    rungs = asha_rungs(settings.max_epochs, 1, settings.reduction_factor)
     edges = [*rungs, settings.max_epochs]
     later = sum(
         (b - a) / settings.reduction_factor ** (i + 1) for i, (a, b) in enumerate(pairwise(edges))
@@ -88,11 +145,16 @@ def expected_trial_epochs(settings: RunSettings) -> float:
     return edges[0] + later
 
 
-def trials_that_fit(slot_seconds: float, start: float, other: float) -> int:
+def trials_that_fit(slot_seconds: float, start: float, others: Iterable[float]) -> int:
     """Trials within `slot_seconds` (the search's seconds times the trials at once): the
     starting configuration trains every epoch (it is the yardstick; ASHA never stops it) and
-    costs `start` seconds, every other trial costs `other` on average."""
-    return 1 + max(0, math.floor((slot_seconds - start) / other))
+    costs `start` seconds; the trials after it cost `others` each, in the order they start."""
+    left, trials = slot_seconds - start, 1
+    for cost in others:
+        if cost > left:
+            return trials
+        left, trials = left - cost, trials + 1
+    return trials
 
 
 def trials_in_reach(
@@ -299,6 +361,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def trial_seconds(epochs: float, pace: float) -> float:
+    """How long a trial of `epochs` epochs at `pace` seconds each holds its slot."""
+    return epochs * (pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
+
+
 def plan_budget(
     settings: RunSettings,
     start: dict[str, Any],
@@ -317,12 +384,13 @@ def plan_budget(
         return BudgetPlan(settings.time_budget, 0.0, math.nan, math.nan, 0, 0.0, 0, 0.0, refit)
     concurrent = trials_on[1]
     pace, trial_pace = price_space(settings, {**start, "seed": settings.seed}, spec, trials_on)
-    epochs = expected_trial_epochs(settings)
-    start_cost = settings.max_epochs * (pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
-    other_cost = epochs * (trial_pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
+    start_cost = trial_seconds(settings.max_epochs, pace)
+    costs = (trial_seconds(epochs, trial_pace) for epochs in expected_epochs(settings))
     slots = max(search - spent, 0) * concurrent
-    trials = settings.num_samples or trials_that_fit(slots, start_cost, other_cost)
-    planned_epochs = settings.max_epochs + (trials - 1) * epochs
+    trials = settings.num_samples or trials_that_fit(slots, start_cost, costs)
+    others = list(itertools.islice(expected_epochs(settings), max(trials - 1, 1)))
+    epochs = statistics.fmean(others)  # an average trial's, for the plan's line
+    planned_epochs = settings.max_epochs + sum(others[: trials - 1])
     return BudgetPlan(
         settings.time_budget, search, pace, trial_pace, concurrent, epochs, trials,
         planned_epochs, refit,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import statistics
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -14,13 +18,23 @@ import ray
 import ray.tune.stopper.timeout
 import torch
 from conftest import FakeClock
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers.async_hyperband import _Bracket
 
 import src.budget
 import src.refit
 import src.search
 from src import pipeline
-from src.budget import EVALUATION_RESERVE_S, epoch_seconds, expected_trial_epochs
-from src.config import BASELINE, EXPERIMENT_INFO, MODEL_FILE, SUMMARY_FILE, DataSpec, RunSettings
+from src.budget import EVALUATION_RESERVE_S, asha_trial, epoch_seconds, expected_epochs
+from src.config import (
+    BASELINE,
+    EXPERIMENT_INFO,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    DataSpec,
+    RunSettings,
+    asha_rungs,
+)
 from src.images import write_synthetic_images
 from src.search import SearchTimeLimit
 
@@ -28,10 +42,35 @@ SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None, max
                        grace_period=2, reduction_factor=3)  # fmt: skip
 
 
-def test_an_asha_trial_trains_its_share_of_each_rung() -> None:
-    # Rungs at 2 and 6 of 10: every trial trains 2 epochs, a third 4 more, a ninth 4 more.
-    assert expected_trial_epochs(SETTINGS) == pytest.approx(2 + 4 / 3 + 4 / 9)
-    assert expected_trial_epochs(replace(SETTINGS, scheduler="fifo")) == 10
+def test_asha_lets_early_trials_train_longer_than_its_shares_say() -> None:
+    # Rungs at 2 and 6 of 10: in a long search every trial trains 2 epochs, a third of them 4
+    # more, a ninth 4 more. The first trials meet few rivals at the rungs and train longer.
+    shares = 2 + 4 / 3 + 4 / 9
+    epochs = list(itertools.islice(expected_epochs(SETTINGS), 1000))
+    assert epochs[0] > statistics.fmean(epochs[:10]) > statistics.fmean(epochs[100:200]) > shares
+    assert statistics.fmean(epochs[100:200]) == pytest.approx(shares, rel=0.05)
+    assert epochs[999] == pytest.approx(statistics.fmean(epochs[100:200]))  # past the simulated
+    assert epochs == list(itertools.islice(expected_epochs(SETTINGS), 1000))  # no draw
+    assert next(expected_epochs(replace(SETTINGS, scheduler="fifo"))) == 10
+    assert next(expected_epochs(replace(SETTINGS, scheduler="hyperband"))) == pytest.approx(
+        1 + 2 / 3 + 6 / 9 + 1 / 27
+    )  # rungs at 1, 3, 9
+
+
+def test_the_simulated_rule_is_rays_asha_rule() -> None:
+    """The same random scores through Ray's own ASHA bracket and through the simulation stop
+    the same trials at the same epochs."""
+    rungs, rng = asha_rungs(20, 1, 3), random.Random(1)
+    bracket = _Bracket(min_t=1, max_t=20, reduction_factor=3, s=0)
+    reached: list[list[float]] = [[] for _ in rungs]
+    for trial_id in range(60):
+        score, trial = rng.random(), SimpleNamespace(trial_id=trial_id)
+        rays = next(
+            (epoch for epoch in range(1, 20)
+             if bracket.on_result(trial, epoch, score) == TrialScheduler.STOP),
+            None,
+        )  # fmt: skip
+        assert asha_trial(score, rungs, reached, factor=3) == rays
 
 
 def test_an_epoch_is_timed_from_a_few_batches(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@ model, the trials that fit, the re-plan as trials end, and the plan set beside w
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import threading
 import time
 from dataclasses import replace
@@ -21,6 +21,7 @@ from src.budget import (
     batch_seconds,
     costliest,
     drawn_configs,
+    expected_epochs,
     plan_budget,
     trials_in_reach,
     trials_that_fit,
@@ -102,10 +103,15 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
     assert plan.epoch_seconds == pytest.approx(flat.epoch_seconds) == pytest.approx(7.7333, 1e-3)
     assert plan.trial_epoch_seconds > 1.25 * plan.epoch_seconds
     assert plan.trials < flat.trials
-    # By hand: 24 min x 2 slots, less the start's 20 epochs, over an average trial's cost.
-    start_cost = 20 * (plan.epoch_seconds + 0.2) + 1.0
-    other = plan.trial_epochs * (plan.trial_epoch_seconds + 0.2) + 1.0
-    assert plan.trials == 1 + math.floor((24 * 60 * 2 - start_cost) / other)
+    # By hand: 24 min x 2 slots, less the start's 20 epochs, then trials in the order they
+    # start, each at the epochs ASHA lets it expect, as long as they fit.
+    overhead = src.budget.EPOCH_OVERHEAD_S, src.budget.TRIAL_OVERHEAD_S
+    left = 24 * 60 * 2 - (20 * (plan.epoch_seconds + overhead[0]) + overhead[1])
+    epochs = list(itertools.islice(expected_epochs(SETTINGS), 100))
+    costs = [e * (plan.trial_epoch_seconds + overhead[0]) + overhead[1] for e in epochs]
+    fitting = next(n for n in range(100) if sum(costs[: n + 1]) > left)
+    assert plan.trials == 1 + fitting
+    assert plan.trial_epochs == pytest.approx(sum(epochs[:fitting]) / fitting)
     assert plan.epochs == pytest.approx(20 + (plan.trials - 1) * plan.trial_epochs)
     assert "priced over the space" in plan.describe(SETTINGS)
 
@@ -135,8 +141,10 @@ def test_the_pace_is_timed_in_as_many_threads_at_once_as_trials_will_run(
 
 
 def test_trials_fit_the_slots_after_the_starting_configuration() -> None:
-    assert trials_that_fit(100.0 + 5 * 30.0, start=100.0, other=30.0) == 6
-    assert trials_that_fit(50.0, start=100.0, other=30.0) == 1  # the start alone
+    assert trials_that_fit(100.0 + 5 * 30.0, start=100.0, others=itertools.repeat(30.0)) == 6
+    assert trials_that_fit(50.0, start=100.0, others=itertools.repeat(30.0)) == 1  # the start
+    # Early trials cost more (ASHA lets more of them on): 10 + 20 + 30 fit in 60 s, 40 more not.
+    assert trials_that_fit(100.0 + 69.0, start=100.0, others=[10.0, 20.0, 30.0, 40.0]) == 4
 
 
 def test_slow_first_trials_lower_the_trial_count() -> None:

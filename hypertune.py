@@ -26,15 +26,14 @@ from src.commands import add_analyze_arguments, continue_command, hypertune_comm
 from src.config import (
     COMPARE_METHODS,
     DEFAULT_STORAGE,
-    MODEL_FILE,
     PRESETS,
     SCHEDULERS,
     SEARCHERS,
     Comparison,
-    HypertuneError,
-    Interrupted,
     RunSettings,
 )
+from src.errors import HypertuneError, Interrupted
+from src.results import ExperimentFolder
 
 COMMANDS = ("search", "refit", "predict", "grid", "compare", "evaluate", "analyze")
 Handler = Callable[[argparse.Namespace, str], None]
@@ -49,13 +48,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if unset else super()._get_help_string(action)
 
 
-def subparser(commands: argparse._SubParsersAction, name: str, run: Handler, help: str,
-              description: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
+def subparser(
+    commands: argparse._SubParsersAction,
+    name: str,
+    run: Handler,
+    help: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
     # No abbreviated flags: what the user typed must be recognisable, so that it beats a preset.
     p = commands.add_parser(
-        name, help=help, description=description or help, allow_abbrev=False,
+        name,
+        help=help,
+        description=description or help,
+        allow_abbrev=False,
         formatter_class=HelpFormatter,
-    )  # fmt: skip
+    )
     p.set_defaults(run=run)
     return p
 
@@ -63,32 +70,58 @@ def subparser(commands: argparse._SubParsersAction, name: str, run: Handler, hel
 def add_run_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
     """The flags of every command that trains trials: search, grid, compare."""
     data = p.add_argument_group("data and model")
-    data.add_argument("--data-dir", type=Path, help="photos: <class>/<image>, or train/ val/ "
-                      "[test/] of those; default: Flowers via mads_datasets")  # fmt: skip
-    data.add_argument("--image-size", type=int, default=d.image_size,
-                      help="square side, px, of the start and of every trial unless the space "
-                      "searches image_size")  # fmt: skip
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        help="photos: <class>/<image>, or train/ val/ "
+        "[test/] of those; default: Flowers via mads_datasets",
+    )
+    data.add_argument(
+        "--image-size",
+        type=int,
+        default=d.image_size,
+        help="square side, px, of the start and of every trial unless the space "
+        "searches image_size",
+    )
     data.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epochs of a full trial")
     data.add_argument("--seed", type=int, default=d.seed, help="seeds the searcher, every trial")
     run = p.add_argument_group("resources and robustness")
-    run.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial,
-                     help="GPU share per trial where the cluster has GPUs")  # fmt: skip
-    run.add_argument("--cpus-per-trial", type=int, default=d.cpus_per_trial,
-                     help="CPUs per trial, also its torch thread count")  # fmt: skip
+    run.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=d.gpus_per_trial,
+        help="GPU share per trial where the cluster has GPUs",
+    )
+    run.add_argument(
+        "--cpus-per-trial",
+        type=int,
+        default=d.cpus_per_trial,
+        help="CPUs per trial, also its torch thread count",
+    )
     run.add_argument("--address", help="Ray cluster to join (RAY_ADDRESS works too)")
-    run.add_argument("--max-failures", type=int, default=d.max_failures,
-                     help="retries of a trial that raised, from its last checkpoint")  # fmt: skip
+    run.add_argument(
+        "--max-failures",
+        type=int,
+        default=d.max_failures,
+        help="retries of a trial that raised, from its last checkpoint",
+    )
     out = p.add_argument_group("experiment")
     out.add_argument("--name", help="experiment folder name")  # default: <command>-<date>-<time>
     out.add_argument("--storage-path", type=Path, default=DEFAULT_STORAGE, help="where it goes")
-    out.add_argument("--resume", action="store_true",
-                     help="continue the interrupted experiment --name: search and grid with "
-                     "its own settings (other flags are ignored), compare with the flags typed "
-                     "(type the same command again)")  # fmt: skip
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted experiment --name: search and grid with "
+        "its own settings (other flags are ignored), compare with the flags typed "
+        "(type the same command again)",
+    )
     out.add_argument("--verbose", action="store_true", help="Ray's own output instead of ours")
-    out.add_argument("--smoke-test", action="store_true",
-                     help=f"generated images (unless --data-dir) and {PRESETS['smoke']} "
-                     "(typed flags still win)")  # fmt: skip
+    out.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help=f"generated images (unless --data-dir) and {PRESETS['smoke']} "
+        "(typed flags still win)",
+    )
 
 
 def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> None:
@@ -96,63 +129,116 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
     p = subparser(commands, "search", run_search_or_grid, what)
     add_run_flags(p, d)
     how = p.add_argument_group("the search")
-    how.add_argument("--preset", choices=[k for k in PRESETS if k != "smoke"], default="quick",
-                     help="defaults for the flags you do not type: "
-                     f"{ {k: v for k, v in PRESETS.items() if k != 'smoke'} }")  # fmt: skip
-    how.add_argument("--time-budget", type=float, metavar="MINUTES",
-                     help="for search + final model; 0: no limit (then --num-samples and "
-                     "--refit-epochs decide)")  # fmt: skip
-    how.add_argument("--search-share", type=float, default=d.search_share,
-                     help="of the time budget, what the search may use; 0: no search")  # fmt: skip
-    how.add_argument("--num-samples", type=int,
-                     help=f"trials (default: what the time budget holds; {d.num_samples} "
-                     "without one)")  # fmt: skip
-    how.add_argument("--searcher", choices=SEARCHERS,
-                     help=f"proposes configurations (default {d.searcher}, or the partner of "
-                     "--scheduler)")  # fmt: skip
-    how.add_argument("--scheduler", choices=SCHEDULERS,
-                     help=f"stops or changes trials (default {d.scheduler}, or the partner of "
-                     "--searcher)")  # fmt: skip
-    how.add_argument("--grace-period", type=int, default=d.grace_period,
-                     help="epochs before ASHA may stop a trial; PBT's interval")  # fmt: skip
-    how.add_argument("--reduction-factor", type=int, default=d.reduction_factor,
-                     help="ASHA keeps the best 1/N at each rung")  # fmt: skip
+    how.add_argument(
+        "--preset",
+        choices=[k for k in PRESETS if k != "smoke"],
+        default="quick",
+        help="defaults for the flags you do not type: "
+        f"{ {k: v for k, v in PRESETS.items() if k != 'smoke'} }",
+    )
+    how.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="for search + final model; 0: no limit (then --num-samples and "
+        "--refit-epochs decide)",
+    )
+    how.add_argument(
+        "--search-share",
+        type=float,
+        default=d.search_share,
+        help="of the time budget, what the search may use; 0: no search",
+    )
+    how.add_argument(
+        "--num-samples",
+        type=int,
+        help=f"trials (default: what the time budget holds; {d.num_samples} " "without one)",
+    )
+    how.add_argument(
+        "--searcher",
+        choices=SEARCHERS,
+        help=f"proposes configurations (default {d.searcher}, or the partner of " "--scheduler)",
+    )
+    how.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help=f"stops or changes trials (default {d.scheduler}, or the partner of " "--searcher)",
+    )
+    how.add_argument(
+        "--grace-period",
+        type=int,
+        default=d.grace_period,
+        help="epochs before ASHA may stop a trial; PBT's interval",
+    )
+    how.add_argument(
+        "--reduction-factor",
+        type=int,
+        default=d.reduction_factor,
+        help="ASHA keeps the best 1/N at each rung",
+    )
     how.add_argument("--space", type=Path, help="space file, TOML or YAML: src/space_example.toml")
-    how.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help="pin a hyperparameter for this search (repeatable)")  # fmt: skip
+    how.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pin a hyperparameter for this search (repeatable)",
+    )
     final = p.add_argument_group("the final model")
-    final.add_argument("--refit-epochs", type=int,
-                       help=f"epochs of the final model on train + val (default: what the "
-                       f"time budget leaves; {d.refit_epochs} without one)")  # fmt: skip
+    final.add_argument(
+        "--refit-epochs",
+        type=int,
+        help=f"epochs of the final model on train + val (default: what the "
+        f"time budget leaves; {d.refit_epochs} without one)",
+    )
     final.add_argument("--refit-image-size", type=int, help="px (default: the chosen trial's)")
     final.add_argument("--no-refit", action="store_true", help="no final model, no test split")
 
 
 def add_grid_parser(commands: argparse._SubParsersAction, d: RunSettings) -> None:
-    p = subparser(commands, "grid", run_search_or_grid, "fixed-epoch grid over two hyperparameters",
-                  "Train every combination of two hyperparameters for exactly --max-epochs (no "
-                  "early stopping), --repeats seeds per cell. Every other hyperparameter is "
-                  "fixed: BASELINE, the best trial of --from-experiment, then --set.")  # fmt: skip
+    p = subparser(
+        commands,
+        "grid",
+        run_search_or_grid,
+        "fixed-epoch grid over two hyperparameters",
+        "Train every combination of two hyperparameters for exactly --max-epochs (no "
+        "early stopping), --repeats seeds per cell. Every other hyperparameter is "
+        "fixed: the starting configuration, then the best trial of --from-experiment, then "
+        "--set.",
+    )
     add_run_flags(p, d)
     p.add_argument("--x", required=True, help="x-axis: NAME=V1,V2,... e.g. dropout=0.1,0.3")
     p.add_argument("--y", required=True, help="y-axis: NAME=V1,V2,... e.g. fc_units=64,128")
     # Two seeds per cell on the command line, as in the journal's grids (entries 2-7); a Grid made
     # in code (compare, tests) runs one unless told.
     p.add_argument("--repeats", type=int, default=2, help="seeds per cell")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a hyperparameter (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a hyperparameter (repeatable)",
+    )
     p.add_argument("--from-experiment", metavar="NAME", help="start from its best configuration")
 
 
 def add_compare_parser(commands: argparse._SubParsersAction, d: RunSettings) -> None:
-    p = subparser(commands, "compare", run_compare, "search methods at an equal budget of epochs",
-                  "Each of --methods, --seeds times, every run stopped after --budget training "
-                  "epochs; --resume --name keeps the runs that spent their budget.")  # fmt: skip
+    p = subparser(
+        commands,
+        "compare",
+        run_compare,
+        "search methods at an equal budget of epochs",
+        "Each of --methods, --seeds times, every run stopped after --budget training "
+        "epochs; --resume --name keeps the runs that spent their budget.",
+    )
     add_run_flags(p, d)
     p.add_argument("--seeds", type=int, default=Comparison.seeds, help="runs of every method")
     p.add_argument("--budget", type=int, default=Comparison.budget, help="epochs per run")
-    p.add_argument("--methods", default=",".join(Comparison.methods),
-                   help=f"comma-separated, from {','.join(COMPARE_METHODS)}")  # fmt: skip
+    p.add_argument(
+        "--methods",
+        default=",".join(Comparison.methods),
+        help=f"comma-separated, from {','.join(COMPARE_METHODS)}",
+    )
     p.add_argument("--grace-period", type=int, default=2, help="ASHA's first rung; PBT interval")
     p.add_argument("--reduction-factor", type=int, default=3, help="ASHA/HyperBand reduction")
     # The study of experiment_journal.md entry 10: a budget of 4 full trials of 10 epochs.
@@ -166,26 +252,44 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
         p.add_argument("--name", required=required, help=f"experiment: {what}")
         p.add_argument("--storage-path", type=Path, default=DEFAULT_STORAGE, help="where it is")
 
-    p = subparser(commands, "refit", run_refit, "train the chosen configuration: final_model.pt",
-                  "Train experiment --name's chosen configuration on its train + val images into "
-                  "final_model.pt (replacing one), score it once on the test split. Interrupted? "
-                  "The same command continues.")  # fmt: skip
+    p = subparser(
+        commands,
+        "refit",
+        run_refit,
+        "train the chosen configuration: final_model.pt",
+        "Train experiment --name's chosen configuration on its train + val images into "
+        "final_model.pt (replacing one), score it once on the test split. Interrupted? "
+        "The same command continues.",
+    )
     experiment(p, True, "whose best configuration")
     p.add_argument("--epochs", type=int, help="training epochs (default: its --refit-epochs)")
-    p.add_argument("--image-size", type=int, help="px (default: its --refit-image-size, "
-                   "else the chosen trial's)")  # fmt: skip
+    p.add_argument(
+        "--image-size",
+        type=int,
+        help="px (default: its --refit-image-size, " "else the chosen trial's)",
+    )
     p.add_argument("--seed", type=int, help="seed (default: the experiment's)")
-    p = subparser(commands, "predict", run_predict, "classify photos with a final model",
-                  "Class and probability of every image (folders walked); images in folders "
-                  "named like the model's classes are labelled, and scored.")  # fmt: skip
+    p = subparser(
+        commands,
+        "predict",
+        run_predict,
+        "classify photos with a final model",
+        "Class and probability of every image (folders walked); images in folders "
+        "named like the model's classes are labelled, and scored.",
+    )
     p.add_argument("images", nargs="+", type=Path, help="image files and/or folders")
     p.add_argument("--model", type=Path, help="a final_model.pt")
     experiment(p, False, "its final_model.pt")
     p.add_argument("--top-k", type=int, default=1, help="classes shown per image")
     p.add_argument("--output", type=Path, help="also write the predictions to this CSV")
-    p = subparser(commands, "evaluate", run_evaluate, "score a model on held-out or new images",
-                  "Score --name's final model (else its best checkpoint) or --checkpoint on the "
-                  "experiment's test split, or on --data-dir (same class folders).")  # fmt: skip
+    p = subparser(
+        commands,
+        "evaluate",
+        run_evaluate,
+        "score a model on held-out or new images",
+        "Score --name's final model (else its best checkpoint) or --checkpoint on the "
+        "experiment's test split, or on --data-dir (same class folders).",
+    )
     experiment(p, False, "its final model")
     p.add_argument("--checkpoint", type=Path, help="a trial's checkpoint_* folder, or a model file")
     p.add_argument("--data-dir", type=Path, help="photos in class folders (or pre-split)")
@@ -240,7 +344,7 @@ def run_search_or_grid(args: argparse.Namespace, command: str) -> None:
     from src import pipeline
 
     if args.resume:
-        pipeline.resume(args.storage_path.resolve() / args.name, command)
+        pipeline.resume(ExperimentFolder.at(args.storage_path.resolve(), args.name).path, command)
         return
     grid = flags.grid_from(args) if args.command == "grid" else None
     pipeline.run(flags.new_run_settings(args), grid, command)
@@ -255,21 +359,23 @@ def run_compare(args: argparse.Namespace, command: str) -> None:
 def run_refit(args: argparse.Namespace, command: str) -> None:
     from src.pipeline import refit_experiment
 
-    folder = args.storage_path.resolve() / args.name
+    folder = ExperimentFolder.at(args.storage_path.resolve(), args.name).path
     refit_experiment(folder, command, args.epochs, args.image_size, args.seed)
 
 
 def run_predict(args: argparse.Namespace, command: str) -> None:
     from src.predict import predict_and_report
 
-    model = args.model or args.storage_path / args.name / MODEL_FILE
+    model = args.model or ExperimentFolder.at(args.storage_path, args.name).model
     predict_and_report(model, args.images, args.top_k, args.output)
 
 
 def run_evaluate(args: argparse.Namespace, command: str) -> None:
     from src.evaluate import evaluate_and_report
 
-    experiment = args.storage_path.resolve() / args.name if args.name else None
+    experiment = (
+        ExperimentFolder.at(args.storage_path.resolve(), args.name).path if args.name else None
+    )
     evaluate_and_report(experiment, args.checkpoint, args.data_dir)
 
 

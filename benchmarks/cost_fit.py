@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.cost_model import flops  # noqa: E402
 from src.budget import batches_per_epoch  # noqa: E402
-from src.config import BASELINE, SUMMARY_FILE  # noqa: E402
+from src.config import DEFAULT_START, SUMMARY_FILE  # noqa: E402
 from src.model import SHAPE_KEYS, forward_elements  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     seconds: list[float] = []
     features: dict[str, list[float]] = {"elements": [], "FLOPs": []}
     for _, row in table.iterrows():
-        config = {**BASELINE, **{k: type(BASELINE[k])(row[k]) for k in SHAPE_KEYS}}
+        config = {**DEFAULT_START, **{k: type(DEFAULT_START[k])(row[k]) for k in SHAPE_KEYS}}
         config["image_size"] = int(row.get("image_size", 64))
         size = int(row["batch_size"])
         steps.append(batches_per_epoch(train, val, size))

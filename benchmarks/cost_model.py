@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.budget import CostModel, batch_seconds  # noqa: E402
-from src.config import BASELINE, DataSpec  # noqa: E402
+from src.config import DEFAULT_START, DataSpec  # noqa: E402
 from src.images import prepare_cache, scan_images  # noqa: E402
 from src.model import Net  # noqa: E402
 
@@ -61,7 +61,7 @@ def main() -> None:
     configs = {}
     for size, blocks in CORNERS:
         prepare_cache(images, size)
-        configs[size, blocks] = {**BASELINE, "image_size": size, "num_conv_layers": blocks,
+        configs[size, blocks] = {**DEFAULT_START, "image_size": size, "num_conv_layers": blocks,
                                  "seed": 0}  # fmt: skip
     timed, counts = {}, (0, 0)
     for corner, config in configs.items():

@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import BASELINE, DataSpec  # noqa: E402
+from src.config import DEFAULT_START, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
 from src.device import Amp, describe_device, seed_everything  # noqa: E402
 from src.images import prepare_cache, scan_images, write_synthetic_images  # noqa: E402
@@ -40,7 +40,7 @@ from src.model import build_model  # noqa: E402
 from src.step import GraphedStep, make_step  # noqa: E402
 from src.train import make_optimizer  # noqa: E402
 
-CONFIG = {**BASELINE, "dropout": 0.0}
+CONFIG = {**DEFAULT_START, "dropout": 0.0}
 
 
 def batches(spec: DataSpec, device: torch.device, steps: int) -> list[tuple[Any, Any]]:

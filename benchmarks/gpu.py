@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.gpu_busy import BusySampler  # noqa: E402
-from src.config import BASELINE, DataSpec  # noqa: E402
+from src.config import DEFAULT_START, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
 from src.device import Amp, describe_device, graphs_wanted  # noqa: E402
 from src.images import cache_root, prepare_cache, scan_images, write_synthetic_images  # noqa: E402
@@ -74,14 +74,14 @@ def train_timed(
     if device.type == "cuda":  # the peak of this run, not of the ones before it
         torch.cuda.reset_peak_memory_stats(device)
     data = open_trial_data(
-        spec, BASELINE["batch_size"], 0, device, full_batches=graphs_wanted(device)
+        spec, DEFAULT_START["batch_size"], 0, device, full_batches=graphs_wanted(device)
     )
-    model = build_model(BASELINE, len(data.class_names), device)
-    optimizer, schedule = make_optimizer(model, BASELINE, epochs + 1, len(data.train))
+    model = build_model(DEFAULT_START, len(data.class_names), device)
+    optimizer, schedule = make_optimizer(model, DEFAULT_START, epochs + 1, len(data.train))
     amp = Amp(
         device.type, precision, Amp.for_device(device).scaler if precision == "fp16" else None
     )
-    step = make_step(model, optimizer, amp, BASELINE["label_smoothing"])
+    step = make_step(model, optimizer, amp, DEFAULT_START["label_smoothing"])
     train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)
     if barrier is not None:  # every worker loaded and warmed up: now all start together
         (barrier / str(os.getpid())).touch()
@@ -105,11 +105,11 @@ def train_timed(
 
 def step_flops(spec: DataSpec, device: torch.device) -> float:
     """FLOPs of one training step (forward, loss, backward) per image of the baseline CNN at
-    spec's size, counted by torch on a batch of BASELINE's size."""
+    spec's size, counted by torch on a batch of DEFAULT_START's size."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size, batch = spec.image_size, BASELINE["batch_size"]
-    model = build_model(BASELINE, 5, device)
+    size, batch = spec.image_size, DEFAULT_START["batch_size"]
+    model = build_model(DEFAULT_START, 5, device)
     x = torch.rand(batch, 3, size, size, device=device).contiguous(
         memory_format=torch.channels_last
     )

@@ -26,12 +26,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import CHECKPOINT_FILE, MODEL_FILE, inference_size  # noqa: E402
+from src.config import inference_size  # noqa: E402
 from src.data import split_of  # noqa: E402
-from src.evaluate import Evaluation, confusion_matrix  # noqa: E402
+from src.evaluate import confusion_matrix  # noqa: E402
 from src.images import load_cache, prepare_cache, scan_images  # noqa: E402
 from src.inference import load_model  # noqa: E402
-from src.results import read_experiment_info  # noqa: E402
+from src.results import (  # noqa: E402
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    Evaluation,
+    read_experiment_info,
+)
 
 FACTORS = (1.0, 1.125, 1.25, 1.375, 1.5)
 

@@ -28,7 +28,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import BASELINE, DataSpec  # noqa: E402
+from src.config import DEFAULT_START, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
 from src.device import Amp  # noqa: E402
 from src.images import prepare_cache, scan_images  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data/flowers")
     parser.add_argument("--image-size", type=int, default=64, help="square side in px")
-    parser.add_argument("--num-conv-layers", type=int, default=BASELINE["num_conv_layers"])
+    parser.add_argument("--num-conv-layers", type=int, default=DEFAULT_START["num_conv_layers"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPUs per trial)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the first")
     parser.add_argument("--variants", default="nchw,channels_last,bf16,compile")
@@ -80,7 +80,7 @@ def main() -> None:
     folder = scan_images(args.data_dir)
     prepare_cache(folder, args.image_size)
     spec = DataSpec(folder.root, args.image_size)
-    config = {**BASELINE, "num_conv_layers": args.num_conv_layers}
+    config = {**DEFAULT_START, "num_conv_layers": args.num_conv_layers}
     variants = args.variants.split(",")
     base = None
     for variant in variants:

@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import BASELINE, DataSpec  # noqa: E402
+from src.config import DEFAULT_START, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
 from src.device import Amp, seed_everything  # noqa: E402
 from src.images import scan_images  # noqa: E402
@@ -35,7 +35,7 @@ CASES = ((64, 3, 0), (96, 4, 0), (64, 3, 1))  # (image size, conv blocks, seed)
 
 def train_and_score(spec: DataSpec, layers: int, seed: int, epochs: int, amp: Amp) -> str:
     seed_everything(seed)
-    config = {**BASELINE, "num_conv_layers": layers}
+    config = {**DEFAULT_START, "num_conv_layers": layers}
     data = open_trial_data(spec, config["batch_size"], seed, torch.device("cpu"))
     assert data.val is not None
     model = build_model(config, len(data.class_names), torch.device("cpu"))

@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import BASELINE, DataSpec  # noqa: E402
+from src.config import DEFAULT_START, DataSpec  # noqa: E402
 from src.data import open_trial_data  # noqa: E402
 from src.images import prepare_cache, scan_images  # noqa: E402
 from src.model import build_model  # noqa: E402
@@ -69,7 +69,7 @@ def measure(data_dir: Path, image_size: int, threads: int, epochs: int) -> dict[
     folder = scan_images(data_dir)
     prepare_cache(folder, image_size)
     spec = DataSpec(folder.root, image_size)
-    config = dict(BASELINE)
+    config = dict(DEFAULT_START)
     real = real_loop(config, spec, epochs)
     steps = max(20, int(real * 10 / config["batch_size"]))  # about ten seconds of steps
     limit = model_only(config, image_size, steps)

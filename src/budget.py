@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config import DataSpec, RunSettings, asha_rungs
+from src.config import SCHEDULER_TRAITS, DataSpec, RunSettings
 from src.data import open_trial_data
 from src.device import Amp, graphs_wanted, local_device
 from src.model import SHAPE_KEYS, build_model, forward_elements
@@ -85,14 +85,14 @@ def expected_epochs(settings: RunSettings) -> Iterator[float]:
     """Epochs each trial after the start can expect to train under the settings' scheduler, in
     the order the trials start (endless: past the simulated trials, what the later half of them
     trained on average; a single trial's figure is noisy, sums of them are not)."""
-    if settings.scheduler == "asha":
-        rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
-        simulated = asha_epochs(rungs, settings.max_epochs, settings.reduction_factor)
-        tail = statistics.fmean(simulated[len(simulated) // 2 :])
-        return itertools.chain(simulated, itertools.repeat(tail))
-    if settings.scheduler == "hyperband":
-        return itertools.repeat(hyperband_epochs(settings))
-    return itertools.repeat(float(settings.max_epochs))
+    rungs, factor = settings.rungs(), settings.reduction_factor
+    if not rungs:
+        return itertools.repeat(float(settings.max_epochs))
+    if not SCHEDULER_TRAITS[settings.scheduler].one_bracket:  # brackets: shares of each rung
+        return itertools.repeat(rung_shares(rungs, settings.max_epochs, factor))
+    simulated = asha_epochs(rungs, settings.max_epochs, factor)
+    tail = statistics.fmean(simulated[len(simulated) // 2 :])
+    return itertools.chain(simulated, itertools.repeat(tail))
 
 
 @functools.cache
@@ -134,14 +134,11 @@ def quantile(ordered: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def hyperband_epochs(settings: RunSettings) -> float:
-    """Epochs an average trial trains under HyperBand's brackets: a 1/reduction_factor share
-    of trials goes on past each rung (the first at epoch 1)."""
-    rungs = asha_rungs(settings.max_epochs, 1, settings.reduction_factor)
-    edges = [*rungs, settings.max_epochs]
-    later = sum(
-        (b - a) / settings.reduction_factor ** (i + 1) for i, (a, b) in enumerate(pairwise(edges))
-    )
+def rung_shares(rungs: tuple[int, ...], max_epochs: int, factor: int) -> float:
+    """Epochs an average trial trains where a 1/factor share of trials goes on past each rung
+    (HyperBand's brackets, and ASHA in the long run)."""
+    edges = [*rungs, max_epochs]
+    later = sum((b - a) / factor ** (i + 1) for i, (a, b) in enumerate(pairwise(edges)))
     return edges[0] + later
 
 
@@ -377,7 +374,7 @@ def plan_budget(
     priced over the space (`start`, the starting configuration, and the costliest timed on the
     trials' device), so many at once (`trials_on`; None: no search), and the refit's share."""
     assert settings.time_budget is not None
-    total = settings.time_budget * 60
+    total = settings.budget_seconds
     search = (settings.search_share if settings.refit else 1.0) * total if trials_on else 0.0
     refit = max(total - search - EVALUATION_RESERVE_S, 0) if settings.refit else 0.0
     if trials_on is None:

@@ -1,6 +1,5 @@
-"""Command lines: the ones hypertune prints for you to copy, and the flags of `analyze` (shared
-by `hypertune.py analyze` and `python -m src.analysis`). Light on purpose: the command line
-imports it before anything heavy."""
+"""Command lines: the ones hypertune prints for you to copy, and the flags of `analyze`. Light
+on purpose: the command line imports it before anything heavy."""
 
 from __future__ import annotations
 
@@ -10,7 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from src.config import DEFAULT_STORAGE, EXPERIMENT_INFO, METRICS
+from src.config import DEFAULT_STORAGE, METRICS
+from src.results import ExperimentFolder
 
 
 def short(path: Path) -> str:
@@ -41,14 +41,14 @@ def continue_command(args: argparse.Namespace, command: str) -> str:
     """What continues an interrupted `command`: --resume for a search or grid whose experiment
     began (its folder holds hypertune.json), else the command itself again."""
     if args.command in ("search", "grid"):
-        folder = args.storage_path.resolve() / str(args.name)
-        if (folder / EXPERIMENT_INFO).is_file():
-            return resume_command(folder)
+        folder = ExperimentFolder.at(args.storage_path.resolve(), str(args.name))
+        if folder.info.is_file():
+            return resume_command(folder.path)
     return command
 
 
 def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of an analysis: `hypertune.py analyze` and `python -m src.analysis`."""
+    """The flags of `hypertune.py analyze`."""
     p.add_argument("experiment", nargs="?", type=Path, help="experiment folder (default: latest)")
     p.add_argument("--root", type=Path, default=DEFAULT_STORAGE, help="where to look")
     p.add_argument("--x", help="heatmap x-axis hyperparameter (default: a grid's first axis)")

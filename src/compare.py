@@ -18,7 +18,7 @@ and the yardstick every method is measured against:
 - hyperband+bohb: BOHB (HyperBand brackets feeding a kernel-density model)
 - pbt+random: population-based training from a random first population
 - fifo+random: random configurations, every trial trained --max-epochs
-- grid: COMPARE_GRID (lr x num_conv_layers, 3 x 3, the rest at BASELINE), every trial trained
+- grid: COMPARE_GRID (lr x num_conv_layers, 3 x 3, the rest at DEFAULT_START), every trial trained
   --max-epochs, in grid order
 """
 
@@ -41,7 +41,12 @@ from ray import tune
 
 from src.config import METRIC, Comparison, DataSpec, Grid, RunSettings, start_config
 from src.report import markdown_table
-from src.results import trial_folder_name, write_experiment_info
+from src.results import (
+    ExperimentFolder,
+    trial_folders,
+    trial_history,
+    write_experiment_info,
+)
 from src.search import Plan, SearchError, build_tuner, cluster_resources, fit, search_plan
 
 COMPARE_GRID: dict[str, list[Any]] = {
@@ -69,12 +74,12 @@ def method_settings(method: str, settings: RunSettings, seed: int, budget: int) 
     """One run's settings: its own folder <storage>/<name>/<method>-seed<k>/, its searcher and
     scheduler (the grid's trials run as FIFO), and more trials than the budget can pay for, so
     that the budget is what ends every method. The baseline is one trial of `budget` epochs of
-    the starting configuration (an empty space: every hyperparameter at BASELINE)."""
+    the starting configuration (an empty space: every hyperparameter at DEFAULT_START)."""
     scheduler, searcher = method.split("+") if "+" in method else ("fifo", "random")
     run = replace(
         settings,
         name=f"{method}-seed{seed}",
-        storage_path=settings.storage_path / settings.name,
+        storage_path=ExperimentFolder.of(settings).path,
         seed=seed,
         scheduler=scheduler,
         searcher=searcher,
@@ -97,11 +102,7 @@ def method_plan(method: str, run: RunSettings, concurrent: int) -> Plan:
 def anytime(folder: Path, budget: int) -> np.ndarray:
     """Best METRIC found after each of the first `budget` epochs spent, in the order the
     trials reported them (empty where nothing was reported)."""
-    reports = [
-        pd.read_csv(p)
-        for p in folder.glob(f"{trial_folder_name('*')}/progress.csv")
-        if p.stat().st_size
-    ]
+    reports = [h for h in map(trial_history, trial_folders(folder)) if len(h)]
     if not reports:
         return np.array([])
     epochs = pd.concat(reports).sort_values(["timestamp", "time_total_s"])
@@ -120,7 +121,7 @@ def run_comparison(
             run = method_settings(method, settings, seed, budget)
             if problem := run.problems():
                 raise ValueError(f"{method}: {problem}")
-            folder = run.storage_path / run.name
+            folder = ExperimentFolder.of(run).path
             curve = anytime(folder, budget)
             if not (resume and len(curve) == budget):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -210,7 +211,7 @@ def compare(
     settings: RunSettings, data_spec: DataSpec, comparison: Comparison, resume: bool = False
 ) -> pd.DataFrame:
     curves = run_comparison(settings, data_spec, comparison, resume)
-    folder = settings.storage_path / settings.name
+    folder = ExperimentFolder.of(settings).path
     table, paths = write_comparison(curves, comparison.budget, folder)
     logger.info(f"\n{table.round(4).to_string(index=False)}\nwritten: {', '.join(map(str, paths))}")
     return table

@@ -1,6 +1,6 @@
 """Everything a run can be configured with, as plain data, and the checks it must pass.
 
-`BASELINE` is one known-reasonable CNN (every searcher evaluates it first, at the run's
+`DEFAULT_START` is one known-reasonable CNN (every searcher evaluates it first, at the run's
 --image-size), `SEARCH_SPACE` is what the searchers explore, and `RunSettings` holds the
 experiment-level knobs. Settings check
 themselves (`RunSettings.problems()`, `Grid.problems()`), so settings made in code (compare,
@@ -19,7 +19,7 @@ from typing import Any
 
 # One trial's hyperparameters. These are the values HyperOpt tries first and the values a
 # fixed-epoch grid uses for every hyperparameter it does not vary.
-BASELINE: dict[str, Any] = {
+DEFAULT_START: dict[str, Any] = {
     "num_conv_layers": 3,  # conv blocks; each halves the resolution (MaxPool 2x2)
     "start_filters": 32,  # channels of the first block, doubled per block
     "kernel_size": 3,  # conv kernel (odd, 'same' padding)
@@ -40,7 +40,7 @@ WARMUP_EPOCHS = 1
 
 
 # What HyperOpt (TPE) searches. Values are (kind, arguments):
-#   choice -> categorical, uniform / loguniform -> (low, high). Keys not listed keep BASELINE.
+#   choice -> categorical, uniform / loguniform -> (low, high). Keys not listed keep DEFAULT_START.
 # Weight decay is searched because with ~2.3k training images regularisation decides much of
 # the validation accuracy; AdamW (decoupled decay) is fixed because it needs little lr tuning.
 SEARCH_SPACE: dict[str, tuple[str, Any]] = {
@@ -75,20 +75,10 @@ MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x th
 INFERENCE_SIZE_FACTOR = 1.25
 
 
-# Files of an experiment folder (logs/ray_results/<name>/) that hypertune itself writes.
-EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings and data: for analysis, resume
-SUMMARY_FILE = "experiment_summary.csv"  # one row per trial; written only once all finished
-CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders, and in refit/
-MODEL_FILE = "final_model.pt"  # the refit model: one file, all that `predict` needs
-REFIT_DIR = "refit"  # the refit's resumable training state (checkpoint.pt) and evaluation/
-EVALUATION_DIR = f"{REFIT_DIR}/evaluation"  # the final model's test figures (summary.json)
-REFIT_STATE = f"{REFIT_DIR}/{CHECKPOINT_FILE}"  # the refit's training state after every epoch
-MODEL_FORMAT = "hypertune-model/1"  # stored in MODEL_FILE; tells it apart from other .pt files
-
-# What a search space, --set and a grid axis may name: BASELINE's hyperparameters and the side
+# What a search space, --set and a grid axis may name: DEFAULT_START's hyperparameters and the side
 # in px a trial's images are resized to (the run's --image-size unless one of those says
 # otherwise; the long preset searches it: journal entry 13).
-SEARCHABLE = [*BASELINE, "image_size"]
+SEARCHABLE = [*DEFAULT_START, "image_size"]
 # Every value a trial's config holds: the above and the seed of its torch/numpy RNGs.
 HYPERPARAMETERS = [*SEARCHABLE, "seed"]
 
@@ -115,7 +105,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 # How `search` proposes configurations (--searcher) and stops or changes trials (--scheduler);
 # src/search.py says what each one is. Default: ASHA + HyperOpt.
 SEARCHERS = ("hyperopt", "random", "de", "bohb")
-SCHEDULERS = ("asha", "fifo", "pbt", "hyperband")
+
+
+@dataclass(frozen=True)
+class SchedulerTraits:
+    """What a scheduler does to trials: the search, the time plan and analysis read it here."""
+
+    first_rung: str | None  # where it may first stop a trial, then every reduction_factor-fold
+    # later: "grace_period" (ASHA), "epoch 1" (HyperBand's most aggressive bracket); None: never
+    one_bracket: bool  # every trial is judged at the same rungs as it reaches them (ASHA)
+    clones: bool  # copies trials into others from their checkpoints (PBT): every one is kept
+
+
+SCHEDULER_TRAITS = {
+    "asha": SchedulerTraits(first_rung="grace_period", one_bracket=True, clones=False),
+    "fifo": SchedulerTraits(first_rung=None, one_bracket=False, clones=False),
+    "pbt": SchedulerTraits(first_rung=None, one_bracket=False, clones=True),
+    "hyperband": SchedulerTraits(first_rung="epoch 1", one_bracket=False, clones=False),
+}
+SCHEDULERS = tuple(SCHEDULER_TRAITS)
 # Pairs that only work together: the partner each needs, and why. An untyped partner flag
 # follows (--searcher bohb alone means hyperband); a typed, different one is refused.
 PAIRED: dict[str, tuple[str, str]] = {
@@ -143,23 +151,6 @@ COMPARE_DEFAULT = (
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise
 MODE = "max"
 METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}  # analysable, best
-# One colour per trial status, the same in every figure (PNG and report.html).
-STATUS_COLOURS = {
-    "completed": "#1f77b4",
-    "stopped_early": "#ff7f0e",
-    "diverged": "#9467bd",
-    "error": "#d62728",
-}
-
-
-class HypertuneError(Exception):
-    """Something the user can fix (data, flags, a missing experiment); the message says what
-    and how. The command line prints it as one paragraph and exits with code 2."""
-
-
-class Interrupted(Exception):
-    """A run stopped before it finished (Ctrl-C); the message says how to continue it. The
-    command line prints it and exits with code 130."""
 
 
 def method_problem(searcher: str, scheduler: str, space: dict[str, Any]) -> str | None:
@@ -197,19 +188,30 @@ def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: int) -> tup
     return tuple(rungs)
 
 
+def scheduler_rungs(
+    scheduler: str, max_epochs: int, grace_period: int, reduction_factor: int
+) -> tuple[int, ...]:
+    """The epochs at which `scheduler` may stop a trial (HyperBand: in its most aggressive
+    bracket); none for one that never stops a trial."""
+    first = SCHEDULER_TRAITS[scheduler].first_rung
+    if first is None:
+        return ()
+    return asha_rungs(max_epochs, grace_period if first == "grace_period" else 1, reduction_factor)
+
+
 def inference_size(image_size: int, factor: float = INFERENCE_SIZE_FACTOR) -> int:
     """The side, in px, a model trained at `image_size` is applied at (within the cache's
-    limit); recorded in its checkpoints and model file (src.data.TrialData.describe)."""
+    limit); recorded in its checkpoints and model file (src.data.TrialData.applying_state)."""
     return min(round(image_size * factor), MAX_IMAGE_SIZE)
 
 
 def value_type(name: str) -> type:
     """The type of hyperparameter `name`'s values (one of SEARCHABLE)."""
-    return int if name == "image_size" else type(BASELINE[name])
+    return int if name == "image_size" else type(DEFAULT_START[name])
 
 
 def parse_value(name: str, text: str) -> Any:
-    """A value for hyperparameter `name`, typed like its BASELINE value."""
+    """A value for hyperparameter `name`, typed like its DEFAULT_START value."""
     kind = value_type(name)
     if kind is bool:
         if text.lower() not in ("true", "false"):
@@ -257,7 +259,7 @@ def trial_config_problem(config: dict[str, Any], image_size: int) -> str | None:
     return None
 
 
-def starting_point(settings: RunSettings) -> dict[str, Any] | None:
+def start_point(settings: RunSettings) -> dict[str, Any] | None:
     """The starting configuration's values of the searched hyperparameters: where every search
     starts, and the yardstick its best trial is measured against. None where the space (a
     --space file) does not contain it."""
@@ -271,14 +273,14 @@ def starting_point(settings: RunSettings) -> dict[str, Any] | None:
 
 
 def start_config(settings: RunSettings) -> dict[str, Any]:
-    """The starting configuration of a run: BASELINE at --image-size, with what --set pinned.
+    """The starting configuration of a run: DEFAULT_START at --image-size, with what --set pinned.
     Every search begins with it, and its trial is the yardstick of the rest."""
-    return {**BASELINE, "image_size": settings.image_size, **settings.fixed}
+    return {**DEFAULT_START, "image_size": settings.image_size, **settings.fixed}
 
 
-def is_starting_point(config: dict[str, Any], point: dict[str, Any] | None) -> bool:
+def is_start_point(config: dict[str, Any], point: dict[str, Any] | None) -> bool:
     """Whether a trial's `config` is the starting point (floats compared to a relative 1e-9: a
-    searcher may hand BASELINE's values back through its own number types)."""
+    searcher may hand DEFAULT_START's values back through its own number types)."""
     if point is None:
         return False
     return all(
@@ -467,6 +469,18 @@ class RunSettings:
         searched = self.searched_sizes() if searching else []
         return sorted({*(c["image_size"] for c in configs), *searched})
 
+    @property
+    def budget_seconds(self) -> float:
+        """--time-budget in seconds: the one place minutes become seconds."""
+        assert self.time_budget is not None, "a run without a time budget has no seconds"
+        return self.time_budget * 60
+
+    def rungs(self) -> tuple[int, ...]:
+        """The epochs at which this run's scheduler may stop a trial (config.scheduler_rungs)."""
+        return scheduler_rungs(
+            self.scheduler, self.max_epochs, self.grace_period, self.reduction_factor
+        )
+
     def searched_sizes(self) -> list[int]:
         """The image sizes the space chooses from; empty where it does not search image_size."""
         return list(self.space.get("image_size", ("choice", []))[1])
@@ -478,11 +492,11 @@ class Grid:
 
     axes: dict[str, list[Any]]  # exactly two names (x first, then y) -> values to try
     repeats: int = 1  # seeds per cell: seed, seed + 1, ...
-    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of BASELINE
+    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of DEFAULT_START
 
     def base(self, image_size: int) -> dict[str, Any]:
-        """What every cell shares: BASELINE at `image_size`, with the grid's fixed values."""
-        return {**BASELINE, "image_size": image_size, **self.fixed}
+        """What every cell shares: DEFAULT_START at `image_size`, with the grid's fixed values."""
+        return {**DEFAULT_START, "image_size": image_size, **self.fixed}
 
     def configs(self, image_size: int) -> list[dict[str, Any]]:
         """Every cell's hyperparameters, at `image_size` unless the grid sets it."""

@@ -10,8 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from src.commands import experiment_flags, hypertune_command
-from src.config import EVALUATION_DIR, HYPERPARAMETERS, METRIC, MODEL_FILE
-from src.results import best_trial, cheapest_close_to_best, plan_and_actual, yardstick
+from src.config import HYPERPARAMETERS, METRIC
+from src.results import (
+    ExperimentFolder,
+    best_trial,
+    best_versus_start,
+    cheapest_close_to_best,
+    plan_and_actual,
+)
 
 PLAIN_EVERY_S = 30.0  # without a terminal: a line at least this often
 TTY_EVERY_S = 1.0  # on a terminal: redraw at most this often
@@ -68,7 +74,7 @@ def search_lines(table: pd.DataFrame) -> list[str]:
         f"{best['best_epoch']:.0f} of {best['epochs']}, {best['compute_seconds']:.0f} s",
         f"               {describe_config(best)}",
     ]
-    if versus := yardstick(table):
+    if versus := best_versus_start(table):
         lines.append(
             f"vs the start   trial {versus.start_id} (the starting configuration): {METRIC} "
             f"{versus.start:.4f} at epoch {versus.epoch}; {versus.verdict()}"
@@ -122,14 +128,14 @@ def summary_block(
     lines = ["=" * 78, f"{folder.name}: {searched[0]}", *searched[1:], *plan_lines(folder)]
     if test_accuracy is not None:
         lines.append(
-            f"final model    {chosen}; {folder / MODEL_FILE}: test accuracy "
-            f"{test_accuracy:.4f} (scored once; details in {folder / EVALUATION_DIR})"
+            f"final model    {chosen}; {ExperimentFolder(folder).model}: test accuracy "
+            f"{test_accuracy:.4f} (scored once; details in {ExperimentFolder(folder).evaluation})"
         )
         lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
     else:
         lines.append(f"next           {hypertune_command('refit', *again)}")
-    if (folder / "figures" / "report.html").is_file():
-        lines.append(f"see            {folder / 'figures' / 'report.html'} (open it in a browser)")
+    if (page := ExperimentFolder(folder).report_page).is_file():
+        lines.append(f"see            {page} (open it in a browser)")
     lines += [
         f"results        {folder} (experiment_summary.csv, hypertune.json, final_model.pt)",
         "=" * 78,

@@ -207,7 +207,7 @@ class TrialData:
     def device(self) -> torch.device:
         return self.train.images.device
 
-    def describe(self) -> dict[str, Any]:
+    def applying_state(self) -> dict[str, Any]:
         """What a checkpoint needs to apply its model to new images: the classes, the side it
         trained at (and is applied at: src.inference.applied_size), and the normalisation."""
         return {

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config import HypertuneError
+from src.errors import HypertuneError
 
 # What the locked torch build needs (README, "On a GPU"): a driver of the CUDA 13 generation
 # and a card it ships kernels for.

@@ -16,7 +16,6 @@ at).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +25,39 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 from loguru import logger
 
-from src.config import (
-    CHECKPOINT_FILE,
-    METRIC,
-    MODEL_FILE,
-    SUMMARY_FILE,
-)
+from src.config import METRIC
 from src.data import split_of
 from src.device import local_device
 from src.images import DataError, load_cache, prepare_cache, scan_images
 from src.inference import applied_size, load_model, probabilities
 from src.model import Net
-from src.results import ranked, read_experiment_info, read_summary
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    class_names: list[str]
-    confusion: np.ndarray  # [true class, predicted class] counts
-    image_size: int | None = None  # px the images were resized to (src.inference.applied_size)
-
-    @property
-    def accuracy(self) -> float:
-        return float(np.trace(self.confusion) / self.confusion.sum())
-
-    def per_class(self) -> pd.DataFrame:
-        hits = np.diag(self.confusion)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = hits / self.confusion.sum(0)
-            recall = hits / self.confusion.sum(1)
-        return pd.DataFrame(
-            {"class": self.class_names, "precision": precision, "recall": recall,
-             "images": self.confusion.sum(1)}
-        )  # fmt: skip
+from src.results import (
+    CHECKPOINT_FILE,
+    EVALUATION_SUMMARY,
+    Evaluation,
+    ExperimentFolder,
+    ranked,
+    read_experiment_info,
+    read_summary,
+    trial_history,
+    write_atomically,
+)
 
 
 def best_checkpoint(experiment: Path) -> Path:
     """The checkpoint at the best epoch of the experiment's best trial."""
-    summary_path = experiment / SUMMARY_FILE
-    if not summary_path.is_file():
+    if not (summary := ExperimentFolder(experiment).summary).is_file():
         raise DataError(
-            f"{experiment} has no {SUMMARY_FILE}: it is not a finished hypertune experiment "
+            f"{experiment} has no {summary.name}: it is not a finished hypertune experiment "
             f"(resume it with --resume, or pass --checkpoint)."
         )
     for path in ranked(read_summary(experiment))["path"]:
         trial = Path(path)
         checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-        if checkpoints and (trial / "progress.csv").is_file():
-            history = pd.read_csv(trial / "progress.csv")
+        if checkpoints and len(history := trial_history(trial)):
             scores = dict(zip(history["checkpoint_dir_name"], history[METRIC], strict=True))
             # A checkpoint whose row a kill -9 cut from progress.csv ranks last, not a crash.
             return max(checkpoints, key=lambda c: float(scores.get(c.parent.name, -1))).parent
@@ -148,7 +128,7 @@ def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -
 def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     table = result.per_class()
-    paths = [folder / "confusion_matrix.png", folder / "per_class.csv", folder / "summary.json"]
+    paths = [folder / "confusion_matrix.png", folder / "per_class.csv", folder / EVALUATION_SUMMARY]
     fig = plot_confusion(result, f"{title}\naccuracy {result.accuracy:.3f}")
     fig.savefig(paths[0], dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -161,7 +141,7 @@ def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]
         "confusion": result.confusion.tolist(),
         "class_names": result.class_names,
     }
-    paths[2].write_text(json.dumps(summary, indent=1))
+    write_atomically(paths[2], json.dumps(summary, indent=1))
     return paths
 
 
@@ -179,7 +159,7 @@ def evaluate_and_report(
     if checkpoint is None:
         if experiment is None:
             raise DataError("Nothing to evaluate: give an experiment or a checkpoint.")
-        final = experiment / MODEL_FILE
+        final = ExperimentFolder(experiment).model
         checkpoint = final if final.is_file() else best_checkpoint(experiment)
     result = evaluate(checkpoint, data_dir, experiment)
     on = "the test split" if data_dir is None else str(data_dir)

@@ -15,11 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from src.config import (
-    CHECKPOINT_FILE,
-    EXPERIMENT_INFO,
     PRESETS,
     SEARCH_SPACE,
-    SUMMARY_FILE,
     Comparison,
     Grid,
     RunSettings,
@@ -30,6 +27,7 @@ from src.config import (
     parse_assignment,
     resolve_method,
 )
+from src.results import CHECKPOINT_FILE, SUMMARY_FILE, ExperimentFolder
 
 
 def preset_defaults(first: argparse.Namespace) -> dict:
@@ -107,7 +105,7 @@ def grid_from(args: argparse.Namespace) -> Grid:
     if args.from_experiment:
         from src.results import best_config
 
-        fixed |= best_config(args.storage_path / args.from_experiment)
+        fixed |= best_config(ExperimentFolder.at(args.storage_path, args.from_experiment).path)
     fixed |= pinned(args)
     axes = dict([parse_assignment(args.x, many=True), parse_assignment(args.y, many=True)])
     return Grid(axes=axes, repeats=args.repeats, fixed=fixed)
@@ -143,7 +141,7 @@ def new_run_problem(args: argparse.Namespace) -> str | None:
     )
     if problem:
         return problem
-    folder = args.storage_path / args.name
+    folder = ExperimentFolder.at(args.storage_path, args.name).path
     if args.command == "compare" and args.resume:
         if not folder.is_dir():
             return f"There is no comparison {args.name!r} in {args.storage_path} to resume."
@@ -157,13 +155,13 @@ def resume_problem(args: argparse.Namespace) -> str | None:
         return f"--resume needs the --name of the {args.command} to continue."
     if args.command == "compare":
         return new_run_problem(args)
-    if not (args.storage_path / args.name / EXPERIMENT_INFO).is_file():
+    if not ExperimentFolder.at(args.storage_path, args.name).info.is_file():
         return f"There is no experiment {args.name!r} in {args.storage_path} to resume."
     return None
 
 
 def refit_problem(args: argparse.Namespace) -> str | None:
-    if not (args.storage_path / args.name / SUMMARY_FILE).is_file():
+    if not ExperimentFolder.at(args.storage_path, args.name).summary.is_file():
         return (
             f"There is no finished experiment {args.name!r} in {args.storage_path} (no "
             f"{SUMMARY_FILE}); refit needs a search or grid that ran to the end."
@@ -171,7 +169,7 @@ def refit_problem(args: argparse.Namespace) -> str | None:
     return first_problem(
         at_least("epochs", 1 if args.epochs is None else args.epochs),
         image_size_problem("image-size", args.image_size),
-        unwritable(args.storage_path / args.name),
+        unwritable(ExperimentFolder.at(args.storage_path, args.name).path),
     )
 
 
@@ -189,7 +187,7 @@ def predict_problem(args: argparse.Namespace) -> str | None:
 def evaluate_problem(args: argparse.Namespace) -> str | None:
     if args.name is None and args.checkpoint is None:
         return "evaluate needs --name NAME (an experiment) or --checkpoint PATH."
-    if args.name and not (args.storage_path / args.name).is_dir():
+    if args.name and not ExperimentFolder.at(args.storage_path, args.name).path.is_dir():
         return f"There is no experiment {args.name!r} in {args.storage_path}."
     checkpoint = args.checkpoint
     if checkpoint and not (checkpoint.is_file() or (checkpoint / CHECKPOINT_FILE).is_file()):

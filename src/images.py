@@ -31,7 +31,8 @@ from filelock import FileLock
 from loguru import logger
 from PIL import Image, ImageOps
 
-from src.config import SPLIT_FRACTIONS, SPLIT_SEED, SPLITS, HypertuneError
+from src.config import SPLIT_FRACTIONS, SPLIT_SEED, SPLITS
+from src.errors import HypertuneError
 
 # What Pillow decodes here; the suffix is matched in any case (.JPG), the content decides.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config import CHECKPOINT_FILE, MODEL_FORMAT
 from src.images import DataError
 from src.model import Net, build_model
+from src.results import CHECKPOINT_FILE
 
 BATCH = 256  # images classified at a time: bounded memory for any number of images
+
+MODEL_FORMAT = "hypertune-model/1"  # stored in a model file; tells it apart from other .pt files
 
 
 def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[Net, dict[str, Any]]:

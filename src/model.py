@@ -39,7 +39,7 @@ class ConvBlock(nn.Module):
 
 
 class Net(nn.Module):
-    """The CNN described by a config dict (keys as in `src.config.BASELINE`)."""
+    """The CNN described by a config dict (keys as in `src.config.DEFAULT_START`)."""
 
     def __init__(self, config: dict[str, Any], num_classes: int) -> None:
         super().__init__()

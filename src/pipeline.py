@@ -16,20 +16,12 @@ import pandas as pd
 from loguru import logger
 
 from src.commands import hypertune_command
-from src.config import (
-    MODEL_FILE,
-    SUMMARY_FILE,
-    Comparison,
-    DataSpec,
-    Grid,
-    RunSettings,
-    inference_size,
-    start_config,
-)
+from src.config import Comparison, DataSpec, Grid, RunSettings, inference_size, start_config
 from src.console import summary_block
 from src.data import split_problem
 from src.images import DataError, image_folder, load_cache, prepare_cache
 from src.results import (
+    ExperimentFolder,
     claimed,
     plan_and_actual,
     read_experiment_info,
@@ -39,8 +31,8 @@ from src.results import (
 )
 
 if TYPE_CHECKING:
-    from src.evaluate import Evaluation
     from src.refit import RefitPlan
+    from src.results import Evaluation
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ def run(settings: RunSettings, grid: Grid | None, command: str) -> Outcome:
     from src.search import run_experiment
 
     started = time.monotonic()  # a time budget counts from here
-    folder = settings.storage_path / settings.name
+    folder = ExperimentFolder.of(settings).path
     with claimed(folder, new=True):
         sizes = cached_sizes(settings, grid)
         data_spec = prepared_data(settings.data_dir, settings.image_size, sizes)
@@ -103,9 +95,8 @@ def run_within_budget(
     from src.device import forced_cpu
     from src.search import cluster_resources, run_experiment
 
-    assert settings.time_budget is not None
-    deadline = started + settings.time_budget * 60 - EVALUATION_RESERVE_S
-    folder = settings.storage_path / settings.name
+    deadline = started + settings.budget_seconds - EVALUATION_RESERVE_S
+    folder = ExperimentFolder.of(settings).path
     resources = cluster_resources(settings) if settings.search_share > 0 else None
     trials_on = None
     if resources is not None:
@@ -139,15 +130,16 @@ def resume_claimed(folder: Path, command: str) -> Outcome | None:
     from src.search import resume_experiment
 
     settings, data_spec, grid = read_experiment_info(folder)
-    if (folder / SUMMARY_FILE).is_file():
+    files = ExperimentFolder(folder)
+    if files.summary.is_file():
         table = read_summary(folder)
     else:
         sizes = cached_sizes(settings, grid)
         data_spec = prepared_data(data_spec.root, data_spec.image_size, sizes)
         table = resume_experiment(settings, data_spec, grid)
-    if grid is None and settings.refit and not (folder / MODEL_FILE).is_file():
+    if grid is None and settings.refit and not files.model.is_file():
         return conclude(folder, settings, grid, table, command)  # continues an interrupted refit
-    print(f"Experiment {folder.name!r} is complete; its summary: {folder / SUMMARY_FILE}")
+    print(f"Experiment {folder.name!r} is complete; its summary: {files.summary}")
     return None
 
 
@@ -216,8 +208,8 @@ def refit_experiment(
 ) -> tuple[Evaluation, RefitPlan]:
     """`hypertune.py refit`: refit_best, while no other process runs the experiment."""
     with claimed(folder, new=False):
-        if (folder / MODEL_FILE).is_file():
-            logger.info(f"Replacing {folder / MODEL_FILE} once the new model is trained.")
+        if (model := ExperimentFolder(folder).model).is_file():
+            logger.info(f"Replacing {model} once the new model is trained.")
         return refit_best(folder, command, epochs, image_size, seed)
 
 
@@ -226,6 +218,6 @@ def compare(settings: RunSettings, comparison: Comparison, resume: bool) -> pd.D
     own (the same one again with `resume`)."""
     from src.compare import compare as run_comparison
 
-    with claimed(settings.storage_path / settings.name, new=not resume):
+    with claimed(ExperimentFolder.of(settings).path, new=not resume):
         data_spec = prepared_data(settings.data_dir, settings.image_size)
         return run_comparison(settings, data_spec, comparison, resume)

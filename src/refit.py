@@ -28,21 +28,21 @@ from loguru import logger
 from torch import nn
 
 from src.budget import epochs_that_fit
-from src.config import (
-    DEFAULT_REFIT_EPOCHS,
-    EVALUATION_DIR,
-    MODEL_FILE,
-    MODEL_FORMAT,
-    REFIT_STATE,
-    DataSpec,
-    inference_size,
-)
+from src.config import DEFAULT_REFIT_EPOCHS, DataSpec, inference_size
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
-from src.evaluate import Evaluation, evaluate_and_report
+from src.evaluate import evaluate_and_report
+from src.inference import MODEL_FORMAT
 from src.model import build_model, count_parameters
-from src.results import read_experiment_info, record_actual, refit_config, replacing
+from src.results import (
+    Evaluation,
+    ExperimentFolder,
+    read_experiment_info,
+    record_actual,
+    refit_config,
+    replacing,
+)
 from src.step import make_step
 from src.train import (
     load_training_state,
@@ -91,7 +91,7 @@ def plan_refit(
 def interrupted_epochs(experiment: Path, config: dict[str, Any], image_size: int) -> int | None:
     """The planned epochs of an interrupted refit of this configuration and size, if any: a
     time-budgeted refit continues with its plan rather than one measured anew."""
-    state = resume_state(experiment / REFIT_STATE)
+    state = resume_state(ExperimentFolder(experiment).refit_state)
     plan = (state or {}).get("plan", {})
     same = plan.get("config") == config and plan.get("image_size") == image_size
     return int(plan["epochs"]) if same else None
@@ -129,12 +129,13 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
         DataSpec(spec.root, plan.image_size), plan.config["batch_size"], plan.config["seed"],
         device, plan.config["jitter"], ("train", "val"), graphs_wanted(device),
     )  # fmt: skip
-    state_path = experiment / REFIT_STATE
+    files = ExperimentFolder(experiment)
+    state_path = files.refit_state
     began = time.monotonic()
     deadline = None if seconds is None else began + seconds
     planned = plan.epochs
     model, plan, trained = train(plan, data, state_path, deadline)
-    model_path = experiment / MODEL_FILE
+    model_path = files.model
     save_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
     record_actual(experiment, "final_model", {
@@ -144,7 +145,7 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
         "seconds": round(time.monotonic() - began, 1),  # set-up, training, saving
         "train_seconds": round(trained, 1),
     })  # fmt: skip
-    return evaluate_and_report(experiment, model_path, None, out=experiment / EVALUATION_DIR)
+    return evaluate_and_report(experiment, model_path, None, out=files.evaluation)
 
 
 def train(
@@ -225,7 +226,7 @@ def model_file(
         "format": MODEL_FORMAT,
         "model": on_cpu(model.state_dict()),  # loads on any machine, GPU-trained or not
         "config": plan.config,
-        **data.describe(),
+        **data.applying_state(),
         "inference_size": inference_size(plan.image_size),  # long-trained: applied larger
         "trained_on": {
             "data_root": str(data_root),

@@ -1,6 +1,6 @@
 """One page for a whole experiment: `figures/report.html`, interactive, readable from disk.
 
-src/analysis.py computes what an experiment learned (as DataFrames); this module only lays it
+src/stats.py computes what an experiment learned (as DataFrames); this module only lays it
 out: parallel coordinates of every trial, learning curves, the best so far, importance, the
 cost view, a grid's heatmap, a sortable table of the top trials, the starting configuration
 beside the best, the final model's test figures, and the settings and command behind it all.
@@ -23,15 +23,22 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from src.config import STATUS_COLOURS
-from src.evaluate import Evaluation
+from src.results import Evaluation
 
 SCRIPT = "plotly.min.js"
+
+# One colour per trial status, the same in every figure (PNG and report.html).
+STATUS_COLOURS = {
+    "completed": "#1f77b4",
+    "stopped_early": "#ff7f0e",
+    "diverged": "#9467bd",
+    "error": "#d62728",
+}
 
 
 @dataclass
 class ReportData:
-    """Everything the page shows, computed by src/analysis.py."""
+    """Everything the page shows, computed by src/stats.py (gathered by src/analysis.py)."""
 
     name: str
     kind: str  # search or grid

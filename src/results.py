@@ -1,6 +1,8 @@
-"""An experiment folder's own files: `hypertune.json` (what the experiment is) and
-`experiment_summary.csv` (one row per trial, from Ray's ResultGrid), written and read here only.
-No Ray at import time: predict and evaluate read these files without it."""
+"""The experiment folder (logs/ray_results/<name>/) and hypertune's own files in it: every
+file name lives here, `ExperimentFolder` hands out the paths, and `hypertune.json` (what the
+experiment is, versioned), `experiment_summary.csv` (one row per trial, from Ray's ResultGrid)
+and the final model's test figures are written and read here only. No Ray at import time:
+predict and evaluate read these files without it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,24 +21,113 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from src.config import (
-    BASELINE,
-    EXPERIMENT_INFO,
+    DEFAULT_START,
     HYPERPARAMETERS,
     METRIC,
     SEARCHABLE,
-    SUMMARY_FILE,
     DataSpec,
     Grid,
-    HypertuneError,
     RunSettings,
-    is_starting_point,
+    is_start_point,
     name_taken,
     start_config,
     value_type,
 )
+from src.errors import HypertuneError
 
 if TYPE_CHECKING:
     from ray.tune import Result, ResultGrid
+
+# The files hypertune writes into an experiment folder, beside Ray's trial_<id>/ folders.
+EXPERIMENT_INFO = "hypertune.json"  # search or grid, its settings, data, plan: analysis, resume
+INFO_FORMAT = 2  # hypertune.json's version; 1 (no "format" key) had no plan, actual, command
+SUMMARY_FILE = "experiment_summary.csv"  # one row per trial; written only once all finished
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each trial's checkpoint_* folders, and in refit/
+MODEL_FILE = "final_model.pt"  # the refit model: one file, all that `predict` needs
+REFIT_DIR = "refit"  # the refit's resumable training state (checkpoint.pt) and evaluation/
+EVALUATION_DIR = f"{REFIT_DIR}/evaluation"  # the final model's test figures (summary.json)
+EVALUATION_SUMMARY = "summary.json"  # in an evaluation folder: accuracy, confusion, classes
+FIGURES_DIR = "figures"  # src/analysis.py's figures and tables, the report page among them
+REPORT_PAGE = "report.html"  # the whole experiment on one page (src/report.py)
+LOCK_FILE = ".hypertune.lock"  # held by the process that runs, resumes or refits it
+# Ray's own files in a trial's folder (trial_<id>/) that hypertune reads back.
+TRIAL_PARAMS = "params.json"  # the trial's configuration
+TRIAL_PROGRESS = "progress.csv"  # one row per epoch it reported
+TRIAL_ERROR = "error.txt"  # there where the trial raised
+
+
+@dataclass(frozen=True)
+class ExperimentFolder:
+    """Where an experiment's files are: the one place that joins a storage path and a name."""
+
+    path: Path
+
+    @classmethod
+    def at(cls, storage_path: Path, name: str) -> ExperimentFolder:
+        return cls(storage_path / name)
+
+    @classmethod
+    def of(cls, settings: RunSettings) -> ExperimentFolder:
+        return cls.at(settings.storage_path, settings.name)
+
+    @property
+    def info(self) -> Path:
+        return self.path / EXPERIMENT_INFO
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def refit_state(self) -> Path:
+        return self.path / REFIT_DIR / CHECKPOINT_FILE  # after every epoch of the refit
+
+    @property
+    def evaluation(self) -> Path:
+        return self.path / EVALUATION_DIR
+
+    @property
+    def figures(self) -> Path:
+        return self.path / FIGURES_DIR
+
+    @property
+    def report_page(self) -> Path:
+        return self.figures / REPORT_PAGE
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK_FILE
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    class_names: list[str]
+    confusion: np.ndarray  # [true class, predicted class] counts
+    image_size: int | None = None  # px the images were resized to (src.inference.applied_size)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / self.confusion.sum())
+
+    def per_class(self) -> pd.DataFrame:
+        hits = np.diag(self.confusion)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = hits / self.confusion.sum(0)
+            recall = hits / self.confusion.sum(1)
+        return pd.DataFrame(
+            {"class": self.class_names, "precision": precision, "recall": recall,
+             "images": self.confusion.sum(1)}
+        )  # fmt: skip
+
+
+def read_evaluation(folder: Path) -> dict[str, Any] | None:
+    """The test figures an evaluation folder holds (src.evaluate.write_evaluation), or None."""
+    path = folder / EVALUATION_SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def trial_folder_name(trial_id: str) -> str:
@@ -46,6 +137,26 @@ def trial_folder_name(trial_id: str) -> str:
 
 def trial_id_of(folder: Path) -> str:
     return folder.name.removeprefix(trial_folder_name(""))
+
+
+def trial_folders(folder: Path) -> list[Path]:
+    """An experiment's trial folders (those Ray has written a configuration into), by name."""
+    return sorted(p.parent for p in folder.glob(f"{trial_folder_name('*')}/{TRIAL_PARAMS}"))
+
+
+def trial_config(trial: Path) -> dict[str, Any]:
+    return dict(json.loads((trial / TRIAL_PARAMS).read_text()))
+
+
+def trial_history(trial: Path) -> pd.DataFrame:
+    """One row per epoch a trial reported, as Ray wrote them; no rows where it reported none."""
+    progress = trial / TRIAL_PROGRESS
+    has_rows = progress.is_file() and progress.stat().st_size > 0
+    return pd.read_csv(progress) if has_rows else pd.DataFrame(columns=["epoch"])
+
+
+def trial_errored(trial: Path) -> bool:
+    return (trial / TRIAL_ERROR).exists()
 
 
 def trial_status(errored: bool, diverged: bool, epochs: int, max_epochs: int) -> str:
@@ -124,7 +235,7 @@ def summarize(results: ResultGrid, max_epochs: int, start: dict[str, Any] | None
     long), `val_accuracy_sd` one binomial sd of the row's best val_accuracy."""
     trials = [results[i] for i in range(len(results))]
     table = pd.DataFrame([trial_row(trial, max_epochs) for trial in trials])
-    starts = [is_starting_point(trial.config or {}, start) for trial in trials]
+    starts = [is_start_point(trial.config or {}, start) for trial in trials]
     first = starts.index(True) if True in starts else -1  # a later lookalike is not the start
     table["is_start"] = [i == first for i in range(len(trials))]
     curve: dict[float, float] = {}
@@ -143,7 +254,7 @@ NOISE_SDS = 2  # a gain counts as beyond noise from this many binomial sds of va
 
 
 @dataclass(frozen=True)
-class Yardstick:
+class VersusStart:
     """The best trial against the starting configuration, at the best trial's best epoch."""
 
     best_id: str
@@ -171,7 +282,7 @@ class Yardstick:
         return bool(self.gain >= NOISE_SDS * self.sd)
 
 
-def yardstick(table: pd.DataFrame) -> Yardstick | None:
+def best_versus_start(table: pd.DataFrame) -> VersusStart | None:
     """The best trial beside the starting configuration, where both trained to the best's
     best epoch; None where the search did not start from it or stopped it earlier."""
     if "is_start" not in table or not table["is_start"].any():
@@ -179,7 +290,7 @@ def yardstick(table: pd.DataFrame) -> Yardstick | None:
     best, start = best_trial(table), table[table["is_start"]].iloc[0]
     if pd.isna(best["start_at_best_epoch"]):
         return None
-    return Yardstick(
+    return VersusStart(
         str(best["trial_id"]), str(start["trial_id"]), int(best["best_epoch"]),
         float(best["best_val_accuracy"]), float(best["start_at_best_epoch"]),
         float(best["val_accuracy_sd"]),
@@ -238,11 +349,8 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
 def config_of(row: pd.Series) -> dict[str, Any]:
     """The hyperparameters of a summary row, typed (a CSV reads 32 as 32.0); image_size only
     where the row has it (summaries from before it was one)."""
-    names = [n for n in SEARCHABLE if n in BASELINE or pd.notna(row.get(n))]
+    names = [n for n in SEARCHABLE if n in DEFAULT_START or pd.notna(row.get(n))]
     return {name: value_type(name)(row[name]) for name in names}
-
-
-LOCK_FILE = ".hypertune.lock"  # held by the process that runs, resumes or refits an experiment
 
 
 @contextmanager
@@ -258,7 +366,7 @@ def claimed(folder: Path, new: bool) -> Iterator[None]:
             folder.mkdir()
         except FileExistsError:
             raise HypertuneError(name_taken(folder.name, folder.parent)) from None
-    lock = FileLock(folder / LOCK_FILE, timeout=0)
+    lock = FileLock(ExperimentFolder(folder).lock, timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -286,38 +394,61 @@ def write_experiment_info(
     """What this experiment is, for src.analysis (grid: fixed epochs; search: its scheduler)
     and for --resume (everything needed to rebuild the trainable); `plan`: how a time budget
     is spent (src/budget.py); `command`: the command line that started it."""
-    folder = settings.storage_path / settings.name
+    folder = ExperimentFolder.of(settings).path
     folder.mkdir(parents=True, exist_ok=True)
     info = {
+        "format": INFO_FORMAT,
         "kind": "search" if grid is None else "grid",
         "settings": settings.as_dict(),
         "data_root": str(data_spec.root),
         "grid": None if grid is None else asdict(grid),
         "plan": plan,
+        "actual": {},
         "command": command,
     }
-    write_atomically(folder / EXPERIMENT_INFO, json.dumps(info, indent=1, default=str))
+    write_info(folder, info)
+
+
+def write_info(folder: Path, info: dict[str, Any]) -> None:
+    write_atomically(ExperimentFolder(folder).info, json.dumps(info, indent=1, default=str))
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """hypertune.json as this version writes it: a file from an older version is upgraded here,
+    and only here (the keys it lacked, with what they meant then; settings added since, at
+    their defaults)."""
+    info = json.loads(ExperimentFolder(folder).info.read_text())
+    if info.get("format", 1) > INFO_FORMAT:
+        raise HypertuneError(
+            f"{ExperimentFolder(folder).info} was written by a newer hypertune (format "
+            f"{info['format']}, this one reads up to {INFO_FORMAT}); update hypertune to read it."
+        )
+    settings = {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING}
+    return {
+        "plan": None, "actual": {}, "command": None, **info, "format": INFO_FORMAT,
+        "settings": {**settings, **info["settings"]},
+    }  # fmt: skip
 
 
 def record_actual(folder: Path, part: str, figures: dict[str, Any]) -> None:
     """What `part` of the run ("search", "final_model") did, kept in hypertune.json beside the
     plan (src/budget.py) so that the closing summary and later readers can set one against the
     other."""
-    info = json.loads((folder / EXPERIMENT_INFO).read_text())
-    info.setdefault("actual", {})[part] = figures
-    write_atomically(folder / EXPERIMENT_INFO, json.dumps(info, indent=1, default=str))
+    info = read_info(folder)
+    info["actual"][part] = figures
+    write_info(folder, info)
 
 
 def plan_and_actual(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The time budget's plan ({} without one) and what happened ({} before anything was
     recorded, and in experiments from before it was)."""
-    info = json.loads((folder / EXPERIMENT_INFO).read_text())
-    return info.get("plan") or {}, info.get("actual") or {}
+    info = read_info(folder)
+    return info["plan"] or {}, info["actual"]
 
 
 def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | None]:
     """What write_experiment_info wrote: the settings, the data and the grid (None: search)."""
-    info = json.loads((folder / EXPERIMENT_INFO).read_text())
+    info = read_info(folder)
     settings = RunSettings.from_dict(info["settings"])
     grid = Grid(**info["grid"]) if info["grid"] else None
     return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
@@ -326,7 +457,7 @@ def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | No
 def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, Any], str]:
     """What the final model trains, with the experiment's seed, and why. The best trial where
     it beat the starting configuration beyond noise (or there is no yardstick: a grid, a space
-    without BASELINE); else the starting configuration, which a search within noise of it has
+    without DEFAULT_START); else the starting configuration, which a search within noise of it has
     not shown to be worse: a best of many noisy trials is an optimistic pick (journal entry
     11). With no trial at all (--search-share 0), the starting configuration."""
     start = {**start_config(settings), "seed": settings.seed}
@@ -334,7 +465,7 @@ def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, 
         return start, "the starting configuration (no search)"
     top = best_trial(table)
     best = {**config_of(top), "seed": settings.seed}
-    versus = yardstick(table)
+    versus = best_versus_start(table)
     if versus is not None and versus.best_id == versus.start_id:
         return best, f"the starting configuration, which was the best trial ({versus.best_id})"
     if versus is None:

@@ -40,19 +40,19 @@ from src.config import (
     METRIC,
     MODE,
     PBT_MUTABLE,
+    SCHEDULER_TRAITS,
     DataSpec,
     Grid,
-    HypertuneError,
-    Interrupted,
     RunSettings,
-    asha_rungs,
-    is_starting_point,
+    is_start_point,
     start_config,
-    starting_point,
+    start_point,
 )
 from src.device import forced_cpu, gpu_problem
+from src.errors import HypertuneError, Interrupted
 from src.progress import ProgressLine
 from src.results import (
+    ExperimentFolder,
     record_actual,
     summarize,
     trial_folder_name,
@@ -173,7 +173,7 @@ def to_tune_space(space: dict[str, Any]) -> dict[str, Any]:
 
 def starting_points(settings: RunSettings) -> list[dict[str, Any]]:
     """The starting configuration as every searcher's first trial, where the space holds it."""
-    point = starting_point(settings)
+    point = start_point(settings)
     return [] if point is None else [point]
 
 
@@ -218,7 +218,7 @@ class ASHAKeepingStart(ASHAScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)
-        if self.start_trial is None and is_starting_point(trial.config, self.start):
+        if self.start_trial is None and is_start_point(trial.config, self.start):
             self.start_trial = trial.trial_id
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
@@ -230,7 +230,7 @@ class ASHAKeepingStart(ASHAScheduler):
 
 def asha(settings: RunSettings) -> ASHAScheduler:
     return ASHAKeepingStart(
-        starting_point(settings),
+        start_point(settings),
         time_attr="training_iteration",
         max_t=settings.max_epochs,
         grace_period=settings.grace_period,
@@ -239,7 +239,7 @@ def asha(settings: RunSettings) -> ASHAScheduler:
 
 
 def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
-    """TPE, starting from BASELINE. It learns only from finished trials: limiting concurrency
+    """TPE, starting from DEFAULT_START. It learns only from finished trials: limiting concurrency
     to what runs at once keeps it from proposing every trial up front (random search)."""
     searcher = HyperOptSearch(
         points_to_evaluate=starting_points(settings),
@@ -252,7 +252,7 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
 
 
 def differential_evolution(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
-    """Nevergrad's two-points DE, starting from BASELINE. It gets the space itself (not through
+    """Nevergrad's two-points DE, starting from DEFAULT_START. It gets the space itself (not through
     the Tuner) so that its random state can be seeded."""
     import nevergrad as ng
     from ray.tune.search.nevergrad import NevergradSearch
@@ -322,26 +322,33 @@ def pbt(settings: RunSettings) -> PopulationBasedTraining:
     )
 
 
-def scheduler(settings: RunSettings) -> TrialScheduler | None:
-    """The settings' trial scheduler; None is Tune's FIFO (every trial runs max_epochs)."""
-    if settings.scheduler == "asha":
-        return asha(settings)
-    if settings.scheduler == "pbt":
-        return pbt(settings)
-    if settings.scheduler == "hyperband":
-        from src.bohb import ResumableHyperBand
+def hyperband(settings: RunSettings) -> TrialScheduler:
+    from src.bohb import ResumableHyperBand
 
-        return ResumableHyperBand(
-            time_attr="training_iteration",
-            max_t=settings.max_epochs,
-            reduction_factor=settings.reduction_factor,
-        )
-    return None
+    return ResumableHyperBand(
+        time_attr="training_iteration",
+        max_t=settings.max_epochs,
+        reduction_factor=settings.reduction_factor,
+    )
+
+
+# Each of config.SCHEDULERS built for the settings; None is Tune's FIFO (every trial runs
+# max_epochs).
+SCHEDULER_FACTORIES: dict[str, Callable[[RunSettings], TrialScheduler | None]] = {
+    "asha": asha,
+    "fifo": lambda settings: None,
+    "pbt": pbt,
+    "hyperband": hyperband,
+}
+
+
+def scheduler(settings: RunSettings) -> TrialScheduler | None:
+    return SCHEDULER_FACTORIES[settings.scheduler](settings)
 
 
 def search_space(settings: RunSettings) -> dict[str, Any]:
     """The settings' space as Tune distributions; every other hyperparameter pinned by --set or
-    at BASELINE. DE holds its space itself: the Tuner gets only the constants."""
+    at DEFAULT_START. DE holds its space itself: the Tuner gets only the constants."""
     searched = {} if settings.searcher == "de" else to_tune_space(settings.space)
     return {**start_config(settings), **searched, "seed": settings.seed}
 
@@ -379,7 +386,7 @@ def progress_line(
     to its next rung."""
     rungs: tuple[int, ...] = ()
     if asha_run:
-        rungs = asha_rungs(settings.max_epochs, settings.grace_period, settings.reduction_factor)
+        rungs = settings.rungs()
     return ProgressLine(
         settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit, slots
     )
@@ -425,7 +432,9 @@ def build_tuner(
             # Keep the best checkpoints (for evaluation) and always the latest (for resuming);
             # under PBT all: a trial may clone one that its donor has since moved past.
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=None if settings.scheduler == "pbt" else CHECKPOINTS_KEPT,
+                num_to_keep=(
+                    None if SCHEDULER_TRAITS[settings.scheduler].clones else CHECKPOINTS_KEPT
+                ),
                 checkpoint_score_attribute=METRIC,
                 checkpoint_score_order=MODE,
             ),
@@ -449,7 +458,7 @@ def cluster_resources(settings: RunSettings) -> TrialResources:
     resources = trial_resources(settings, cluster)
     logger.info(
         f"{resources.cpu} CPU + {resources.gpu} GPU per trial, {resources.concurrent} at once; "
-        f"results in {settings.storage_path / settings.name}"
+        f"results in {ExperimentFolder.of(settings).path}"
     )
     return resources
 
@@ -486,7 +495,7 @@ def run_experiment(
     logger.info(f"At most {monitor.max_running} trials ran at once.")
     table = finish(results, settings, grid)
     figures = search_figures(table, monitor, resources.concurrent, seconds)
-    record_actual(settings.storage_path / settings.name, "search", figures)
+    record_actual(ExperimentFolder.of(settings).path, "search", figures)
     return table
 
 
@@ -527,7 +536,7 @@ def resume_experiment(
     continue from their last checkpoint, and the searcher's state is restored with them."""
     resources = cluster_resources(settings)
     tuner = tune.Tuner.restore(
-        str(settings.storage_path / settings.name),
+        str(ExperimentFolder.of(settings).path),
         trainable=make_trainable(settings, data_spec, resources),
         resume_unfinished=True,
         resume_errored=False,  # errored trials already had their --max-failures retries
@@ -567,21 +576,21 @@ def all_trials_ended(results: tune.ResultGrid, folder: Path) -> bool:
 def finish(results: tune.ResultGrid, settings: RunSettings, grid: Grid | None) -> pd.DataFrame:
     """Summary and best trial of a finished experiment; an interrupted one gets no summary,
     so that --resume can tell the two apart."""
-    ended = all_trials_ended(results, settings.storage_path / settings.name)
+    ended = all_trials_ended(results, ExperimentFolder.of(settings).path)
     # A time budget ends the search with fewer trials than planned; only Ctrl-C interrupts it.
     if not ended or (len(results) < expected_trials(settings, grid) and not settings.time_budget):
         raise Interrupted(
             f"The experiment stopped before all its trials finished. Continue it with: "
-            f"{resume_command(settings.storage_path / settings.name)}"
+            f"{resume_command(ExperimentFolder.of(settings).path)}"
         )
-    start = None if grid else starting_point(settings)
+    start = None if grid else start_point(settings)
     table = summarize(results, settings.max_epochs, start)
     table = table[(table["epochs"] > 0) | (table["status"] == "error")]  # drop never started
-    path = write_summary(table, settings.storage_path / settings.name)
+    path = write_summary(table, ExperimentFolder.of(settings).path)
     if table["best_val_accuracy"].isna().all():
         raise SearchError(
             f"No trial finished an epoch. Each trial's error.txt under "
-            f"{settings.storage_path / settings.name} says why; the summary is at {path}."
+            f"{ExperimentFolder.of(settings).path} says why; the summary is at {path}."
         )
     for _, row in table[table["status"] == "error"].iterrows():  # Ray's own output is quiet
         logger.warning(f"Trial {row['trial_id']} failed: {row['error']} ({row['path']}/error.txt)")

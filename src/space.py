@@ -1,7 +1,7 @@
 """A search space kept in a file next to your experiment: `--space FILE` (TOML or YAML).
 
 One entry per hyperparameter, `NAME = {KIND = ARGUMENTS}`; hyperparameters not listed keep
-their BASELINE value (src/config.py), and `--set NAME=VALUE` pins one for this run:
+their DEFAULT_START value (src/config.py), and `--set NAME=VALUE` pins one for this run:
 
     # my_space.toml
     num_conv_layers = {choice = [2, 3, 4]}

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.config import CHECKPOINT_FILE, WARMUP_EPOCHS
+from src.config import WARMUP_EPOCHS
 from src.data import BatchStream, TrialData
 from src.device import Amp, graphs_wanted
+from src.results import CHECKPOINT_FILE
 from src.step import EagerStep, TrainStep
 
 Schedule = torch.optim.lr_scheduler.LambdaLR  # what make_optimizer makes
@@ -186,6 +187,6 @@ def save_checkpoint(
     state = {
         **training_state(epoch, model, optimizer, schedule),
         "config": config,  # plain values (train_cnn made them so): loads with weights_only=True
-        **data.describe(),
+        **data.applying_state(),
     }
     torch.save(state, folder / CHECKPOINT_FILE)

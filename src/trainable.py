@@ -20,10 +20,11 @@ import ray
 import torch
 from ray import tune
 
-from src.config import CHECKPOINT_FILE, DataSpec
+from src.config import DataSpec
 from src.data import open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, seed_everything, trial_device
 from src.model import build_model, count_parameters
+from src.results import CHECKPOINT_FILE
 from src.step import make_step
 from src.train import (
     load_training_state,
@@ -56,7 +57,7 @@ def restore(model: torch.nn.Module, optimizer: Any, schedule: Any, config: dict[
 
 def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
     """Tune function trainable. `config` holds the hyperparameters (src.config.HYPERPARAMETERS:
-    BASELINE's, the image size and the seed); `data_spec` (the images, at the run's
+    DEFAULT_START's, the image size and the seed); `data_spec` (the images, at the run's
     --image-size) and `max_epochs` are the same for every trial."""
     began = time.perf_counter()  # what a trial spends besides its epochs is measured too
     config = plain(config)  # BOHB's ConfigSpace hands out numpy integers, which torch refuses

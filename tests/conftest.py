@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +12,19 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from src.config import BASELINE, SUMMARY_FILE, DataSpec, RunSettings
+from src.config import DEFAULT_START, DataSpec, RunSettings
 from src.images import write_synthetic_images
-from src.results import write_experiment_info
+from src.results import SUMMARY_FILE, write_experiment_info
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def analyze_command(args: list[str]) -> int:
+    """`hypertune.py analyze ARGS` run in this process: its exit code (messages on stderr)."""
+    sys.path.insert(0, str(ROOT))  # this checkout's hypertune.py
+    import hypertune
+
+    return hypertune.main(["analyze", *args])
 
 
 class FakeClock:
@@ -51,7 +62,12 @@ class FakeClock:
         return getattr(time, name)
 
 
-SMALL = {**BASELINE, "num_conv_layers": 2, "start_filters": 16, "lr": 3e-3}  # trains in seconds
+SMALL = {
+    **DEFAULT_START,
+    "num_conv_layers": 2,
+    "start_filters": 16,
+    "lr": 3e-3,
+}  # trains in seconds
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -10,18 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
+from conftest import analyze_command
 
-from src.analysis import (
-    AnalysisError,
-    cost_table,
-    heatmap_cells,
-    importance,
-    load_experiment,
-    main,
-)
-from src.config import BASELINE, EXPERIMENT_INFO, DataSpec, Grid, RunSettings
+from src.analysis import load_experiment
+from src.config import DEFAULT_START, DataSpec, Grid, RunSettings
+from src.errors import AnalysisError
 from src.images import write_synthetic_images
+from src.results import EXPERIMENT_INFO
 from src.search import run_experiment
+from src.stats import cost_table, heatmap_cells, importance
 
 
 def write_experiment(
@@ -40,7 +37,7 @@ def write_experiment(
     for i, (changes, accuracy) in enumerate(trials):
         trial = folder / f"trial_{i:04d}"
         trial.mkdir()
-        (trial / "params.json").write_text(json.dumps({**BASELINE, "seed": 0, **changes}))
+        (trial / "params.json").write_text(json.dumps({**DEFAULT_START, "seed": 0, **changes}))
         epochs = np.arange(1, len(accuracy) + 1)
         pd.DataFrame(
             {
@@ -127,7 +124,7 @@ def test_importance_ranks_the_hyperparameter_that_matters(tmp_path: Path) -> Non
 
 
 def test_figures_and_summary_are_written(grid_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main([str(grid_dir)]) == 0
+    assert analyze_command([str(grid_dir)]) == 0
     figures = grid_dir / "figures"
     names = {p.name for p in figures.iterdir()}
     assert {
@@ -149,7 +146,7 @@ def test_figures_and_summary_are_written(grid_dir: Path, capsys: pytest.CaptureF
 
 
 def test_an_asha_search_gets_every_figure_but_the_heatmap(asha_dir: Path) -> None:
-    assert main([str(asha_dir)]) == 0
+    assert analyze_command([str(asha_dir)]) == 0
     names = {p.name for p in (asha_dir / "figures").iterdir()}
     assert "learning_curves.png" in names and not any(n.startswith("heatmap") for n in names)
 
@@ -171,7 +168,7 @@ def test_bad_requests_get_one_error_and_write_nothing(
     asha_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
 ) -> None:
     argv = [a.format(tmp=tmp_path, asha=asha_dir) for a in args]
-    assert main(argv) == 2
+    assert analyze_command(argv) == 2
     assert message in capsys.readouterr().err
     assert not (asha_dir / "figures").exists()
 

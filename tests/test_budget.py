@@ -26,16 +26,9 @@ import src.refit
 import src.search
 from src import pipeline
 from src.budget import EVALUATION_RESERVE_S, asha_trial, epoch_seconds, expected_epochs
-from src.config import (
-    BASELINE,
-    EXPERIMENT_INFO,
-    MODEL_FILE,
-    SUMMARY_FILE,
-    DataSpec,
-    RunSettings,
-    asha_rungs,
-)
+from src.config import DEFAULT_START, DataSpec, RunSettings, asha_rungs
 from src.images import write_synthetic_images
+from src.results import EXPERIMENT_INFO, MODEL_FILE, SUMMARY_FILE
 from src.search import SearchTimeLimit
 
 SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None, max_epochs=10,
@@ -75,7 +68,7 @@ def test_the_simulated_rule_is_rays_asha_rule() -> None:
 
 def test_an_epoch_is_timed_from_a_few_batches(tmp_path: Path) -> None:
     images = write_synthetic_images(tmp_path / "images", 3, 30, 32)
-    config = {**BASELINE, "seed": 0, "num_conv_layers": 2}
+    config = {**DEFAULT_START, "seed": 0, "num_conv_layers": 2}
     seconds = epoch_seconds(config, DataSpec(images, 32), threads=1)
     assert 0 < seconds < 5
     assert torch.get_num_threads() >= 1  # restored
@@ -173,4 +166,4 @@ def test_no_search_trains_the_starting_configuration_without_ray(
     assert not ray.is_initialized()
     assert outcome.table.empty and not list((tmp_path / "exp").glob("trial_*"))
     model = torch.load(tmp_path / "exp" / MODEL_FILE, weights_only=True)
-    assert model["config"] == {**BASELINE, "image_size": 32, "seed": 0}
+    assert model["config"] == {**DEFAULT_START, "image_size": 32, "seed": 0}

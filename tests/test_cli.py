@@ -12,7 +12,7 @@ from conftest import finished_experiment
 
 from hypertune import parse_args
 from src.analysis import load_experiment
-from src.config import BASELINE, PRESETS
+from src.config import DEFAULT_START, PRESETS
 from src.flags import grid_from, settings_from
 from src.images import write_synthetic_images
 from src.results import read_experiment_info
@@ -177,7 +177,7 @@ def test_search_space_file_is_used_recorded_and_read_back(tmp_path: Path) -> Non
     summary = pd.read_csv(tmp_path / "spaced" / "experiment_summary.csv")
     assert summary["fc_units"].between(40, 48).all() and (summary["lr"] == 0.002).all()
     assert summary["weight_decay"].between(1e-4, 1e-3).all()
-    assert summary["num_conv_layers"].nunique() == 1  # not in the file: BASELINE
+    assert summary["num_conv_layers"].nunique() == 1  # not in the file: DEFAULT_START
     settings, _, _ = read_experiment_info(tmp_path / "spaced")  # what --resume rebuilds from
     assert settings.space == {
         "fc_units": ["int", [40, 48]],
@@ -197,7 +197,7 @@ def test_bad_space_file_is_refused_with_its_line(tmp_path: Path) -> None:
 
 
 def test_a_grid_starts_from_an_experiment_and_set_wins_over_it(tmp_path: Path) -> None:
-    best = {**BASELINE, "start_filters": 16, "lr": 3e-3}
+    best = {**DEFAULT_START, "start_filters": 16, "lr": 3e-3}
     finished_experiment(tmp_path / "exp", write_synthetic_images(tmp_path / "images"), best)
     args = parse_args(["grid", "--x", "dropout=0.1,0.2", "--y", "batch_size=16,32",
                        "--from-experiment", "exp", "--set", "lr=0.001",
@@ -205,4 +205,4 @@ def test_a_grid_starts_from_an_experiment_and_set_wins_over_it(tmp_path: Path) -
     fixed = grid_from(args).fixed
     assert fixed["start_filters"] == 16  # from the experiment's best trial
     assert fixed["lr"] == 0.001  # --set wins
-    assert fixed["num_conv_layers"] == BASELINE["num_conv_layers"]  # the rest: BASELINE
+    assert fixed["num_conv_layers"] == DEFAULT_START["num_conv_layers"]  # the rest: DEFAULT_START

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from src.config import (
-    BASELINE,
+    DEFAULT_START,
     Comparison,
     Grid,
     RunSettings,
     inference_size,
-    is_starting_point,
+    is_start_point,
     resolve_method,
     start_config,
-    starting_point,
+    start_point,
 )
 from src.pipeline import cached_sizes
 
@@ -81,7 +81,7 @@ def test_a_paired_method_brings_its_partner(typed: tuple, expected: tuple) -> No
 def test_image_size_is_searched_from_a_list_and_every_size_is_cached_before_trials() -> None:
     searched = replace(SETTINGS, space={"image_size": ("choice", [96, 64])})
     assert searched.problems() is None and searched.image_sizes() == [64, 96]
-    assert starting_point(searched) == {"image_size": 64}  # the run's --image-size
+    assert start_point(searched) == {"image_size": 64}  # the run's --image-size
     ranged = replace(SETTINGS, space={"image_size": ("int", [64, 96])})
     assert "a choice of whole pixel sizes only" in str(ranged.problems())
     tiny = replace(SETTINGS, space={"image_size": ("choice", [16, 64])})
@@ -110,8 +110,8 @@ def test_the_sizes_a_final_model_is_scored_at_are_cached_before_the_search() -> 
 
 def test_the_starting_point_is_found_among_a_searchers_number_types() -> None:
     space = {"lr": ("loguniform", [1e-4, 1e-2]), "batch_size": ("choice", [16, 32])}
-    point = starting_point(replace(SETTINGS, space=space))
-    assert point == {"lr": BASELINE["lr"], "batch_size": BASELINE["batch_size"]}
-    assert is_starting_point({"lr": np.float64(0.003), "batch_size": np.int64(32)}, point)
-    assert not is_starting_point({"lr": 0.0031, "batch_size": 32}, point)
-    assert not is_starting_point({"lr": 0.003, "batch_size": 32}, None)
+    point = start_point(replace(SETTINGS, space=space))
+    assert point == {"lr": DEFAULT_START["lr"], "batch_size": DEFAULT_START["batch_size"]}
+    assert is_start_point({"lr": np.float64(0.003), "batch_size": np.int64(32)}, point)
+    assert not is_start_point({"lr": 0.0031, "batch_size": 32}, point)
+    assert not is_start_point({"lr": 0.003, "batch_size": 32}, None)

@@ -210,7 +210,7 @@ def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
     expected = (val_pixels - mean[:, None, None]) / std[:, None, None]
     x = torch.cat([x for x, _ in trial.val])  # validation: in order, not augmented
     assert np.allclose(x.numpy(), expected, atol=1e-5)
-    assert trial.describe()["class_names"] == ["class_0", "class_1", "class_2"]
+    assert trial.applying_state()["class_names"] == ["class_0", "class_1", "class_2"]
 
 
 def test_refit_data_trains_on_train_and_val_never_test(image_dir: Path) -> None:

@@ -13,17 +13,18 @@ from conftest import SMALL, finished_experiment
 from test_images import pre_split
 
 import src.evaluate as evaluate_module
-from src.config import BASELINE, CHECKPOINT_FILE, DataSpec
+from src.config import DEFAULT_START, DataSpec
 from src.data import open_trial_data
 from src.evaluate import confusion_matrix, evaluate, evaluate_and_report, folder_images
 from src.images import DataError, ImageFolder, prepare_cache, write_synthetic_images
 from src.inference import applied_size, load_model
 from src.model import Net
 from src.refit import plan_refit, refit
+from src.results import CHECKPOINT_FILE
 from src.train import save_checkpoint, train_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = {**BASELINE, "seed": 0, "lr": 3e-3, "num_conv_layers": 2, "start_filters": 16}
+CONFIG = {**DEFAULT_START, "seed": 0, "lr": 3e-3, "num_conv_layers": 2, "start_filters": 16}
 
 
 def checkpoint_after(epochs: int, images: Path, folder: Path) -> Path:

@@ -22,17 +22,10 @@ import torch
 from ray import tune
 from ray.cluster_utils import Cluster
 
-from src.config import (
-    CHECKPOINT_FILE,
-    MODEL_FILE,
-    REFIT_STATE,
-    DataSpec,
-    Grid,
-    HypertuneError,
-    RunSettings,
-)
+from src.config import DataSpec, Grid, RunSettings
+from src.errors import HypertuneError
 from src.images import load_cache, prepare_cache, scan_images, write_synthetic_images
-from src.results import claimed
+from src.results import CHECKPOINT_FILE, MODEL_FILE, REFIT_STATE, claimed
 from src.search import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from src.config import BASELINE, SEARCH_SPACE
+from src.config import DEFAULT_START, SEARCH_SPACE
 from src.model import Net, count_parameters
 
 CHOICES = {name: args for name, (kind, args) in SEARCH_SPACE.items() if kind == "choice"}
@@ -24,7 +24,7 @@ def test_every_architecture_in_the_space_gives_one_logit_per_class(image_size: i
     torch.manual_seed(0)
     x = torch.randn(2, 3, image_size, image_size)
     for values in itertools.product(*ARCHITECTURE.values()):
-        config = {**BASELINE, **dict(zip(ARCHITECTURE, values, strict=True))}
+        config = {**DEFAULT_START, **dict(zip(ARCHITECTURE, values, strict=True))}
         with torch.no_grad():
             logits = Net(config, num_classes=5).eval()(x)
         assert logits.shape == (2, 5), config
@@ -32,19 +32,19 @@ def test_every_architecture_in_the_space_gives_one_logit_per_class(image_size: i
 
 
 def test_gradients_reach_every_parameter() -> None:
-    model = Net({**BASELINE, "residual": True}, num_classes=5)
+    model = Net({**DEFAULT_START, "residual": True}, num_classes=5)
     model(torch.randn(4, 3, 32, 32)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 def test_parameter_count_follows_the_config() -> None:
-    small = Net({**BASELINE, "start_filters": 16}, num_classes=5)
-    large = Net({**BASELINE, "start_filters": 64}, num_classes=5)
+    small = Net({**DEFAULT_START, "start_filters": 16}, num_classes=5)
+    large = Net({**DEFAULT_START, "start_filters": 64}, num_classes=5)
     assert count_parameters(small) == sum(p.numel() for p in small.parameters())
     assert count_parameters(large) > count_parameters(small)
     # Residual blocks add exactly one 1x1 projection (no bias) per block.
-    residual = Net({**BASELINE, "residual": True}, num_classes=5)
+    residual = Net({**DEFAULT_START, "residual": True}, num_classes=5)
     channels = [3, 32, 64, 128]
     projections = sum(a * b for a, b in itertools.pairwise(channels))
-    plain = Net({**BASELINE, "residual": False}, num_classes=5)
+    plain = Net({**DEFAULT_START, "residual": False}, num_classes=5)
     assert count_parameters(residual) - count_parameters(plain) == projections

@@ -26,13 +26,13 @@ from src.budget import (
     trials_in_reach,
     trials_that_fit,
 )
-from src.config import BASELINE, EXPERIMENT_INFO, DataSpec, RunSettings
+from src.config import DEFAULT_START, DataSpec, RunSettings
 from src.console import plan_lines
 from src.model import forward_elements
 from src.progress import ProgressLine
-from src.results import record_actual, write_experiment_info
+from src.results import EXPERIMENT_INFO, record_actual, write_experiment_info
 
-START = {**BASELINE, "image_size": 64, "seed": 0}
+START = {**DEFAULT_START, "image_size": 64, "seed": 0}
 LONG_SPACE = {
     "image_size": ("choice", [64, 96]),
     "num_conv_layers": ("choice", [3, 4]),

@@ -15,11 +15,11 @@ from conftest import SMALL, finished_experiment
 from PIL import Image
 from test_images import bomb_png, pre_split
 
-from src.config import MODEL_FILE
 from src.images import read_image, write_synthetic_images
 from src.inference import load_final_model, probabilities
 from src.predict import run_predict
 from src.refit import plan_refit, refit
+from src.results import MODEL_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,11 @@ from conftest import SMALL, FakeClock, finished_experiment
 import hypertune
 import src.refit
 from src import pipeline
-from src.config import EVALUATION_DIR, MODEL_FILE, MODEL_FORMAT, REFIT_STATE
 from src.device import Amp
 from src.images import write_synthetic_images
+from src.inference import MODEL_FORMAT
 from src.refit import plan_refit, refit
+from src.results import EVALUATION_DIR, MODEL_FILE, REFIT_STATE
 
 
 def counting(calls: list[int]) -> Callable[..., float]:

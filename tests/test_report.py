@@ -10,9 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import analyze_command
 from test_analysis import write_experiment
-
-from src.analysis import main as analyze
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -56,7 +55,7 @@ def test_the_report_page_works_offline_with_one_line_per_trial(tmp_path: Path) -
         for bs in (16, 32)
     ]
     folder = write_experiment(tmp_path / "exp", "search", trials, max_epochs=4)
-    assert analyze([str(folder)]) == 0
+    assert analyze_command([str(folder)]) == 0
     page = folder / "figures" / "report.html"
     assert (folder / "figures" / "plotly.min.js").is_file()
     assert not re.findall(r'(?:src|href)="(?:https?:)?//', page.read_text())  # nothing remote

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import Result
 
-from src.config import BASELINE, RunSettings
+from src.config import DEFAULT_START, RunSettings
 from src.console import describe_config
 from src.results import binomial_sd, config_of, refit_choice, trial_row
 
@@ -54,8 +54,8 @@ def test_the_trial_id_is_the_trials_own_even_when_its_last_result_is_a_donors() 
 def summary(best_gain: float) -> pd.DataFrame:
     """Two trials: the starting configuration (0.70 at epoch 10) and another whose best is
     `best_gain` above it at the same epoch; 500 validation images (1 sd: about 2 points)."""
-    other = {**BASELINE, "lr": 1e-3, "trial_id": "other", "is_start": False}
-    start = {**BASELINE, "trial_id": "start", "is_start": True}
+    other = {**DEFAULT_START, "lr": 1e-3, "trial_id": "other", "is_start": False}
+    start = {**DEFAULT_START, "trial_id": "start", "is_start": True}
     rows = [
         {**other, "best_val_accuracy": 0.70 + best_gain, "start_at_best_epoch": 0.70},
         {**start, "best_val_accuracy": 0.70, "start_at_best_epoch": 0.70},
@@ -72,16 +72,16 @@ def test_the_refit_takes_the_best_trial_only_where_it_beat_the_start_beyond_nois
     config, why = refit_choice(summary(best_gain=0.05), SETTINGS)  # 5 points: beyond 2 sd
     assert config["lr"] == 1e-3 and config["seed"] == 3 and "beyond noise" in why
     config, why = refit_choice(summary(best_gain=0.02), SETTINGS)  # 2 points: within noise
-    assert config["lr"] == BASELINE["lr"] and "within noise" in why
+    assert config["lr"] == DEFAULT_START["lr"] and "within noise" in why
     config, why = refit_choice(summary(best_gain=0.02).drop(columns="is_start"), SETTINGS)
     assert config["lr"] == 1e-3  # no yardstick (a grid): the best
     empty = pd.DataFrame(columns=["trial_id", "best_val_accuracy"])
-    assert refit_choice(empty, SETTINGS) == ({**BASELINE, "image_size": 64, "seed": 3},
+    assert refit_choice(empty, SETTINGS) == ({**DEFAULT_START, "image_size": 64, "seed": 3},
                                              "the starting configuration (no search)")  # fmt: skip
 
 
 def test_a_summary_from_before_image_size_was_searched_still_reads() -> None:
-    old = pd.Series({**BASELINE, "seed": 0})  # no image_size column: an older experiment
-    assert config_of(old) == BASELINE and "image_size" not in describe_config(old)
-    new = pd.Series({**BASELINE, "image_size": 96.0, "seed": 0})  # a CSV reads 96 as 96.0
+    old = pd.Series({**DEFAULT_START, "seed": 0})  # no image_size column: an older experiment
+    assert config_of(old) == DEFAULT_START and "image_size" not in describe_config(old)
+    new = pd.Series({**DEFAULT_START, "image_size": 96.0, "seed": 0})  # a CSV reads 96 as 96.0
     assert config_of(new)["image_size"] == 96 and "image_size=96" in describe_config(new)

@@ -15,11 +15,9 @@ from ray import tune
 
 import src.search
 from src.config import (
-    BASELINE,
-    CHECKPOINT_FILE,
+    DEFAULT_START,
     HYPERPARAMETERS,
     SEARCH_SPACE,
-    SUMMARY_FILE,
     DataSpec,
     Grid,
     RunSettings,
@@ -27,6 +25,7 @@ from src.config import (
 )
 from src.images import write_synthetic_images
 from src.pipeline import prepared_data
+from src.results import CHECKPOINT_FILE, SUMMARY_FILE
 from src.search import ConcurrencyMonitor, run_experiment, trial_resources
 from src.trainable import train_cnn
 
@@ -113,9 +112,9 @@ def test_two_trials_share_a_gpu_and_asha_stops_only_at_its_rungs(
     stopped = summary.loc[summary["status"] == "stopped_early", "epochs"]
     assert set(stopped) <= set(asha_rungs(run.max_epochs, run.grace_period, run.reduction_factor))
     # HyperOpt evaluates the baseline configuration first.
-    baseline = summary[summary["lr"].round(12) == BASELINE["lr"]]
+    baseline = summary[summary["lr"].round(12) == DEFAULT_START["lr"]]
     assert len(baseline) == 1
-    assert all(baseline.iloc[0][k] == BASELINE[k] for k in SEARCH_SPACE)
+    assert all(baseline.iloc[0][k] == DEFAULT_START[k] for k in SEARCH_SPACE)
 
 
 def test_without_gpus_trials_run_on_cpus(

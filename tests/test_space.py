@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import LONG_SPACE, SEARCH_SPACE, RunSettings, starting_point
+from src.config import LONG_SPACE, SEARCH_SPACE, RunSettings, start_point
 from src.search import to_tune_space
 from src.space import SpaceError, load_space, pin
 
@@ -40,15 +40,15 @@ def test_int_ranges_include_both_bounds_and_baseline_is_kept_only_inside() -> No
     space = {"fc_units": ("int", [64, 66]), "lr": ("loguniform", [1e-4, 1e-2])}
     sampler = to_tune_space(space)["fc_units"]
     assert {sampler.sample() for _ in range(200)} == {64, 65, 66}
-    assert starting_point(settings(space)) is None  # BASELINE's 128 units lie outside [64, 66]
-    assert starting_point(settings({"lr": ("loguniform", [1e-4, 1e-2])})) == {"lr": 3e-3}
+    assert start_point(settings(space)) is None  # DEFAULT_START's 128 units lie outside [64, 66]
+    assert start_point(settings({"lr": ("loguniform", [1e-4, 1e-2])})) == {"lr": 3e-3}
 
 
 def test_the_long_presets_space_starts_from_the_starting_configuration() -> None:
     space = load_space(Path(LONG_SPACE))
     assert space["image_size"] == ("choice", [64, 96])
     start = {"image_size": 64, "num_conv_layers": 3, "lr": 3e-3, "weight_decay": 5e-4}
-    assert starting_point(settings(space)) == start  # BASELINE at 64 px: the yardstick
+    assert start_point(settings(space)) == start  # DEFAULT_START at 64 px: the yardstick
     assert settings(space).problems() is None
 
 

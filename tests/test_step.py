@@ -17,7 +17,7 @@ import torch
 from loguru import logger
 
 import src.step
-from src.config import BASELINE, DataSpec
+from src.config import DEFAULT_START, DataSpec
 from src.data import BatchStream, open_trial_data
 from src.device import Amp
 from src.model import build_model
@@ -30,7 +30,7 @@ from src.train import (
     training_state,
 )
 
-CONFIG = {**BASELINE, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
+CONFIG = {**DEFAULT_START, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
 CPU = torch.device("cpu")
 
 

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from src.config import BASELINE
+from src.config import DEFAULT_START
 from src.model import build_model
 from src.train import WarmupCosine, make_optimizer, set_optimizer_hyperparameters
 
-CONFIG = {**BASELINE, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
+CONFIG = {**DEFAULT_START, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
 
 
 def stepped(steps: int, epochs: int = 4, per_epoch: int = 5) -> tuple:

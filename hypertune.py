@@ -22,7 +22,12 @@ from pathlib import Path
 from loguru import logger
 
 from src import flags
-from src.commands import add_analyze_arguments, continue_command, hypertune_command
+from src.commands import (
+    add_analyze_arguments,
+    continue_command,
+    hypertune_command,
+    save_traceback,
+)
 from src.config import (
     COMPARE_METHODS,
     DEFAULT_STORAGE,
@@ -402,9 +407,20 @@ def main(argv: list[str] | None = None) -> int:
         again = continue_command(args, command)
         print(f"hypertune: interrupted. Continue with: {again}", file=sys.stderr)
         return 130
-    except (HypertuneError, ValueError) as err:
+    except HypertuneError as err:  # something the user can fix: the message says how
         print(f"hypertune: error: {err}", file=sys.stderr)
         return 2
+    except Exception as bug:  # hypertune's fault (or a library's), not the user's
+        print(bug_message(bug, save_traceback(bug, args)), file=sys.stderr)
+        return 1
+
+
+def bug_message(bug: Exception, saved: Path | None) -> str:
+    where = f"The full traceback is in {saved}" if saved else "The traceback could not be saved"
+    return (
+        f"hypertune: unexpected error (a bug in hypertune or a library it uses, not in what you "
+        f"typed): {type(bug).__name__}: {bug}. {where}; please report it with that file."
+    )
 
 
 if __name__ == "__main__":

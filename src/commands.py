@@ -7,6 +7,8 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from src.config import DEFAULT_STORAGE, METRICS
@@ -55,3 +57,22 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--y", help="heatmap y-axis hyperparameter (default: a grid's second axis)")
     p.add_argument("--metric", default="val_accuracy", help=f"one of {', '.join(METRICS)}")
     p.add_argument("--at-epoch", type=int, help="compare trials at this epoch (ASHA searches)")
+
+
+def save_traceback(error: BaseException, args: argparse.Namespace) -> Path | None:
+    """The full traceback of an unexpected error, for a bug report: in the experiment's folder
+    where the command has one, else in a temporary file. None where it cannot be written."""
+    text = "".join(traceback.format_exception(error))
+    name, storage = getattr(args, "name", None), getattr(args, "storage_path", None)
+    folder = ExperimentFolder.at(storage, name) if name and storage else None
+    try:
+        if folder is not None and folder.path.is_dir():
+            folder.error_log.write_text(text)
+            return folder.error_log
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="hypertune-error-", suffix=".log", delete=False
+        ) as file:
+            file.write(text)
+        return Path(file.name)
+    except OSError:
+        return None

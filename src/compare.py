@@ -40,6 +40,7 @@ from loguru import logger
 from ray import tune
 
 from src.config import METRIC, Comparison, DataSpec, Grid, RunSettings, start_config
+from src.errors import HypertuneError
 from src.report import markdown_table
 from src.results import (
     ExperimentFolder,
@@ -120,7 +121,7 @@ def run_comparison(
         for method in comparison.methods:
             run = method_settings(method, settings, seed, budget)
             if problem := run.problems():
-                raise ValueError(f"{method}: {problem}")
+                raise HypertuneError(f"{method}: {problem}")
             folder = ExperimentFolder.of(run).path
             curve = anytime(folder, budget)
             if not (resume and len(curve) == budget):

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from src.errors import HypertuneError
+
 # One trial's hyperparameters. These are the values HyperOpt tries first and the values a
 # fixed-epoch grid uses for every hyperparameter it does not vary.
 DEFAULT_START: dict[str, Any] = {
@@ -215,19 +217,19 @@ def parse_value(name: str, text: str) -> Any:
     kind = value_type(name)
     if kind is bool:
         if text.lower() not in ("true", "false"):
-            raise ValueError(f"{name} takes true or false, got {text!r}")
+            raise HypertuneError(f"{name} takes true or false, got {text!r}")
         return text.lower() == "true"
     try:
         return kind(text)
     except ValueError:
-        raise ValueError(f"{name} takes {kind.__name__} values, got {text!r}") from None
+        raise HypertuneError(f"{name} takes {kind.__name__} values, got {text!r}") from None
 
 
 def parse_assignment(text: str, many: bool) -> tuple[str, Any]:
     """NAME=VALUE (or NAME=V1,V2,... when `many`) for a known hyperparameter."""
     name, _, values = text.partition("=")
     if name not in SEARCHABLE or not values:
-        raise ValueError(
+        raise HypertuneError(
             f"{text!r} is not NAME=VALUE{',...' if many else ''} for a known hyperparameter; "
             f"the names are {', '.join(SEARCHABLE)}"
         )

@@ -27,6 +27,7 @@ from src.config import (
     parse_assignment,
     resolve_method,
 )
+from src.errors import HypertuneError
 from src.results import CHECKPOINT_FILE, SUMMARY_FILE, ExperimentFolder
 
 
@@ -206,5 +207,5 @@ def problem(args: argparse.Namespace) -> str | None:
         if args.command == "analyze":
             return None  # the analysis checks its own request, before writing anything
         return resume_problem(args) if args.resume else new_run_problem(args)
-    except ValueError as err:  # a bad --set, --x, --y, --space or --from-experiment
+    except HypertuneError as err:  # a bad --set, --x, --y, --space or --from-experiment
         return str(err)

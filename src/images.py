@@ -173,13 +173,13 @@ def scan_images(data_dir: Path) -> ImageFolder:
     root, splits = find_root(top)
     parts = splits or {"": root}
     per_part = {name: classes_of(folder) for name, folder in parts.items()}
-    names = [d.name for d in next(iter(per_part.values()))]
+    names = [readable(d.name) for d in next(iter(per_part.values()))]
     for part, dirs in per_part.items():
-        if [d.name for d in dirs] != names:
+        if [readable(d.name) for d in dirs] != names:
             raise DataError(
                 f"The split folders of {root} hold different classes: {part}/ has "
-                f"{', '.join(d.name for d in dirs)}, train/ has {', '.join(names)}. Each split "
-                f"needs the same class folders."
+                f"{', '.join(readable(d.name) for d in dirs)}, train/ has {', '.join(names)}. "
+                f"Each split needs the same class folders."
             )
     paths, labels, codes = [], [], []
     for part, dirs in per_part.items():
@@ -193,6 +193,13 @@ def scan_images(data_dir: Path) -> ImageFolder:
     class_folders = [d for dirs in per_part.values() for d in dirs]
     say_ignored(top, {*descended, *parts.values(), *class_folders})
     return ImageFolder(root, names, paths, np.array(labels, np.int64), split)
+
+
+def readable(name: str | Path) -> str:
+    """A file or folder name as text that prints and saves anywhere: bytes that are not UTF-8
+    (names from zips made on other systems, which Python keeps as lone surrogates) become
+    U+FFFD. The file itself is still opened by its own name."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def say_ignored(top: Path, scanned: set[Path]) -> None:
@@ -257,10 +264,12 @@ def decode_image(path: Path, size: int) -> np.ndarray | None:
 
 def cache_key(folder: ImageFolder, image_size: int) -> str:
     """Changes whenever a file is added, removed or modified, or the size changes."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}:{image_size}:{folder.root.resolve()}".encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}:{image_size}:".encode())
+    digest.update(os.fsencode(folder.root.resolve()))  # a name's own bytes, UTF-8 or not
     for path in folder.paths:
         stat = path.stat()
-        digest.update(f"{path.relative_to(folder.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(os.fsencode(path.relative_to(folder.root)))
+        digest.update(f":{stat.st_size}:{stat.st_mtime_ns}".encode())
     return f"{folder.root.name}-{image_size}px-{digest.hexdigest()[:16]}"
 
 

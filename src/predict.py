@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from src.device import local_device
-from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image
+from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image, readable
 from src.inference import applied_size, load_final_model, probabilities
 from src.model import Net
 
@@ -50,14 +50,16 @@ def labelled_photos(folder: Path, classes: list[str]) -> list[Photo]:
             f"The folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})."
         )
     holders = {path.parent for path in found if path.parent != folder}
-    known = {d for d in holders if d.name in classes}
-    if known and (unknown := sorted({d.name for d in holders - known})):
+    known = {d for d in holders if readable(d.name) in classes}
+    if known and (unknown := sorted({readable(d.name) for d in holders - known})):
         raise DataError(
             f"{folder} has class folders the model was not trained on: {', '.join(unknown)}. "
             f"The model knows {', '.join(classes)}. Pass a folder whose sub-folders are only "
             f"these classes, or one of unlabelled images."
         )
-    return [Photo(path, path.parent.name if path.parent in known else None) for path in found]
+    return [
+        Photo(path, readable(path.parent.name) if path.parent in known else None) for path in found
+    ]
 
 
 def collect_photos(inputs: list[Path], classes: list[str]) -> list[Photo]:
@@ -96,7 +98,7 @@ def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) 
         readable = [d for d in pixels_or_errors if not isinstance(d, str)]
         probs = iter(probabilities(model, state, np.stack(readable)) if readable else [])
         for photo, pixels in zip(batch, pixels_or_errors, strict=True):
-            row: dict[str, Any] = {"path": str(photo.path), "true_class": photo.label or ""}
+            row: dict[str, Any] = {"path": readable(photo.path), "true_class": photo.label or ""}
             if isinstance(pixels, str):
                 rows.append({**row, "error": pixels})
                 continue

@@ -50,6 +50,7 @@ EVALUATION_SUMMARY = "summary.json"  # in an evaluation folder: accuracy, confus
 FIGURES_DIR = "figures"  # src/analysis.py's figures and tables, the report page among them
 REPORT_PAGE = "report.html"  # the whole experiment on one page (src/report.py)
 LOCK_FILE = ".hypertune.lock"  # held by the process that runs, resumes or refits it
+ERROR_LOG = "hypertune-error.log"  # the traceback of an unexpected error (a bug), to report
 # Ray's own files in a trial's folder (trial_<id>/) that hypertune reads back.
 TRIAL_PARAMS = "params.json"  # the trial's configuration
 TRIAL_PROGRESS = "progress.csv"  # one row per epoch it reported
@@ -101,6 +102,10 @@ class ExperimentFolder:
     @property
     def lock(self) -> Path:
         return self.path / LOCK_FILE
+
+    @property
+    def error_log(self) -> Path:
+        return self.path / ERROR_LOG
 
 
 @dataclass(frozen=True)
@@ -339,7 +344,7 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
     """The hyperparameters (not the seed) of the best trial of an earlier experiment."""
     path = experiment_dir / SUMMARY_FILE
     if not path.is_file():
-        raise ValueError(
+        raise HypertuneError(
             f"No {SUMMARY_FILE} in {experiment_dir}: --from-experiment needs a finished "
             f"experiment's folder name under --storage-path."
         )

@@ -151,7 +151,7 @@ def trial_resources(settings: RunSettings, cluster: dict[str, float]) -> TrialRe
     else:
         resources = TrialResources(settings.cpus_per_trial, 0.0, by_cpu)
     if resources.concurrent < 1:
-        raise ValueError(
+        raise HypertuneError(
             f"A trial asks for {settings.cpus_per_trial} CPU(s) and {resources.gpu} GPU, but the "
             f"Ray cluster has {cpus} CPU(s) and {gpus} GPU(s). Lower --cpus-per-trial or "
             f"--gpus-per-trial."

@@ -24,12 +24,13 @@ from typing import Any
 import yaml
 
 from src.config import SEARCHABLE
+from src.errors import HypertuneError
 
 Space = dict[str, tuple[str, Any]]  # name -> (kind, arguments), as SEARCH_SPACE
 KINDS = ("choice", "uniform", "loguniform", "int")
 
 
-class SpaceError(ValueError):
+class SpaceError(HypertuneError):
     """A search-space file that cannot be used; the message names the file and line."""
 
 

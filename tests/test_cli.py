@@ -206,3 +206,29 @@ def test_a_grid_starts_from_an_experiment_and_set_wins_over_it(tmp_path: Path) -
     assert fixed["start_filters"] == 16  # from the experiment's best trial
     assert fixed["lr"] == 0.001  # --set wins
     assert fixed["num_conv_layers"] == DEFAULT_START["num_conv_layers"]  # the rest: DEFAULT_START
+
+
+def test_a_bug_is_told_apart_from_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A ValueError from inside a library is hypertune's bug: exit 1, a short message, and the
+    full traceback saved in the experiment's folder; a bad flag stays the user's: exit 2."""
+    import hypertune as cli
+
+    folder = tmp_path / "exp"
+    finished_experiment(folder, write_synthetic_images(tmp_path / "images"), dict(DEFAULT_START))
+
+    def broken(*args: object) -> None:
+        int("a library's own bad value")  # raises ValueError, as a dependency might
+
+    monkeypatch.setattr(cli, "run_refit", broken)
+    assert cli.main(["refit", "--name", "exp", "--storage-path", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error" in err and "ValueError: invalid literal for int()" in err
+    saved = (folder / "hypertune-error.log").read_text()
+    assert str(folder / "hypertune-error.log") in err
+    assert saved.startswith("Traceback") and 'int("a library' in saved
+    with pytest.raises(SystemExit) as refused:  # a bad flag: argparse's one-line refusal
+        cli.main(["refit", "--name", "exp", "--storage-path", str(tmp_path), "--epochs", "0"])
+    assert refused.value.code == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -163,3 +164,23 @@ def test_a_pre_split_folder_is_labelled_by_the_class_folder_of_each_image(
     assert len(labels) == 3 * 5 + 1
     assert all(label == Path(path).parent.name for path, label in labels.items() if label)
     assert labels[str(root / "unsorted.png")] == ""  # in no class folder: no label
+
+
+def test_photos_named_in_any_encoding_are_trained_on_and_predicted(tmp_path: Path) -> None:
+    """A class folder and a photo whose names are Latin-1 bytes, not UTF-8 (as zips made on
+    other systems hold): trained on and predicted like the rest, shown with U+FFFD."""
+    images = write_synthetic_images(tmp_path / "images", 3, 12, 32, seed=1)
+    odd_class = images / os.fsdecode(b"class_\xe9")
+    (images / "class_2").rename(odd_class)
+    (odd_class / "000.png").rename(odd_class / os.fsdecode(b"caf\xe9.png"))
+    experiment = finished_experiment(tmp_path / "runs" / "exp", images, SMALL)
+    refit(plan_refit(experiment, epochs=1, image_size=None, seed=0), "cmd")
+    _, state = load_final_model(experiment / MODEL_FILE, torch.device("cpu"))
+    assert state["class_names"] == ["class_0", "class_1", "class_\ufffd"]
+    out = tmp_path / "predictions.csv"
+    result = predict("--model", str(experiment / MODEL_FILE), str(images), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "caf\ufffd.png" in result.stdout
+    table = pd.read_csv(out)
+    assert len(table) == 36 and (table["error"].isna()).all()
+    assert (table["true_class"] == "class_\ufffd").sum() == 12

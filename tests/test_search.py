@@ -23,6 +23,7 @@ from src.config import (
     RunSettings,
     asha_rungs,
 )
+from src.errors import HypertuneError
 from src.images import write_synthetic_images
 from src.pipeline import prepared_data
 from src.results import CHECKPOINT_FILE, SUMMARY_FILE
@@ -161,5 +162,5 @@ def test_trial_resources_follow_the_cluster(
 
 
 def test_trial_larger_than_cluster_is_refused() -> None:
-    with pytest.raises(ValueError, match="--cpus-per-trial"):
+    with pytest.raises(HypertuneError, match="--cpus-per-trial"):
         trial_resources(settings(Path("."), cpus_per_trial=4), {"CPU": 2})

@@ -37,7 +37,15 @@ from src.config import (
     Comparison,
     RunSettings,
 )
-from src.errors import HypertuneError, Interrupted
+from src.errors import (
+    DISK_FULL,
+    LOW_SPACE,
+    DiskFull,
+    HypertuneError,
+    Interrupted,
+    disk_full,
+    free_bytes,
+)
 from src.results import ExperimentFolder
 
 COMMANDS = ("search", "refit", "predict", "grid", "compare", "evaluate", "analyze")
@@ -408,11 +416,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hypertune: interrupted. Continue with: {again}", file=sys.stderr)
         return 130
     except HypertuneError as err:  # something the user can fix: the message says how
-        print(f"hypertune: error: {err}", file=sys.stderr)
+        print(user_error(err, args, command), file=sys.stderr)
         return 2
     except Exception as bug:  # hypertune's fault (or a library's), not the user's
+        if (full := full_disk(bug, args)) is not None:  # met inside Ray, not at a write of ours
+            print(user_error(full, args, command), file=sys.stderr)
+            return 2
         print(bug_message(bug, save_traceback(bug, args)), file=sys.stderr)
         return 1
+
+
+def user_error(err: HypertuneError, args: argparse.Namespace, command: str) -> str:
+    """One paragraph; after a full disk, with the command that continues the run."""
+    again = (
+        f" Continue with: {continue_command(args, command)}" if isinstance(err, DiskFull) else ""
+    )
+    return f"hypertune: error: {err}{again}"
+
+
+def full_disk(error: Exception, args: argparse.Namespace) -> DiskFull | None:
+    """The full disk behind an unexpected error: one that says so (ENOSPC, EDQUOT), or any error
+    while the experiments' disk has next to no space left (Ray then fails in its own ways)."""
+    storage = getattr(args, "storage_path", None) or DEFAULT_STORAGE
+    if isinstance(error, OSError) and error.errno in DISK_FULL:
+        return disk_full(Path(error.filename or storage), "results")
+    if free_bytes(storage.resolve()) < LOW_SPACE:
+        return disk_full(storage.resolve(), "results")
+    return None
 
 
 def bug_message(bug: Exception, saved: Path | None) -> str:

@@ -38,7 +38,7 @@ from src.config import (
     METRIC,
     METRICS,
 )
-from src.errors import AnalysisError
+from src.errors import AnalysisError, DiskFull, space_for
 from src.report import STATUS_COLOURS, markdown_table
 from src.results import (
     REPORT_PAGE,
@@ -297,18 +297,27 @@ def report_data(
     )
 
 
+def write_figures(folder: Path, figures: dict[str, plt.Figure], tables: dict[str, str]) -> None:
+    folder.mkdir()
+    for name, fig in figures.items():
+        fig.savefig(folder / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    for name, text in tables.items():
+        (folder / name).write_text(text)
+    report.copy_script(folder)
+
+
 def write_outputs(folder: Path, figures: dict[str, plt.Figure], tables: dict[str, str]) -> Path:
     """Into a fresh folder first, then swapped in: a failure never leaves half a result."""
     target = ExperimentFolder(folder).figures
     staging = target.with_name(f"{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for name, fig in figures.items():
-        fig.savefig(staging / name, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-    for name, text in tables.items():
-        (staging / name).write_text(text)
-    report.copy_script(staging)
+    try:
+        with space_for(staging, "the figures and the report page"):
+            write_figures(staging, figures, tables)
+    except DiskFull:
+        shutil.rmtree(staging, ignore_errors=True)  # what it took, back to the disk
+        raise
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -46,6 +46,7 @@ from src.results import (
     ExperimentFolder,
     trial_folders,
     trial_history,
+    write_atomically,
     write_experiment_info,
 )
 from src.search import Plan, SearchError, build_tuner, cluster_resources, fit, search_plan
@@ -197,14 +198,14 @@ def write_comparison(
     """The plot and the table; the target is 95% of the best value any run reached."""
     target = 0.95 * max(run[-1] for runs in curves.values() for run in runs)
     table = comparison_table(curves, target)
-    out = folder / "compare"
+    out = ExperimentFolder(folder).comparison
     out.mkdir(parents=True, exist_ok=True)
     fig = plot_anytime(curves, budget)
     paths = [out / "anytime.png", out / "comparison.csv", out / "comparison.md"]
     fig.savefig(paths[0], dpi=110, bbox_inches="tight")
     plt.close(fig)
-    table.to_csv(paths[1], index=False)
-    paths[2].write_text(markdown_table(table) + "\n")
+    write_atomically(paths[1], table.to_csv(index=False))
+    write_atomically(paths[2], markdown_table(table) + "\n")
     return table, paths
 
 

@@ -32,7 +32,7 @@ from loguru import logger
 from PIL import Image, ImageOps
 
 from src.config import SPLIT_FRACTIONS, SPLIT_SEED, SPLITS
-from src.errors import HypertuneError
+from src.errors import HypertuneError, space_for
 
 # What Pillow decodes here; the suffix is matched in any case (.JPG), the content decides.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -281,8 +281,20 @@ def pixel_moments(pixels: np.ndarray) -> np.ndarray:
 
 
 def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
+    """Decodes into a temporary folder, renamed to `target` when complete: a crash never leaves
+    a half-written cache behind, and a failed build (a full disk) leaves no files either."""
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with space_for(target.parent, "the image cache"):
+            _write_cache(folder, image_size, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, target)
+
+
+def _write_cache(folder: ImageFolder, image_size: int, tmp: Path) -> None:
     tmp.mkdir(parents=True)
     images = np.lib.format.open_memmap(
         tmp / "images.npy", "w+", np.uint8, (len(folder.paths), 3, image_size, image_size)
@@ -314,7 +326,6 @@ def _build_cache(folder: ImageFolder, image_size: int, target: Path) -> None:
         np.save(tmp / "splits.npy", folder.splits[keep])
     meta = {"class_names": folder.class_names, "image_size": image_size, "root": str(folder.root)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache behind
 
 
 def cache_root() -> Path:

@@ -24,6 +24,7 @@ from src.device import local_device
 from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image, readable
 from src.inference import applied_size, load_final_model, probabilities
 from src.model import Net
+from src.results import write_atomically
 
 BATCH = 64  # images decoded and classified at a time: bounded memory for any folder size
 
@@ -143,6 +144,6 @@ def predict_and_report(
     if note := accuracy_note(table):
         print(note)
     if output:
-        table.to_csv(output, index=False)
+        write_atomically(output, table.to_csv(index=False))
         print(f"written: {output}")
     return table

@@ -33,7 +33,7 @@ from src.config import (
     start_config,
     value_type,
 )
-from src.errors import HypertuneError
+from src.errors import HypertuneError, space_for
 
 if TYPE_CHECKING:
     from ray.tune import Result, ResultGrid
@@ -49,6 +49,7 @@ EVALUATION_DIR = f"{REFIT_DIR}/evaluation"  # the final model's test figures (su
 EVALUATION_SUMMARY = "summary.json"  # in an evaluation folder: accuracy, confusion, classes
 FIGURES_DIR = "figures"  # src/analysis.py's figures and tables, the report page among them
 REPORT_PAGE = "report.html"  # the whole experiment on one page (src/report.py)
+COMPARISON_DIR = "compare"  # in a comparison's folder: its table and anytime figure
 LOCK_FILE = ".hypertune.lock"  # held by the process that runs, resumes or refits it
 ERROR_LOG = "hypertune-error.log"  # the traceback of an unexpected error (a bug), to report
 # Ray's own files in a trial's folder (trial_<id>/) that hypertune reads back.
@@ -98,6 +99,10 @@ class ExperimentFolder:
     @property
     def report_page(self) -> Path:
         return self.figures / REPORT_PAGE
+
+    @property
+    def comparison(self) -> Path:
+        return self.path / COMPARISON_DIR
 
     @property
     def lock(self) -> Path:
@@ -320,8 +325,9 @@ def replacing(path: Path) -> Iterator[Path]:
     refit and predict read these). A block that fails leaves `path` as it was."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with space_for(path, path.name):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -20,6 +20,7 @@ from torch import nn
 from src.config import WARMUP_EPOCHS
 from src.data import BatchStream, TrialData
 from src.device import Amp, graphs_wanted
+from src.errors import space_for
 from src.results import CHECKPOINT_FILE
 from src.step import EagerStep, TrainStep
 
@@ -189,4 +190,5 @@ def save_checkpoint(
         "config": config,  # plain values (train_cnn made them so): loads with weights_only=True
         **data.applying_state(),
     }
-    torch.save(state, folder / CHECKPOINT_FILE)
+    with space_for(folder, "a trial's checkpoint"):
+        torch.save(state, folder / CHECKPOINT_FILE)

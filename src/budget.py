@@ -218,16 +218,23 @@ def elements_of(config: dict[str, Any]) -> float:
     return forward_elements(config, config["image_size"])
 
 
+def costlier(config: dict[str, Any], name: str, value: Any) -> tuple[float, float]:
+    """What orders `value`s of `name` by cost: the elements written, then the number itself
+    (a larger kernel writes as much, but computes more)."""
+    number = value if isinstance(value, int | float) else 0
+    return elements_of({**config, name: value}), float(number)
+
+
 def costliest(settings: RunSettings, start: dict[str, Any]) -> dict[str, Any]:
-    """The start with every shape hyperparameter and the image size at the most its space
-    allows: the second point of the cost model. The batch size stays the start's."""
+    """The start with every shape hyperparameter and the image size at the value its space
+    allows that makes the network write the most (the largest number; the costliest block
+    type): the second point of the cost model. The batch size stays the start's."""
     config = dict(start)
     for name in (*SHAPE_KEYS, "image_size"):
         kind, args = settings.space.get(name, ("", None))
-        if kind == "choice":
-            config[name] = max(args)
-        elif kind == "int":
-            config[name] = args[1]
+        options = args if kind == "choice" else [args[1]] if kind == "int" else []
+        if options:
+            config[name] = max(options, key=lambda value: costlier(config, name, value))
     return config
 
 

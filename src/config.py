@@ -26,7 +26,8 @@ DEFAULT_START: dict[str, Any] = {
     "start_filters": 32,  # channels of the first block, doubled per block
     "kernel_size": 3,  # conv kernel (odd, 'same' padding)
     "batchnorm": True,  # BatchNorm after each conv: faster, more stable optimisation
-    "residual": True,  # a (1x1-projected) skip connection around each conv: +0.7 points (entry 7)
+    "block": "residual",  # one of BLOCKS (src/model.py draws each); a 1x1-projected skip
+    # around each conv gained 0.7 points over plain (journal entry 7)
     "fc_units": 128,  # width of the hidden fully connected layer
     "dropout": 0.3,  # dropout before the output layer
     "lr": 3e-3,  # peak AdamW learning rate (cosine-annealed to 0 over max_epochs)
@@ -36,6 +37,20 @@ DEFAULT_START: dict[str, Any] = {
     "jitter": 0.0,  # colour jitter: brightness/contrast/saturation x U(1 -/+ jitter); 0 = off,
     # as colour is what tells these flowers apart: 0.3 cost 2-4 points (journal entry 5)
 }
+
+# What a conv block may be (src/model.py): plain (VGG), residual (ResNet's skip), se
+# (residual + squeeze-excite gate), inception (four parallel branches, GoogLeNet).
+BLOCKS = ("plain", "residual", "se", "inception")
+
+
+def block_of(config: dict[str, Any]) -> str:
+    """A configuration's block type. Configurations from before `block` existed (model files,
+    checkpoints, summaries, space files) said `residual`: True is today's residual block,
+    False plain."""
+    if isinstance(config.get("block"), str):  # (a summary without the column reads NaN)
+        return str(config["block"])
+    return "residual" if config.get("residual", True) else "plain"
+
 
 # Learning-rate warm-up (linear, in epochs) before the per-step cosine decay to 0.
 WARMUP_EPOCHS = 1
@@ -248,6 +263,12 @@ def trial_config_problem(config: dict[str, Any], image_size: int) -> str | None:
             f"num_conv_layers={layers} does not fit {image_size} px images: each block halves "
             f"the image, so {layers} blocks need at least {2 ** max(layers, 1)} px (1 to "
             f"{image_size.bit_length() - 1} blocks fit)."
+        )
+    if (block := block_of(config)) not in BLOCKS:
+        return f"block must be one of {', '.join(BLOCKS)}, got {block!r}."
+    if block == "inception" and config["start_filters"] < 4:
+        return (
+            f"an inception block needs start_filters of 4 or more, got {config['start_filters']}."
         )
     if config["kernel_size"] < 1 or config["kernel_size"] % 2 == 0:
         return f"kernel_size must be odd and positive, got {config['kernel_size']}."

@@ -28,6 +28,7 @@ from src.config import (
     DataSpec,
     Grid,
     RunSettings,
+    block_of,
     is_start_point,
     name_taken,
     start_config,
@@ -359,9 +360,10 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
 
 def config_of(row: pd.Series) -> dict[str, Any]:
     """The hyperparameters of a summary row, typed (a CSV reads 32 as 32.0); image_size only
-    where the row has it (summaries from before it was one)."""
+    where the row has it, the block type from `residual` (summaries from before either)."""
     names = [n for n in SEARCHABLE if n in DEFAULT_START or pd.notna(row.get(n))]
-    return {name: value_type(name)(row[name]) for name in names}
+    names.remove("block")
+    return {**{name: value_type(name)(row[name]) for name in names}, "block": block_of(row)}
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from src.config import SEARCHABLE
+from src.config import SEARCHABLE, block_of
 from src.errors import HypertuneError
 
 Space = dict[str, tuple[str, Any]]  # name -> (kind, arguments), as SEARCH_SPACE
@@ -88,6 +88,7 @@ def load_space(path: Path) -> Space:
     if path.suffix not in (".toml", ".yaml", ".yml"):
         raise SpaceError(f"--space {path}: use a .toml, .yaml or .yml file.")
     data, text = parse_file(path)
+    data = upgraded(data)
     space: Space = {}
     for name, entry in data.items():
         if problem := entry_problem(name, entry):
@@ -96,6 +97,16 @@ def load_space(path: Path) -> Space:
         kind, args = next(iter(entry.items()))
         space[name] = (kind, args)
     return space
+
+
+def upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A space file from before `block` existed searched `residual` (true or false): the same
+    choice, as block types (true: residual, false: plain)."""
+    entry = data.get("residual")
+    if not (isinstance(entry, dict) and isinstance(entry.get("choice"), list)):
+        return data
+    blocks = {"choice": [block_of({"residual": bool(value)}) for value in entry["choice"]]}
+    return {k: v for k, v in data.items() if k != "residual"} | {"block": blocks}
 
 
 def pin(space: Space, fixed: dict[str, Any]) -> Space:

@@ -220,8 +220,12 @@ def add_grid_parser(commands: argparse._SubParsersAction, d: RunSettings) -> Non
         "--set.",
     )
     add_run_flags(p, d)
-    p.add_argument("--x", required=True, help="x-axis: NAME=V1,V2,... e.g. dropout=0.1,0.3")
-    p.add_argument("--y", required=True, help="y-axis: NAME=V1,V2,... e.g. fc_units=64,128")
+    p.add_argument(
+        "--x",
+        help="x-axis: NAME=V1,V2,... e.g. dropout=0.1,0.3 (left out with --y and "
+        "--from-experiment: the two hyperparameters that mattered most there)",
+    )
+    p.add_argument("--y", help="y-axis: NAME=V1,V2,... e.g. fc_units=64,128")
     # Two seeds per cell on the command line, as in the journal's grids (entries 2-7); a Grid made
     # in code (compare, tests) runs one unless told.
     p.add_argument("--repeats", type=int, default=2, help="seeds per cell")
@@ -360,6 +364,8 @@ def run_search_or_grid(args: argparse.Namespace, command: str) -> None:
         pipeline.resume(ExperimentFolder.at(args.storage_path.resolve(), args.name).path, command)
         return
     grid = flags.grid_from(args) if args.command == "grid" else None
+    if grid is not None and grid.chosen:
+        logger.info(f"Grid {' x '.join(f'{k}={v}' for k, v in grid.axes.items())}: {grid.chosen}.")
     pipeline.run(flags.new_run_settings(args), grid, command)
 
 

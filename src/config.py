@@ -516,6 +516,7 @@ class Grid:
     axes: dict[str, list[Any]]  # exactly two names (x first, then y) -> values to try
     repeats: int = 1  # seeds per cell: seed, seed + 1, ...
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides of DEFAULT_START
+    chosen: str = ""  # why these axes, where hypertune chose them (grid --from-experiment alone)
 
     def base(self, image_size: int) -> dict[str, Any]:
         """What every cell shares: DEFAULT_START at `image_size`, with the grid's fixed values."""

@@ -108,8 +108,27 @@ def grid_from(args: argparse.Namespace) -> Grid:
 
         fixed |= best_config(ExperimentFolder.at(args.storage_path, args.from_experiment).path)
     fixed |= pinned(args)
+    if args.x is None and args.y is None and args.from_experiment:
+        axes, why = chosen_axes(args, fixed)
+        return Grid(axes=axes, repeats=args.repeats, fixed=fixed, chosen=why)
+    if args.x is None or args.y is None:
+        raise HypertuneError(
+            "grid needs --x and --y, or --from-experiment NAME alone to choose both from what "
+            "mattered in that experiment."
+        )
     axes = dict([parse_assignment(args.x, many=True), parse_assignment(args.y, many=True)])
     return Grid(axes=axes, repeats=args.repeats, fixed=fixed)
+
+
+def chosen_axes(args: argparse.Namespace, best: dict) -> tuple[dict[str, list], str]:
+    """The axes src.stats.grid_axes picks from --from-experiment, around its best values."""
+    from src.analysis import load_experiment
+    from src.results import read_experiment_info
+    from src.stats import grid_axes
+
+    folder = ExperimentFolder.at(args.storage_path, args.from_experiment).path
+    settings, _, _ = read_experiment_info(folder)
+    return grid_axes(load_experiment(folder), best, settings.space)
 
 
 def comparison_from(args: argparse.Namespace) -> Comparison:

@@ -29,6 +29,7 @@ from src.config import (
 from src.errors import AnalysisError
 from src.results import best_versus_start
 
+MIN_TRIALS_TO_RANK = 6  # fewer, and importance ranks noise (its chance share is over 1/5)
 MAX_BINS = 4  # a continuous hyperparameter is cut into at most this many quantile bins
 TOP_TRIALS = 10
 
@@ -255,3 +256,45 @@ def left_out(exp: Experiment, epoch: int) -> list[str]:
         f"{len(short)} trial(s) ended before epoch {epoch} ({', '.join(short['trial_id'])}: cut "
         f"short by the time budget or an error) and are left out of the comparisons at it."
     ]
+
+
+def grid_axes(
+    exp: Experiment, best: dict[str, Any], space: dict[str, tuple[str, Any]]
+) -> tuple[dict[str, list[Any]], str]:
+    """The two hyperparameters that mattered most in `exp` (importance at the epoch every
+    trial reached) with values around `best`, its best configuration: the categories it tried,
+    or the best value and its neighbours on the space's scale; and why, in words."""
+    ranking = importance(exp, METRIC) if exp.varied() else pd.DataFrame()
+    trials = int(ranking["trials"].iloc[0]) if len(ranking) else len(exp.trials)
+    if len(ranking) < 2 or trials < MIN_TRIALS_TO_RANK:
+        raise AnalysisError(
+            f"{exp.folder.name} has {trials} trial(s) at a common epoch varying "
+            f"{len(ranking)} hyperparameter(s): too few to rank what mattered (at least "
+            f"{MIN_TRIALS_TO_RANK} trials and 2 hyperparameters). Name the axes: --x NAME=V1,V2 "
+            f"--y NAME=V1,V2."
+        )
+    top = ranking.head(2)
+    axes = {n: values_around(best[n], space.get(n), exp.trials[n]) for n in top["hyperparameter"]}
+    shares = ", ".join(f"{row.hyperparameter} {row.variance_share:.0%}" for row in top.itertuples())
+    why = (
+        f"the two hyperparameters that explained most of {METRIC} at epoch "
+        f"{int(top['epoch'].iloc[0])} over {trials} trials of {exp.folder.name} ({shares}), "
+        f"around its best trial"
+    )
+    return axes, why
+
+
+def values_around(best: Any, entry: tuple[str, Any] | None, tried: pd.Series) -> list[Any]:
+    """A grid axis around `best`: a category's every value tried; a number's best value and
+    its neighbours a quarter of its range away (a factor of 3 on a log scale), in range."""
+    kind, bounds = entry or ("choice", None)
+    if kind == "choice":
+        return sorted(tried.dropna().unique().tolist())
+    low, high = bounds
+    if kind == "loguniform":
+        values = [best / 3, best, best * 3]
+    else:
+        step = (high - low) / 4 if kind == "uniform" else max(1, (high - low) // 4)
+        values = [best - step, best, best + step]
+    inside = [min(max(v, low), high) for v in values]
+    return sorted({int(v) if kind == "int" else float(f"{v:.3g}") for v in inside})

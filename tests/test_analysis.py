@@ -18,7 +18,7 @@ from src.errors import AnalysisError
 from src.images import write_synthetic_images
 from src.results import EXPERIMENT_INFO
 from src.search import run_experiment
-from src.stats import cost_table, heatmap_cells, importance
+from src.stats import cost_table, grid_axes, heatmap_cells, importance, values_around
 
 
 def write_experiment(
@@ -216,3 +216,31 @@ def test_cost_never_mixes_epochs(asha_dir: Path) -> None:
         {"0000": 0.6, "0001": 0.45, "0002": 0.35, "0003": 0.6}
     )
     assert set(table.index[table["pareto"]]) == {"0000"}  # cheapest and as good as any
+
+
+def test_the_grid_chooser_picks_what_mattered_around_the_best_trial(tmp_path: Path) -> None:
+    """lr decides the accuracy, block a little, dropout nothing: the grid is lr x block, lr at
+    the best value and a factor 3 either side on its log scale, block at every type tried."""
+    trials = [
+        ({"lr": lr, "block": block, "dropout": d},
+         [0.2 + 0.5 * (lr > 1e-3) + 0.05 * (block == "se")])
+        for lr in (3e-4, 3e-3)
+        for block in ("residual", "se")
+        for d in (0.2, 0.4)
+    ]  # fmt: skip
+    exp = load_experiment(write_experiment(tmp_path / "e", "search", trials, max_epochs=1))
+    space = {"lr": ("loguniform", [1e-4, 1e-2]), "block": ("choice", ["residual", "se"]),
+             "dropout": ("uniform", [0.1, 0.5])}  # fmt: skip
+    best = {**DEFAULT_START, "lr": 3e-3, "block": "se", "dropout": 0.2}
+    axes, why = grid_axes(exp, best, space)
+    assert axes == {"lr": [0.001, 0.003, 0.009], "block": ["residual", "se"]}
+    assert "over 8 trials of e (lr " in why
+    few = load_experiment(write_experiment(tmp_path / "few", "search", trials[:4], max_epochs=1))
+    with pytest.raises(AnalysisError, match=r"4 trial\(s\) .* too few to rank what mattered"):
+        grid_axes(few, best, space)
+
+
+def test_a_neighbour_never_leaves_the_space() -> None:
+    assert values_around(0.45, ("uniform", [0.1, 0.5]), pd.Series([])) == [0.35, 0.45, 0.5]
+    assert values_around(9e-3, ("loguniform", [1e-4, 1e-2]), pd.Series([])) == [0.003, 0.009, 0.01]
+    assert values_around(3, ("int", [2, 6]), pd.Series([])) == [2, 3, 4]

@@ -23,7 +23,12 @@ def test_example_file_parses_to_the_default_space_and_more() -> None:
     assert {k: space[k] for k in SEARCH_SPACE} == {
         k: (kind, list(args)) for k, (kind, args) in SEARCH_SPACE.items()
     }
-    assert space["residual"] == ("choice", [False, True])
+    assert space["block"] == ("choice", ["plain", "residual", "se", "inception"])
+
+
+def test_a_space_from_before_block_types_searches_the_blocks_it_meant(tmp_path: Path) -> None:
+    (tmp_path / "old.toml").write_text("residual = {choice = [false, true]}\n")
+    assert load_space(tmp_path / "old.toml") == {"block": ("choice", ["plain", "residual"])}
 
 
 def test_toml_and_yaml_give_the_same_space(tmp_path: Path) -> None:

@@ -445,7 +445,8 @@ def full_disk(error: Exception, args: argparse.Namespace) -> DiskFull | None:
     while the experiments' disk has next to no space left (Ray then fails in its own ways)."""
     storage = getattr(args, "storage_path", None) or DEFAULT_STORAGE
     if isinstance(error, OSError) and error.errno in DISK_FULL:
-        return disk_full(Path(error.filename or storage), "results")
+        where = error.filename if isinstance(error.filename, str) else storage
+        return disk_full(Path(where), "results")
     if free_bytes(storage.resolve()) < LOW_SPACE:
         return disk_full(storage.resolve(), "results")
     return None

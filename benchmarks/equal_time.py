@@ -39,9 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.config import MODEL_FILE  # noqa: E402
 from src.report import markdown_table  # noqa: E402
-from src.results import EVALUATION_DIR, read_summary  # noqa: E402
+from src.results import EVALUATION_DIR, MODEL_FILE, read_summary  # noqa: E402
 
 ARMS = {"search": [], "start": ["--search-share", "0"]}
 

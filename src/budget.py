@@ -107,7 +107,8 @@ def asha_epochs(rungs: tuple[int, ...], max_epochs: int, factor: int) -> tuple[f
     rng = random.Random(0)  # the same expectation every run: a plan, not a draw
     total = [0.0] * SIMULATED_TRIALS
     for _ in range(ASHA_SIMULATIONS):
-        reached: list[list[float]] = [[rng.random()] for _ in rungs]  # the start's, everywhere
+        start = rng.random()
+        reached: list[list[float]] = [[start] for _ in rungs]  # the start reaches every rung
         for trial in range(SIMULATED_TRIALS):
             total[trial] += asha_trial(rng.random(), rungs, reached, factor) or max_epochs
     return tuple(t / ASHA_SIMULATIONS for t in total)
@@ -148,7 +149,7 @@ def trials_that_fit(slot_seconds: float, start: float, others: Iterable[float]) 
     costs `start` seconds; the trials after it cost `others` each, in the order they start."""
     left, trials = slot_seconds - start, 1
     for cost in others:
-        if cost > left:
+        if not cost <= left:  # (a NaN cost fits nowhere)
             return trials
         left, trials = left - cost, trials + 1
     return trials

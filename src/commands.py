@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 
 from src.config import DEFAULT_STORAGE, METRICS
-from src.results import ExperimentFolder
 
 
 def short(path: Path) -> str:
@@ -42,6 +41,8 @@ def resume_command(folder: Path) -> str:
 def continue_command(args: argparse.Namespace, command: str) -> str:
     """What continues an interrupted `command`: --resume for a search or grid whose experiment
     began (its folder holds hypertune.json), else the command itself again."""
+    from src.results import ExperimentFolder  # here: the command line starts without pandas
+
     if args.command in ("search", "grid"):
         folder = ExperimentFolder.at(args.storage_path.resolve(), str(args.name))
         if folder.info.is_file():
@@ -62,6 +63,8 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
 def save_traceback(error: BaseException, args: argparse.Namespace) -> Path | None:
     """The full traceback of an unexpected error, for a bug report: in the experiment's folder
     where the command has one, else in a temporary file. None where it cannot be written."""
+    from src.results import ExperimentFolder
+
     text = "".join(traceback.format_exception(error))
     name, storage = getattr(args, "name", None), getattr(args, "storage_path", None)
     folder = ExperimentFolder.at(storage, name) if name and storage else None

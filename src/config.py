@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,25 @@ def block_of(config: dict[str, Any]) -> str:
     if isinstance(config.get("block"), str):  # (a summary without the column reads NaN)
         return str(config["block"])
     return "residual" if config.get("residual", True) else "plain"
+
+
+def with_blocks(values: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    """`values` keyed by hyperparameter (a trial's config, a space, pinned values, grid axes)
+    from before `block` existed, `residual` renamed `block` in its place, its value converted
+    by `convert` (a value, a list of values, a space entry): the one upgrade of old files."""
+    return {
+        ("block" if name == "residual" else name): (convert(v) if name == "residual" else v)
+        for name, v in values.items()
+    }
+
+
+def as_block(residual: Any) -> str:
+    return block_of({"residual": bool(residual)})
+
+
+def current_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config in today's names (one saved before `block` existed says `residual`)."""
+    return with_blocks(config, as_block) if "block" not in config else config
 
 
 # Learning-rate warm-up (linear, in epochs) before the per-step cosine decay to 0.
@@ -306,6 +326,7 @@ def is_start_point(config: dict[str, Any], point: dict[str, Any] | None) -> bool
     searcher may hand DEFAULT_START's values back through its own number types)."""
     if point is None:
         return False
+    config = current_config(config)
     return all(
         math.isclose(config[k], v, rel_tol=1e-9) if isinstance(v, float) else config[k] == v
         for k, v in point.items()
@@ -474,6 +495,11 @@ class RunSettings:
             _, depths = self.space.get("num_conv_layers", ("choice", [start["num_conv_layers"]]))
             smallest = min(self.searched_sizes() or [start["image_size"]])
             configs.append({**start, "num_conv_layers": max(depths), "image_size": smallest})
+            # Inception splits a block's channels four ways: the fewest filters with it.
+            _, blocks = self.space.get("block", ("choice", [start["block"]]))
+            _, filters = self.space.get("start_filters", ("choice", [start["start_filters"]]))
+            if "inception" in blocks:
+                configs.append({**start, "block": "inception", "start_filters": min(filters)})
         else:
             configs = grid.configs(self.image_size)
         refit_sizes = [self.refit_image_size] if self.refit_image_size else []

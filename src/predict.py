@@ -96,8 +96,8 @@ def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) 
     for start in range(0, len(photos), BATCH):
         batch = photos[start : start + BATCH]
         pixels_or_errors = decoded(batch, size)
-        readable = [d for d in pixels_or_errors if not isinstance(d, str)]
-        probs = iter(probabilities(model, state, np.stack(readable)) if readable else [])
+        decodable = [d for d in pixels_or_errors if not isinstance(d, str)]
+        probs = iter(probabilities(model, state, np.stack(decodable)) if decodable else [])
         for photo, pixels in zip(batch, pixels_or_errors, strict=True):
             row: dict[str, Any] = {"path": readable(photo.path), "true_class": photo.label or ""}
             if isinstance(pixels, str):

@@ -28,11 +28,14 @@ from src.config import (
     DataSpec,
     Grid,
     RunSettings,
+    as_block,
     block_of,
+    current_config,
     is_start_point,
     name_taken,
     start_config,
     value_type,
+    with_blocks,
 )
 from src.errors import HypertuneError, space_for
 
@@ -156,7 +159,7 @@ def trial_folders(folder: Path) -> list[Path]:
 
 
 def trial_config(trial: Path) -> dict[str, Any]:
-    return dict(json.loads((trial / TRIAL_PARAMS).read_text()))
+    return current_config(json.loads((trial / TRIAL_PARAMS).read_text()))
 
 
 def trial_history(trial: Path) -> pd.DataFrame:
@@ -194,7 +197,7 @@ def epoch_history(result: Result) -> pd.DataFrame:
 
 
 def trial_row(result: Result, max_epochs: int) -> dict[str, Any]:
-    last, config = result.metrics or {}, result.config or {}
+    last, config = result.metrics or {}, current_config(result.config or {})
     history = epoch_history(result)
     best: pd.Series | dict[str, Any] = (
         history.iloc[int(np.nanargmax(history[METRIC].to_numpy()))]
@@ -436,11 +439,20 @@ def read_info(folder: Path) -> dict[str, Any]:
             f"{ExperimentFolder(folder).info} was written by a newer hypertune (format "
             f"{info['format']}, this one reads up to {INFO_FORMAT}); update hypertune to read it."
         )
-    settings = {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING}
-    return {
-        "plan": None, "actual": {}, "command": None, **info, "format": INFO_FORMAT,
-        "settings": {**settings, **info["settings"]},
-    }  # fmt: skip
+    defaults = {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING}
+    settings = {**defaults, **info["settings"]}
+    if "space" in settings:  # spaces, pins and grids from before `block` said `residual`
+        settings["space"] = with_blocks(
+            settings["space"], lambda e: [e[0], list(map(as_block, e[1]))]
+        )
+    settings["fixed"] = with_blocks(settings.get("fixed") or {}, as_block)
+    grid = info.get("grid") and {
+        **info["grid"],
+        "axes": with_blocks(info["grid"]["axes"], lambda values: list(map(as_block, values))),
+        "fixed": with_blocks(info["grid"].get("fixed") or {}, as_block),
+    }
+    upgraded = {"plan": None, "actual": {}, "command": None, **info, "grid": grid}
+    return {**upgraded, "format": INFO_FORMAT, "settings": settings}
 
 
 def record_actual(folder: Path, part: str, figures: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from src.config import SEARCHABLE, block_of
+from src.config import SEARCHABLE, as_block, with_blocks
 from src.errors import HypertuneError
 
 Space = dict[str, tuple[str, Any]]  # name -> (kind, arguments), as SEARCH_SPACE
@@ -105,8 +105,7 @@ def upgraded(data: dict[str, Any]) -> dict[str, Any]:
     entry = data.get("residual")
     if not (isinstance(entry, dict) and isinstance(entry.get("choice"), list)):
         return data
-    blocks = {"choice": [block_of({"residual": bool(value)}) for value in entry["choice"]]}
-    return {k: v for k, v in data.items() if k != "residual"} | {"block": blocks}
+    return with_blocks(data, lambda old: {"choice": [as_block(value) for value in old["choice"]]})
 
 
 def pin(space: Space, fixed: dict[str, Any]) -> Space:

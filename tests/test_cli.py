@@ -57,7 +57,7 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["grid", "--x", "batchnorm=yes", "--y", "dropout=0.1"], "takes true or false"),
         (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--repeats", "0"], "--repeats must"),
         (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--set", "depth=3"], "'depth=3'"),
-        (["grid", "--x", "lr=0.1"], "required: --y"),
+        (["grid", "--x", "lr=0.1"], "grid needs --x and --y"),
         (["grid", "--x", "lr=0.1", "--y", "dropout=0.1", "--from-experiment", "nope"], "No exp"),
         (["compare", "--methods", "grid,bayes"], "Unknown method(s) bayes"),
         (["--searcher", "annealing"], "invalid choice: 'annealing'"),

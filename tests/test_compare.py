@@ -58,6 +58,7 @@ def test_the_anytime_curve_counts_epochs_in_the_order_they_ended(tmp_path: Path)
     reports = {"trial_a": [(1, 0.5), (3, 0.4), (5, 0.99)], "trial_b": [(2, 0.6), (4, 0.55)]}
     for trial, rows in reports.items():
         (tmp_path / trial).mkdir()
+        (tmp_path / trial / "params.json").write_text("{}")  # Ray writes it as a trial starts
         pd.DataFrame(
             {"timestamp": [t for t, _ in rows], "time_total_s": [t for t, _ in rows],
              "val_accuracy": [v for _, v in rows]}

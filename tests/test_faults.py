@@ -25,7 +25,7 @@ from ray.cluster_utils import Cluster
 from src.config import DataSpec, Grid, RunSettings
 from src.errors import HypertuneError
 from src.images import load_cache, prepare_cache, scan_images, write_synthetic_images
-from src.results import CHECKPOINT_FILE, MODEL_FILE, REFIT_STATE, claimed
+from src.results import CHECKPOINT_FILE, MODEL_FILE, ExperimentFolder, claimed
 from src.search import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,7 +337,7 @@ def test_ctrl_c_during_the_refit_stops_it_and_resume_finishes_it(
         code = driver.wait(timeout=240)
     stderr = log.read_text()
     assert code == 130 and "interrupted. Continue with" in stderr, stderr[-2000:]
-    assert (tmp_path / "exp" / REFIT_STATE).is_file()
+    assert ExperimentFolder(tmp_path / "exp").refit_state.is_file()
     assert not (tmp_path / "exp" / MODEL_FILE).exists()  # no half-trained model file
     resumed = resume(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -130,13 +130,13 @@ def as_user_would(command: str, checkout: Path, index: int) -> str:
 def test_the_readme_commands_work_as_written(checkout: Path) -> None:
     made = run(
         ".venv/bin/python hypertune.py --smoke-test --data-dir ../shared/data/flowers "
-        "--name NAME --num-samples 3",
+        "--name NAME --num-samples 6",  # 6: enough for `grid --from-experiment NAME` to rank
         checkout,
     )
     assert made.returncode == 0, made.stderr[-3000:]
     lines = (made.stdout + made.stderr).splitlines()
     assert len(lines) <= 45, "\n".join(lines)  # a progress line and a summary, not Ray's logs
-    assert "3/3 trials done" in made.stderr and "Checkpoint successfully" not in made.stderr
+    assert "6/6 trials done" in made.stderr and "Checkpoint successfully" not in made.stderr
     assert "vs the start" in made.stdout and ".venv/bin/python hypertune.py predict" in made.stdout
     commands = [c for c in readme_commands() if not c.startswith(NOT_RUN)]
     assert len(commands) >= 15, commands  # the README shows every command

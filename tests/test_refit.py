@@ -18,7 +18,7 @@ from src.device import Amp
 from src.images import write_synthetic_images
 from src.inference import MODEL_FORMAT
 from src.refit import plan_refit, refit
-from src.results import EVALUATION_DIR, MODEL_FILE, REFIT_STATE
+from src.results import EVALUATION_DIR, MODEL_FILE, ExperimentFolder
 
 
 def counting(calls: list[int]) -> Callable[..., float]:
@@ -54,7 +54,7 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert all(t.device.type == "cpu" for t in state["model"].values())
     assert state["trained_on"]["device"] == "cpu"
     assert state["trained_on"]["precision"] == Amp.for_device(torch.device("cpu")).precision
-    assert not (experiment / REFIT_STATE).exists()  # only the final file stays
+    assert not ExperimentFolder(experiment).refit_state.exists()  # only the final file stays
     assert result.confusion.sum() == 12  # scored once, on the 15% test split
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
     summary = json.loads((experiment / EVALUATION_DIR / "summary.json").read_text())
@@ -79,7 +79,7 @@ def test_interrupted_refit_leaves_no_model_and_continues(
     with pytest.raises(KeyboardInterrupt):
         refit(plan, "cmd")
     assert not (experiment / MODEL_FILE).exists()
-    saved = torch.load(experiment / REFIT_STATE, weights_only=True)
+    saved = torch.load(ExperimentFolder(experiment).refit_state, weights_only=True)
     assert saved["epoch"] == 2
 
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
@@ -93,8 +93,8 @@ def test_saved_state_of_another_plan_is_not_resumed(
 ) -> None:
     experiment = finished_experiment(tmp_path / "exp", images, SMALL)
     stale = plan_refit(experiment, epochs=9, image_size=None, seed=0)
-    (experiment / REFIT_STATE).parent.mkdir()
-    torch.save({"plan": asdict(stale), "epoch": 8}, experiment / REFIT_STATE)
+    ExperimentFolder(experiment).refit_state.parent.mkdir()
+    torch.save({"plan": asdict(stale), "epoch": 8}, ExperimentFolder(experiment).refit_state)
     epochs_run: list[int] = []
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
     refit(plan_refit(experiment, epochs=3, image_size=None, seed=0), "cmd")

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.cost_model import flops  # noqa: E402
 from src.budget import batches_per_epoch  # noqa: E402
 from src.config import DEFAULT_START  # noqa: E402
-from src.results import SUMMARY_FILE  # noqa: E402
 from src.model import SHAPE_KEYS, forward_elements  # noqa: E402
+from src.results import SUMMARY_FILE  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config import SCHEDULER_TRAITS, DataSpec, RunSettings
+from src.config import SCHEDULER_TRAITS, SEARCHER_TRAITS, DataSpec, RunSettings
 from src.data import open_trial_data
 from src.device import Amp, graphs_wanted, local_device
 from src.model import SHAPE_KEYS, build_model, forward_elements
@@ -46,6 +46,14 @@ EPOCH_OVERHEAD_S = 0.05
 COST_SAMPLES = 200  # configurations drawn from the space to price an average trial's epoch
 ASHA_SIMULATIONS = 1000  # searches played on random scores to expect the epochs ASHA allows
 SIMULATED_TRIALS = 200  # trials each (0.3 s in all); the later half sets the tail
+# A searcher that learns (config.SEARCHER_TRAITS) draws its first RANDOM_TRIALS trials after
+# the start at random (HyperOpt: n_initial_points >= 3), then proposes trials that score like
+# the best of LEARNED_DRAWS random ones. Fitted to four runs' epochs per trial (journal entries
+# 17-18; benchmarks/asha_epochs.py): simulated 11.2, 11.1, 5.3, 5.1 against 11.6, 14.0, 4.75,
+# 5.2 trained (long preset, 8 and 9 trials; default, 13 and 16); as random draws 9.8, 9.7,
+# 4.65, 4.55.
+RANDOM_TRIALS = 3
+LEARNED_DRAWS = 2
 
 
 @dataclass(frozen=True)
@@ -90,27 +98,32 @@ def expected_epochs(settings: RunSettings) -> Iterator[float]:
         return itertools.repeat(float(settings.max_epochs))
     if not SCHEDULER_TRAITS[settings.scheduler].one_bracket:  # brackets: shares of each rung
         return itertools.repeat(rung_shares(rungs, settings.max_epochs, factor))
-    simulated = asha_epochs(rungs, settings.max_epochs, factor)
+    learns = SEARCHER_TRAITS[settings.searcher].learns
+    simulated = asha_epochs(rungs, settings.max_epochs, factor, learns)
     tail = statistics.fmean(simulated[len(simulated) // 2 :])
     return itertools.chain(simulated, itertools.repeat(tail))
 
 
 @functools.cache
-def asha_epochs(rungs: tuple[int, ...], max_epochs: int, factor: int) -> tuple[float, ...]:
+def asha_epochs(
+    rungs: tuple[int, ...], max_epochs: int, factor: int, learns: bool
+) -> tuple[float, ...]:
     """Epochs each of the first SIMULATED_TRIALS trials after the start can expect under ASHA:
     Ray's rule played on random scores. At a rung a trial goes on if its score is no worse than
     the 1 - 1/factor quantile of the scores that reached the rung before it; the start (first)
     always goes on. A trial's score is drawn once, so it ranks the same at every rung. Early
     trials meet few rivals and mostly go on, so a short search trains more epochs per trial
-    than the shares 1/factor^k say (journal entry 17: the long preset's 8 trials trained 11.6
-    epochs each, the shares said 7.6)."""
+    than the shares 1/factor^k say; a searcher that `learns` proposes better trials once past
+    its random start, and more of them go on (journal entry 18)."""
     rng = random.Random(0)  # the same expectation every run: a plan, not a draw
     total = [0.0] * SIMULATED_TRIALS
     for _ in range(ASHA_SIMULATIONS):
         start = rng.random()
         reached: list[list[float]] = [[start] for _ in rungs]  # the start reaches every rung
         for trial in range(SIMULATED_TRIALS):
-            total[trial] += asha_trial(rng.random(), rungs, reached, factor) or max_epochs
+            draws = LEARNED_DRAWS if learns and trial >= RANDOM_TRIALS else 1
+            score = max(rng.random() for _ in range(draws))
+            total[trial] += asha_trial(score, rungs, reached, factor) or max_epochs
     return tuple(t / ASHA_SIMULATIONS for t in total)
 
 

@@ -141,7 +141,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # How `search` proposes configurations (--searcher) and stops or changes trials (--scheduler);
 # src/search.py says what each one is. Default: ASHA + HyperOpt.
-SEARCHERS = ("hyperopt", "random", "de", "bohb")
+
+
+@dataclass(frozen=True)
+class SearcherTraits:
+    """What a searcher does with what it has seen: the time plan reads it here."""
+
+    learns: bool  # proposes from what scored well (after a random start): later trials score
+    # higher than random draws, and ASHA lets more of them go on (src/budget.py asha_epochs)
+
+
+SEARCHER_TRAITS = {
+    "hyperopt": SearcherTraits(learns=True),  # TPE
+    "random": SearcherTraits(learns=False),
+    "de": SearcherTraits(learns=True),  # differential evolution: mutates the better members
+    "bohb": SearcherTraits(learns=True),  # TPE-like kernel density on HyperBand's results
+}
+SEARCHERS = tuple(SEARCHER_TRAITS)
 
 
 @dataclass(frozen=True)

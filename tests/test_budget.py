@@ -39,11 +39,16 @@ def test_asha_lets_early_trials_train_longer_than_its_shares_say() -> None:
     # Rungs at 2 and 6 of 10: in a long search every trial trains 2 epochs, a third of them 4
     # more, a ninth 4 more. The first trials meet few rivals at the rungs and train longer.
     shares = 2 + 4 / 3 + 4 / 9
-    epochs = list(itertools.islice(expected_epochs(SETTINGS), 1000))
+    random_search = replace(SETTINGS, searcher="random")
+    epochs = list(itertools.islice(expected_epochs(random_search), 1000))
     assert epochs[0] > statistics.fmean(epochs[:10]) > statistics.fmean(epochs[100:200]) > shares
     assert statistics.fmean(epochs[100:200]) == pytest.approx(shares, rel=0.05)
     assert epochs[999] == pytest.approx(statistics.fmean(epochs[100:200]))  # past the simulated
-    assert epochs == list(itertools.islice(expected_epochs(SETTINGS), 1000))  # no draw
+    assert epochs == list(itertools.islice(expected_epochs(random_search), 1000))  # no draw
+    # A searcher that learns proposes better trials after its random start: more go on.
+    learning = list(itertools.islice(expected_epochs(SETTINGS), 20))  # hyperopt
+    assert learning[:3] == epochs[:3]
+    assert statistics.fmean(learning[3:20]) > statistics.fmean(epochs[3:20]) + 0.3
     assert next(expected_epochs(replace(SETTINGS, scheduler="fifo"))) == 10
     assert next(expected_epochs(replace(SETTINGS, scheduler="hyperband"))) == pytest.approx(
         1 + 2 / 3 + 6 / 9 + 1 / 27

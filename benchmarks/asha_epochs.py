@@ -1,0 +1,46 @@
+"""Epochs per trial the time plan expects under ASHA (src/budget.py expected_epochs), for the
+runs of journal entries 17-18, beside what they trained: scores as random draws, and as a
+searcher that learns proposes them. No training; prints in a second.
+
+    .venv/bin/python benchmarks/asha_epochs.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.budget import expected_epochs  # noqa: E402
+from src.config import PRESETS, RunSettings  # noqa: E402
+
+DEFAULT = RunSettings("plan", Path("/tmp"), None)
+LONG = replace(DEFAULT, max_epochs=20, grace_period=PRESETS["long"]["grace_period"])
+# (run, settings, trials including the start, epochs per trial after it as trained)
+RUNS = [
+    ("long, 30 min (entry 17)", LONG, 8, 11.6),
+    ("long, 60 min (entry 18)", LONG, 9, 14.0),
+    ("default, seed 0 (entry 17)", DEFAULT, 13, 4.75),
+    ("default, seed 1 (entry 17)", DEFAULT, 16, 5.2),
+]
+
+
+def mean_epochs(settings: RunSettings, trials: int) -> float:
+    return statistics.fmean(itertools.islice(expected_epochs(settings), trials - 1))
+
+
+def main() -> None:
+    print(f"{'run':28} {'trials':>6} {'random':>7} {'learns':>7} {'trained':>7}")
+    for name, settings, trials, trained in RUNS:
+        random_draws = mean_epochs(replace(settings, searcher="random"), trials)
+        learning = mean_epochs(replace(settings, searcher="hyperopt"), trials)
+        print(f"{name:28} {trials:6} {random_draws:7.2f} {learning:7.2f} {trained:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ DEFAULT_START: dict[str, Any] = {
 BLOCKS = ("plain", "residual", "se", "inception")
 
 
-def block_of(config: dict[str, Any]) -> str:
+def block_of(config: Mapping[str, Any]) -> str:
     """A configuration's block type. Configurations from before `block` existed (model files,
     checkpoints, summaries, space files) said `residual`: True is today's residual block,
     False plain."""

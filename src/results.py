@@ -366,7 +366,8 @@ def config_of(row: pd.Series) -> dict[str, Any]:
     where the row has it, the block type from `residual` (summaries from before either)."""
     names = [n for n in SEARCHABLE if n in DEFAULT_START or pd.notna(row.get(n))]
     names.remove("block")
-    return {**{name: value_type(name)(row[name]) for name in names}, "block": block_of(row)}
+    block = block_of({"block": row.get("block"), "residual": row.get("residual", True)})
+    return {**{name: value_type(name)(row[name]) for name in names}, "block": block}
 
 
 @contextmanager

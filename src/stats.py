@@ -287,10 +287,9 @@ def grid_axes(
 def values_around(best: Any, entry: tuple[str, Any] | None, tried: pd.Series) -> list[Any]:
     """A grid axis around `best`: a category's every value tried; a number's best value and
     its neighbours a quarter of its range away (a factor of 3 on a log scale), in range."""
-    kind, bounds = entry or ("choice", None)
-    if kind == "choice":
+    if entry is None or entry[0] == "choice":
         return sorted(tried.dropna().unique().tolist())
-    low, high = bounds
+    kind, (low, high) = entry
     if kind == "loguniform":
         values = [best / 3, best, best * 3]
     else:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pytest
@@ -18,6 +18,7 @@ import ray
 import ray.tune.stopper.timeout
 import torch
 from conftest import FakeClock
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
@@ -62,7 +63,7 @@ def test_the_simulated_rule_is_rays_asha_rule() -> None:
     bracket = _Bracket(min_t=1, max_t=20, reduction_factor=3, s=0)
     reached: list[list[float]] = [[] for _ in rungs]
     for trial_id in range(60):
-        score, trial = rng.random(), SimpleNamespace(trial_id=trial_id)
+        score, trial = rng.random(), cast(Trial, SimpleNamespace(trial_id=trial_id))
         rays = next(
             (epoch for epoch in range(1, 20)
              if bracket.on_result(trial, epoch, score) == TrialScheduler.STOP),

@@ -48,7 +48,7 @@ def test_asha_lets_early_trials_train_longer_than_its_shares_say() -> None:
     assert epochs == list(itertools.islice(expected_epochs(random_search), 1000))  # no draw
     # A searcher that learns proposes better trials after its random start: more go on.
     learning = list(itertools.islice(expected_epochs(SETTINGS), 20))  # hyperopt
-    assert learning[:3] == epochs[:3]
+    assert learning[:3] == pytest.approx(epochs[:3], rel=0.1)  # its random start
     assert statistics.fmean(learning[3:20]) > statistics.fmean(epochs[3:20]) + 0.3
     assert next(expected_epochs(replace(SETTINGS, scheduler="fifo"))) == 10
     assert next(expected_epochs(replace(SETTINGS, scheduler="hyperband"))) == pytest.approx(

@@ -116,6 +116,10 @@ class TrialResources:
 # what is left.
 EXPERIMENT_STATE_SECONDS = 1
 CHECKPOINTS_KEPT = 2
+# A time-limited search may start this many times the trials its plan counted: the limit, not
+# the count, ends it, so trials that go faster than planned leave no slot idle (journal entry
+# 18: a default run's 8 planned trials were done at 2:43 of its 4 minutes).
+TRIALS_BEYOND_PLAN = 3
 
 
 def start_ray(address: str | None, verbose: bool = True) -> None:
@@ -409,6 +413,7 @@ def build_tuner(
     space, tune_config = plan
     if time_limit is not None:
         stop = SearchTimeLimit(time_limit)
+        tune_config.num_samples = TRIALS_BEYOND_PLAN * tune_config.num_samples
     if not settings.verbose:
         asha_run = isinstance(tune_config.scheduler, ASHAScheduler)
         line = progress_line(

@@ -1,12 +1,16 @@
 """A full disk at each place hypertune writes much: one clear message, nothing finished lost,
 and the run continues once space is freed. ENOSPC is injected at each write point; a real
-full file system (a small tmpfs, where this machine lets root mount one) backs it up."""
+full file system (a small tmpfs, where this machine lets root mount one) backs it up. And a
+writer killed mid-write leaves the old file whole."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +28,8 @@ from src.images import prepare_cache, scan_images, write_synthetic_images
 from src.refit import plan_refit, refit
 from src.results import MODEL_FILE, write_atomically
 from src.train import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def no_space(*args: Any, **kwargs: Any) -> None:
@@ -111,3 +117,20 @@ def test_a_real_full_disk_refuses_the_figures_and_keeps_the_results(
     assert "The disk is full: writing the figures and the report page" in err
     assert "Traceback" not in err
     assert {p.name for p in folder.iterdir()} == kept  # no figures.tmp left to fill it further
+
+
+def test_a_writer_killed_between_writing_and_renaming_leaves_the_old_file(tmp_path: Path) -> None:
+    """kill -9 after the new version is written, before it is renamed into place: the file a
+    later command reads is still the old one, whole."""
+    path = tmp_path / "hypertune.json"
+    write_atomically(path, json.dumps({"version": "old"}))
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "import src.results\n"
+        "src.results.os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)\n"
+        'src.results.write_atomically(Path(sys.argv[1]), \'{"version": "new"}\')\n'
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads(path.read_text()) == {"version": "old"}

@@ -91,7 +91,7 @@ def run_within_budget(
     what is left. --search-share 0: no search, the starting configuration trains throughout."""
     import torch
 
-    from src.budget import EVALUATION_RESERVE_S, plan_budget
+    from src.budget import EVALUATION_RESERVE_S, TRIALS_BEYOND_PLAN, plan_budget
     from src.device import forced_cpu
     from src.search import cluster_resources, run_experiment
 
@@ -106,11 +106,13 @@ def run_within_budget(
     plan = plan_budget(settings, start_config(settings), data_spec, trials_on, spent)
     logger.info(plan.describe(settings))
     if resources is not None:
+        # A typed --num-samples is the user's cap; the plan's count is only a forecast.
+        ceiling = None if settings.num_samples else TRIALS_BEYOND_PLAN * plan.trials
         settings = replace(settings, num_samples=plan.trials)
         limit = started + plan.search_seconds - time.monotonic()
         table = run_experiment(
             settings, data_spec, resources=resources, time_limit=limit, budget=plan.as_dict(),
-            command=command,
+            command=command, trial_ceiling=ceiling,
         )  # fmt: skip
     else:
         write_experiment_info(settings, data_spec, None, plan.as_dict(), command)

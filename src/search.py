@@ -116,10 +116,6 @@ class TrialResources:
 # what is left.
 EXPERIMENT_STATE_SECONDS = 1
 CHECKPOINTS_KEPT = 2
-# A time-limited search may start this many times the trials its plan counted: the limit, not
-# the count, ends it, so trials that go faster than planned leave no slot idle (journal entry
-# 18: a default run's 8 planned trials were done at 2:43 of its 4 minutes).
-TRIALS_BEYOND_PLAN = 3
 
 
 def start_ray(address: str | None, verbose: bool = True) -> None:
@@ -413,7 +409,6 @@ def build_tuner(
     space, tune_config = plan
     if time_limit is not None:
         stop = SearchTimeLimit(time_limit)
-        tune_config.num_samples = TRIALS_BEYOND_PLAN * tune_config.num_samples
     if not settings.verbose:
         asha_run = isinstance(tune_config.scheduler, ASHAScheduler)
         line = progress_line(
@@ -478,14 +473,17 @@ def run_experiment(
     time_limit: float | None = None,
     budget: dict[str, Any] | None = None,
     command: str | None = None,
+    trial_ceiling: int | None = None,
 ) -> pd.DataFrame:
     """A search (grid=None) or a fixed-epoch grid; writes experiment_summary.csv, prints the
     best trial and returns the summary. A search with a `time_limit` (seconds) ends there;
     `budget` is its plan (src/budget.py) and `command` its command line, both recorded with
-    the experiment."""
+    the experiment. `trial_ceiling`: the most trials Tune may start, where settings.num_samples
+    is a time plan's forecast (the searcher and the progress line plan with the forecast)."""
     resources = resources or cluster_resources(settings)
     if grid is None:
         plan = search_plan(settings, resources.concurrent)
+        plan[1].num_samples = trial_ceiling or plan[1].num_samples
     else:
         plan = grid_plan(grid, settings, resources.concurrent)
     monitor = monitor or ConcurrencyMonitor()

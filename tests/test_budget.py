@@ -141,7 +141,7 @@ def test_a_time_budgeted_run_ends_within_its_budget(
     table = pd.read_csv(tmp_path / "exp" / SUMMARY_FILE)
     # The limit, not the plan's count, ends a search; on this clock it never came, so every
     # trial the ceiling allows ran.
-    assert len(table) == src.search.TRIALS_BEYOND_PLAN * plan["trials"]
+    assert len(table) == src.budget.TRIALS_BEYOND_PLAN * plan["trials"]
     assert table["is_start"].sum() == 1  # the yardstick, among the trials
     assert outcome.test_accuracy is not None and (tmp_path / "exp" / MODEL_FILE).is_file()
     epochs = torch.load(tmp_path / "exp" / MODEL_FILE, weights_only=True)["trained_on"]["epochs"]

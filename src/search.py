@@ -353,12 +353,13 @@ def search_space(settings: RunSettings) -> dict[str, Any]:
     return {**start_config(settings), **searched, "seed": settings.seed}
 
 
-def search_plan(settings: RunSettings, concurrent: int) -> Plan:
-    """The settings' searcher and scheduler (default ASHA + HyperOpt) over their space."""
+def search_plan(settings: RunSettings, concurrent: int, trial_ceiling: int | None = None) -> Plan:
+    """The settings' searcher and scheduler (default ASHA + HyperOpt) over their space; Tune
+    starts settings.num_samples trials, or `trial_ceiling` where that is a plan's forecast."""
     config = tune.TuneConfig(
         search_alg=SEARCHER_FACTORIES[settings.searcher](settings, concurrent),
         scheduler=scheduler(settings),
-        num_samples=expected_trials(settings, None),
+        num_samples=trial_ceiling or expected_trials(settings, None),
     )
     return search_space(settings), config
 
@@ -482,8 +483,7 @@ def run_experiment(
     is a time plan's forecast (the searcher and the progress line plan with the forecast)."""
     resources = resources or cluster_resources(settings)
     if grid is None:
-        plan = search_plan(settings, resources.concurrent)
-        plan[1].num_samples = trial_ceiling or plan[1].num_samples
+        plan = search_plan(settings, resources.concurrent, trial_ceiling)
     else:
         plan = grid_plan(grid, settings, resources.concurrent)
     monitor = monitor or ConcurrencyMonitor()

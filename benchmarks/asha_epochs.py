@@ -1,6 +1,7 @@
 """Epochs per trial the time plan expects under ASHA (src/budget.py expected_epochs), for the
 runs of journal entries 17-18, beside what they trained: scores as random draws, and as a
-searcher that learns proposes them. No training; prints in a second.
+searcher that learns proposes them; then the trials the plan counts for entry 18's hour at the
+paces that run had. No training; prints in a second.
 
     .venv/bin/python benchmarks/asha_epochs.py
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.budget import expected_epochs  # noqa: E402
+from src.budget import expected_epochs, trial_seconds, trials_that_fit  # noqa: E402
 from src.config import PRESETS, RunSettings  # noqa: E402
 
 DEFAULT = RunSettings("plan", Path("/tmp"), None)
@@ -34,12 +35,27 @@ def mean_epochs(settings: RunSettings, trials: int) -> float:
     return statistics.fmean(itertools.islice(expected_epochs(settings), trials - 1))
 
 
+# Entry 18's hour (plan-long60-s0): 24 min x 2 slots; the start timed 11.36 s an epoch, an
+# average trial priced 19.5 s and run at 22.85 s (hypertune.json, experiment_summary.csv).
+HOUR_SLOTS_S, HOUR_START_S, HOUR_PACES_S = 2 * 24 * 60, 11.36, (19.5, 22.85)
+
+
+def planned_trials(settings: RunSettings, pace: float) -> int:
+    others = (trial_seconds(epochs, pace) for epochs in expected_epochs(settings))
+    start = trial_seconds(settings.max_epochs, HOUR_START_S)
+    return trials_that_fit(HOUR_SLOTS_S, start, others)
+
+
 def main() -> None:
     print(f"{'run':28} {'trials':>6} {'random':>7} {'learns':>7} {'trained':>7}")
     for name, settings, trials, trained in RUNS:
         random_draws = mean_epochs(replace(settings, searcher="random"), trials)
         learning = mean_epochs(replace(settings, searcher="hyperopt"), trials)
         print(f"{name:28} {trials:6} {random_draws:7.2f} {learning:7.2f} {trained:7.2f}")
+    print("\nentry 18's hour (9 trials ran): trials planned")
+    for pace in HOUR_PACES_S:
+        counts = [planned_trials(replace(LONG, searcher=s), pace) for s in ("random", "hyperopt")]
+        print(f"  at {pace:5.2f} s an epoch: random scores {counts[0]}, learning {counts[1]}")
 
 
 if __name__ == "__main__":

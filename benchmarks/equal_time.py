@@ -8,7 +8,9 @@
 
 Arms (`--arms`): `search`, the default search under `--time-budget MINUTES` (the searcher's
 share, then the final model); `start`, the same command with `--search-share 0`: no search,
-the starting configuration trained for the whole budget. Runs alternate between the arms
+the starting configuration trained for the whole budget; `blocks`, the search with the block
+type added to the default space (benchmarks/space_blocks.toml); `se`, the default search with
+every trial's block squeeze-excite (`--set block=se`: the start too). Runs alternate between the arms
 (search, start, search, start, ...), so that a machine that slows down does not favour one.
 A finished run is kept and an unfinished one started again, so an interrupted study goes on
 where it stopped; a run that fails is reported and the study goes on.
@@ -42,7 +44,13 @@ sys.path.insert(0, str(ROOT))
 from src.report import markdown_table  # noqa: E402
 from src.results import EVALUATION_DIR, MODEL_FILE, read_summary  # noqa: E402
 
-ARMS = {"search": [], "start": ["--search-share", "0"]}
+ARMS = {
+    "search": [],
+    "start": ["--search-share", "0"],
+    # the default space plus the block type (journal entry 20)
+    "blocks": ["--space", str(ROOT / "benchmarks" / "space_blocks.toml")],
+    "se": ["--set", "block=se"],  # the default search, every trial (the start too) squeeze-excite
+}
 
 
 def run_once(args: argparse.Namespace, arm: str, seed: int, folder: Path) -> float | None:

@@ -64,8 +64,8 @@ def main() -> None:
         configs[size, blocks] = {**DEFAULT_START, "image_size": size, "num_conv_layers": blocks,
                                  "seed": 0}  # fmt: skip
     timed, counts = {}, (0, 0)
+    spec = DataSpec(images.root)
     for corner, config in configs.items():
-        spec = DataSpec(images.root, corner[0])
         runs = [batch_seconds(config, spec, args.threads, device=torch.device("cpu"))
                 for _ in range(args.repeats)]  # fmt: skip
         timed[corner] = statistics.median(run[0] for run in runs)

@@ -43,9 +43,9 @@ from src.train import make_optimizer  # noqa: E402
 CONFIG = {**DEFAULT_START, "dropout": 0.0}
 
 
-def batches(spec: DataSpec, device: torch.device, steps: int) -> list[tuple[Any, Any]]:
-    """`steps` augmented full batches, made once, fed to every variant alike."""
-    data = open_trial_data(spec, CONFIG["batch_size"], 0, device)
+def batches(spec: DataSpec, size: int, device: torch.device, steps: int) -> list[tuple[Any, Any]]:
+    """`steps` augmented full batches at `size` px, made once, fed to every variant alike."""
+    data = open_trial_data(spec, {**CONFIG, "image_size": size, "seed": 0}, device)
     made: list[tuple[Any, Any]] = []
     while len(made) < steps:
         made += [(x, y) for x, y in data.train if len(y) == CONFIG["batch_size"]]
@@ -128,7 +128,7 @@ def main() -> None:
     )
     images = scan_images(root)
     prepare_cache(images, args.size)
-    feed = batches(DataSpec(images.root, args.size), device, args.steps)
+    feed = batches(DataSpec(images.root), args.size, device, args.steps)
     classes = len(images.class_names)
     runs = {v: train(v, feed, device, classes) for v in args.variants.split(",")}
     skip = min(10, args.steps // 2)

@@ -49,7 +49,7 @@ def measure(kind: str, data_dir: Path, size: int) -> dict[str, float]:
     """Runs in the child process: one set-up of `kind`, timed, with memory figures."""
     import torch
 
-    from src.config import DataSpec
+    from src.config import DEFAULT_START, DataSpec
     from src.data import open_trial_data
     from src.images import prepare_cache, scan_images
 
@@ -68,8 +68,8 @@ def measure(kind: str, data_dir: Path, size: int) -> dict[str, float]:
         return prepare_cache(scan_images(data_dir), size)
 
     def ours() -> object:
-        spec = DataSpec(scan_images(data_dir).root, size)
-        return open_trial_data(spec, 32, 0, torch.device("cpu"))
+        config = {**DEFAULT_START, "image_size": size, "batch_size": 32, "seed": 0}
+        return open_trial_data(DataSpec(scan_images(data_dir).root), config, torch.device("cpu"))
 
     setup = {"mads": mads, "build": build, "ours": ours}[kind]
     before = memory_mb()

@@ -10,8 +10,8 @@ Arms (`--arms`): `search`, the default search under `--time-budget MINUTES` (the
 share, then the final model); `start`, the same command with `--search-share 0`: no search,
 the starting configuration trained for the whole budget; `blocks`, the search with the block
 type added to the default space (benchmarks/space_blocks.toml); `se`, the default search with
-every trial's block squeeze-excite (`--set block=se`: the start too). Runs alternate between the arms
-(search, start, search, start, ...), so that a machine that slows down does not favour one.
+every trial's block squeeze-excite (`--set block=se`: the start too). Runs alternate between
+the arms (search, start, search, start, ...), so that a machine that slows down favours none.
 A finished run is kept and an unfinished one started again, so an interrupted study goes on
 where it stopped; a run that fails is reported and the study goes on.
 

@@ -62,20 +62,20 @@ def peak_memory_mib(device: torch.device) -> float:
 
 def train_timed(
     spec: DataSpec,
+    size: int,
     device: torch.device,
     precision: str,
     epochs: int,
     barrier: Path | None = None,
     parties: int = 1,
 ) -> dict[str, float]:
-    """A warm-up epoch, then (after the barrier, where given) `epochs` timed ones: their
-    wall-clock start and end, the images they trained on, the peak memory."""
+    """A warm-up epoch at `size` px, then (after the barrier, where given) `epochs` timed ones:
+    their wall-clock start and end, the images they trained on, the peak memory."""
     torch.manual_seed(0)
     if device.type == "cuda":  # the peak of this run, not of the ones before it
         torch.cuda.reset_peak_memory_stats(device)
-    data = open_trial_data(
-        spec, DEFAULT_START["batch_size"], 0, device, full_batches=graphs_wanted(device)
-    )
+    config = {**DEFAULT_START, "image_size": size, "seed": 0}
+    data = open_trial_data(spec, config, device, full_batches=graphs_wanted(device))
     model = build_model(DEFAULT_START, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, DEFAULT_START, epochs + 1, len(data.train))
     amp = Amp(
@@ -103,12 +103,12 @@ def train_timed(
     }
 
 
-def step_flops(spec: DataSpec, device: torch.device) -> float:
+def step_flops(size: int, device: torch.device) -> float:
     """FLOPs of one training step (forward, loss, backward) per image of the baseline CNN at
-    spec's size, counted by torch on a batch of DEFAULT_START's size."""
+    `size` px, counted by torch on a batch of DEFAULT_START's size."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size, batch = spec.image_size, DEFAULT_START["batch_size"]
+    batch = DEFAULT_START["batch_size"]
     model = build_model(DEFAULT_START, 5, device)
     x = torch.rand(batch, 3, size, size, device=device).contiguous(
         memory_format=torch.channels_last
@@ -131,8 +131,8 @@ def precisions(device: torch.device) -> list[str]:
     return [mixed, "fp32"] if mixed != "fp32" else ["fp32"]
 
 
-def shared(args: argparse.Namespace, spec: DataSpec, trials: int) -> dict[str, float]:
-    """`trials` worker processes on one device, started together at a barrier."""
+def shared(args: argparse.Namespace, spec: DataSpec, size: int, trials: int) -> dict[str, float]:
+    """`trials` worker processes on one device, at `size` px, started together at a barrier."""
     with tempfile.TemporaryDirectory() as barrier:
         cmd = [
             sys.executable,
@@ -143,7 +143,7 @@ def shared(args: argparse.Namespace, spec: DataSpec, trials: int) -> dict[str, f
             "--device",
             args.device,
             "--sizes",
-            str(spec.image_size),
+            str(size),
             "--epochs",
             str(args.epochs),
             "--barrier",
@@ -191,10 +191,11 @@ def main() -> None:
     args = p.parse_args()
     device, sizes = torch.device(args.device), [int(s) for s in args.sizes.split(",")]
     if args.worker:  # part 2: train, then say when and how much
-        spec = DataSpec(scan_images(Path(args.data_dir)).root, sizes[0])
+        spec = DataSpec(scan_images(Path(args.data_dir)).root)
         run = train_timed(
-            spec, device, precisions(device)[0], args.epochs, Path(args.barrier), args.parties
-        )
+            spec, sizes[0], device, precisions(device)[0], args.epochs, Path(args.barrier),
+            args.parties,
+        )  # fmt: skip
         print(json.dumps(run))
         return
     images = scan_images(data_folder(args))
@@ -205,9 +206,9 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for size in sizes:
         prepare_cache(images, size)
-        flops = step_flops(DataSpec(images.root, size), device)
+        flops = step_flops(size, device)
         for precision in precisions(device):
-            run = train_timed(DataSpec(images.root, size), device, precision, args.epochs)
+            run = train_timed(DataSpec(images.root), size, device, precision, args.epochs)
             seconds = run["end"] - run["start"]
             rate = run["images"] / seconds
             print(
@@ -222,7 +223,7 @@ def main() -> None:
     )
     one = None
     for trials in [int(t) for t in args.trials.split(",")]:
-        run = shared(args, DataSpec(images.root, size), trials)
+        run = shared(args, DataSpec(images.root), size, trials)
         one = one or run["images_per_s"]
         print(
             f"| {trials} | {run['images_per_s']:,.0f} | {run['images_per_s'] / one:.2f}x | "

@@ -50,7 +50,7 @@ class Contiguous(nn.Module):
 def timed_epochs(variant: str, config: dict, spec: DataSpec, epochs: int) -> tuple[float, float]:
     """(first epoch seconds, mean seconds of the following epochs)."""
     torch.manual_seed(0)
-    data = open_trial_data(spec, config["batch_size"], 0, torch.device("cpu"))
+    data = open_trial_data(spec, config, torch.device("cpu"))
     cpu = torch.device("cpu")
     model: nn.Module = build_model(config, len(data.class_names), cpu)
     if variant == "nchw":
@@ -79,8 +79,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     folder = scan_images(args.data_dir)
     prepare_cache(folder, args.image_size)
-    spec = DataSpec(folder.root, args.image_size)
-    config = {**DEFAULT_START, "num_conv_layers": args.num_conv_layers}
+    spec = DataSpec(folder.root)
+    config = {**DEFAULT_START, "num_conv_layers": args.num_conv_layers,
+              "image_size": args.image_size, "seed": 0}  # fmt: skip
     variants = args.variants.split(",")
     base = None
     for variant in variants:

@@ -33,10 +33,12 @@ from src.train import make_optimizer, train_epoch, validate  # noqa: E402
 CASES = ((64, 3, 0), (96, 4, 0), (64, 3, 1))  # (image size, conv blocks, seed)
 
 
-def train_and_score(spec: DataSpec, layers: int, seed: int, epochs: int, amp: Amp) -> str:
+def train_and_score(
+    spec: DataSpec, size: int, layers: int, seed: int, epochs: int, amp: Amp
+) -> str:
     seed_everything(seed)
-    config = {**DEFAULT_START, "num_conv_layers": layers}
-    data = open_trial_data(spec, config["batch_size"], seed, torch.device("cpu"))
+    config = {**DEFAULT_START, "num_conv_layers": layers, "image_size": size, "seed": seed}
+    data = open_trial_data(spec, config, torch.device("cpu"))
     assert data.val is not None
     model = build_model(config, len(data.class_names), torch.device("cpu"))
     optimizer, schedule = make_optimizer(model, config, epochs, len(data.train))
@@ -60,7 +62,7 @@ def main() -> None:
     folder = scan_images(args.data_dir)
     for size, layers, seed in CASES:
         result = train_and_score(
-            DataSpec(folder.root, size), layers, seed, args.epochs, Amp("cpu", args.precision)
+            DataSpec(folder.root), size, layers, seed, args.epochs, Amp("cpu", args.precision)
         )
         print(f"{args.precision} {size}px {layers} blocks seed {seed}: {result}", flush=True)
 

@@ -53,7 +53,7 @@ def model_only(config: dict, image_size: int, steps: int) -> float:
 
 def real_loop(config: dict, spec: DataSpec, epochs: int) -> float:
     """Images per second of the trainable's own training epoch."""
-    data = open_trial_data(spec, config["batch_size"], seed=0, device=torch.device("cpu"))
+    data = open_trial_data(spec, config, torch.device("cpu"))
     model = build_model(config, len(data.class_names), torch.device("cpu"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"])
     train_epoch(model, data.train, optimizer)  # warm-up epoch
@@ -68,8 +68,8 @@ def measure(data_dir: Path, image_size: int, threads: int, epochs: int) -> dict[
     torch.manual_seed(0)
     folder = scan_images(data_dir)
     prepare_cache(folder, image_size)
-    spec = DataSpec(folder.root, image_size)
-    config = dict(DEFAULT_START)
+    spec = DataSpec(folder.root)
+    config = {**DEFAULT_START, "image_size": image_size, "seed": 0}
     real = real_loop(config, spec, epochs)
     steps = max(20, int(real * 10 / config["batch_size"]))  # about ten seconds of steps
     limit = model_only(config, image_size, steps)

@@ -49,7 +49,7 @@ def measure(
         allowed = trial_resources(settings, ray.cluster_resources()).concurrent
         monitor = ConcurrencyMonitor()
         start = time.perf_counter()
-        table = run_experiment(settings, DataSpec(folder.root, image_size), monitor=monitor)
+        table = run_experiment(settings, DataSpec(folder.root), monitor=monitor)
         wall = time.perf_counter() - start
         ray.shutdown()
     training = float(table["compute_seconds"].sum())

@@ -22,7 +22,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -284,9 +284,8 @@ def price_space(
     heaviest = costliest(settings, start)
     timed, train, val = [], 0, 0
     for config in [start] if heaviest == start else [start, heaviest]:
-        at_size = replace(spec, image_size=config["image_size"])
         threads = settings.cpus_per_trial
-        per_batch, train, val = batch_seconds(config, at_size, threads, device=device,
+        per_batch, train, val = batch_seconds(config, spec, threads, device=device,
                                               together=together)  # fmt: skip
         timed.append((config, per_batch))
     model = CostModel.fit(timed, train, val)
@@ -325,10 +324,7 @@ def batch_seconds(
     torch.set_num_threads(threads)  # for every thread of this process: as in one trial
     try:
         device = device or local_device()
-        data = open_trial_data(
-            spec, config["batch_size"], config["seed"], device, config["jitter"], fit_on,
-            graphs_wanted(device),
-        )  # fmt: skip
+        data = open_trial_data(spec, config, device, fit_on, graphs_wanted(device))
         start_line = threading.Barrier(together)
         timed: list[float] = []
 

@@ -392,10 +392,11 @@ def name_taken(name: str, storage_path: Path) -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a trial needs to find its data; small, so Ray ships it to every trial and node."""
+    """What a trial needs to find its data; small, so Ray ships it to every trial and node. The
+    side the images are read at is a trial's (config["image_size"]): one carrier, from the
+    settings (start_config) or the space, through the trial to its checkpoint and model file."""
 
     root: Path  # the folder whose sub-folders are the classes, or the splits (src/images.py)
-    image_size: int
 
 
 @dataclass(frozen=True)

@@ -220,21 +220,22 @@ class TrialData:
 
 def open_trial_data(
     spec: DataSpec,
-    batch_size: int,
-    seed: int,
+    config: dict[str, Any],
     device: torch.device,
-    jitter: float = 0.0,
     fit_on: tuple[str, ...] = ("train",),
     full_batches: bool = False,
 ) -> TrialData:
-    """Streams over the shared cache (built once per node and size): training on the splits
-    `fit_on` (normalised with their statistics), validation on "val" unless it is trained on.
+    """Streams over the shared cache (built once per node and size) of the images of `spec`, as
+    trial `config` reads them (its image_size, batch_size, seed and jitter): training on the
+    splits `fit_on` (normalised with their statistics), validation on "val" unless it is
+    trained on.
 
     On CPU the images stay the memory-mapped cache: trials on one machine share its pages and
     a batch copies only its own images. On a GPU the whole array is uploaded once (the test
     split's images travel along but are never indexed), validation runs in GPU_EVAL_BATCH
     batches, and training batches are all full where steps are CUDA graphs."""
-    cached = load_cache(prepare_cache(scan_images(spec.root), spec.image_size))
+    image_size, batch_size, seed = config["image_size"], config["batch_size"], config["seed"]
+    cached = load_cache(prepare_cache(scan_images(spec.root), image_size))
     split = split_of(cached)
     fit = np.sort(np.concatenate([split[name] for name in fit_on]))
     images = torch.from_numpy(cached.images).to(device)
@@ -245,13 +246,14 @@ def open_trial_data(
         on_device = torch.from_numpy(indices).to(device)
         size = batch_size if train or device.type != "cuda" else GPU_EVAL_BATCH
         full = train and full_batches
+        jitter = config["jitter"]
         return BatchStream(images, labels, on_device, size, mean, std, train, seed, jitter, full)
 
     return TrialData(
         train=stream(fit, train=True),
         val=None if "val" in fit_on else stream(split["val"], train=False),
         class_names=cached.class_names,
-        image_size=spec.image_size,
+        image_size=image_size,
         mean=mean,
         std=std,
     )

@@ -53,7 +53,7 @@ def prepared_data(data_dir: Path | None, image_size: int, also: Sequence[int] = 
         raise DataError(problem)
     for size in set(also) - {image_size}:
         prepare_cache(images, size)
-    return DataSpec(images.root, image_size)
+    return DataSpec(images.root)
 
 
 def cached_sizes(settings: RunSettings, grid: Grid | None) -> list[int]:
@@ -137,7 +137,7 @@ def resume_claimed(folder: Path, command: str) -> Outcome | None:
         table = read_summary(folder)
     else:
         sizes = cached_sizes(settings, grid)
-        data_spec = prepared_data(data_spec.root, data_spec.image_size, sizes)
+        data_spec = prepared_data(data_spec.root, settings.image_size, sizes)
         table = resume_experiment(settings, data_spec, grid)
     if grid is None and settings.refit and not files.model.is_file():
         return conclude(folder, settings, grid, table, command)  # continues an interrupted refit

@@ -28,7 +28,7 @@ from loguru import logger
 from torch import nn
 
 from src.budget import epochs_that_fit
-from src.config import DEFAULT_REFIT_EPOCHS, DataSpec, inference_size
+from src.config import DEFAULT_REFIT_EPOCHS, inference_size
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
@@ -62,8 +62,12 @@ class RefitPlan:
     experiment: str  # experiment folder (absolute)
     config: dict[str, Any]  # the chosen trial's hyperparameters and the seed
     epochs: int
-    image_size: int
     why: str = ""  # which configuration this is, and why it was chosen
+
+    @property
+    def image_size(self) -> int:
+        """The side it trains at: its config's (the chosen trial's, or --refit-image-size)."""
+        return int(self.config["image_size"])
 
 
 def plan_refit(
@@ -81,19 +85,19 @@ def plan_refit(
     chosen, why = refit_config(experiment, settings)
     size = image_size or settings.refit_image_size or chosen.get("image_size", settings.image_size)
     config = plain({**chosen, "image_size": size, "seed": settings.seed if seed is None else seed})
-    epochs = epochs or settings.refit_epochs or interrupted_epochs(experiment, config, size)
+    epochs = epochs or settings.refit_epochs or interrupted_epochs(experiment, config)
     if not epochs and seconds:
         threads = os.cpu_count() or 1
-        epochs = epochs_that_fit(config, DataSpec(spec.root, size), threads, seconds)
-    return RefitPlan(str(experiment), config, epochs or DEFAULT_REFIT_EPOCHS, size, why)
+        epochs = epochs_that_fit(config, spec, threads, seconds)
+    return RefitPlan(str(experiment), config, epochs or DEFAULT_REFIT_EPOCHS, why)
 
 
-def interrupted_epochs(experiment: Path, config: dict[str, Any], image_size: int) -> int | None:
-    """The planned epochs of an interrupted refit of this configuration and size, if any: a
-    time-budgeted refit continues with its plan rather than one measured anew."""
+def interrupted_epochs(experiment: Path, config: dict[str, Any]) -> int | None:
+    """The planned epochs of an interrupted refit of this configuration (and so size), if any:
+    a time-budgeted refit continues with its plan rather than one measured anew."""
     state = resume_state(ExperimentFolder(experiment).refit_state)
     plan = (state or {}).get("plan", {})
-    same = plan.get("config") == config and plan.get("image_size") == image_size
+    same = plan.get("config") == config
     return int(plan["epochs"]) if same else None
 
 
@@ -113,7 +117,9 @@ def resume_state(path: Path, plan: RefitPlan | None = None) -> dict[str, Any] | 
     except Exception as err:  # a damaged file is not worth failing for: start over
         logger.warning(f"Ignoring the unreadable refit state {path} ({err}); starting over.")
         return None
-    return state if plan is None or state.get("plan") == asdict(plan) else None
+    # States saved before the plan's size lived in its config alone said it twice.
+    saved = {k: v for k, v in state.get("plan", {}).items() if k != "image_size"}
+    return state if plan is None or saved == asdict(plan) else None
 
 
 def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evaluation:
@@ -125,10 +131,7 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     torch.set_num_threads(os.cpu_count() or 1)  # one process: every core
     seed_everything(plan.config["seed"])
     device = local_device()
-    data = open_trial_data(
-        DataSpec(spec.root, plan.image_size), plan.config["batch_size"], plan.config["seed"],
-        device, plan.config["jitter"], ("train", "val"), graphs_wanted(device),
-    )  # fmt: skip
+    data = open_trial_data(spec, plan.config, device, ("train", "val"), graphs_wanted(device))
     files = ExperimentFolder(experiment)
     state_path = files.refit_state
     began = time.monotonic()

@@ -477,7 +477,7 @@ def read_experiment_info(folder: Path) -> tuple[RunSettings, DataSpec, Grid | No
     info = read_info(folder)
     settings = RunSettings.from_dict(info["settings"])
     grid = Grid(**info["grid"]) if info["grid"] else None
-    return settings, DataSpec(Path(info["data_root"]), settings.image_size), grid
+    return settings, DataSpec(Path(info["data_root"])), grid
 
 
 def refit_choice(table: pd.DataFrame, settings: RunSettings) -> tuple[dict[str, Any], str]:

@@ -181,7 +181,12 @@ def make_trainable(
     settings: RunSettings, data_spec: DataSpec, resources: TrialResources
 ) -> type[tune.Trainable]:
     return tune.with_resources(
-        tune.with_parameters(train_cnn, data_spec=data_spec, max_epochs=settings.max_epochs),
+        tune.with_parameters(
+            train_cnn,
+            data_spec=data_spec,
+            max_epochs=settings.max_epochs,
+            start=start_config(settings),
+        ),
         {"cpu": resources.cpu, "gpu": resources.gpu},
     )
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import ray
 import torch
 from ray import tune
 
-from src.config import DataSpec
+from src.config import DataSpec, current_config
 from src.data import open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, seed_everything, trial_device
 from src.model import build_model, count_parameters
@@ -55,21 +54,21 @@ def restore(model: torch.nn.Module, optimizer: Any, schedule: Any, config: dict[
     return done
 
 
-def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> None:
+def train_cnn(
+    config: dict[str, Any], data_spec: DataSpec, max_epochs: int, start: dict[str, Any]
+) -> None:
     """Tune function trainable. `config` holds the hyperparameters (src.config.HYPERPARAMETERS:
-    DEFAULT_START's, the image size and the seed); `data_spec` (the images, at the run's
-    --image-size) and `max_epochs` are the same for every trial."""
+    DEFAULT_START's, the image size and the seed); `data_spec` (the images), `max_epochs` and
+    `start` (the run's starting configuration) are the same for every trial. A trial of an
+    experiment begun before a hyperparameter existed (image_size, block) is resumed with the
+    start's value of it."""
     began = time.perf_counter()  # what a trial spends besides its epochs is measured too
-    config = plain(config)  # BOHB's ConfigSpace hands out numpy integers, which torch refuses
+    # plain: BOHB's ConfigSpace hands out numpy integers, which torch refuses
+    config = {**start, **current_config(plain(config))}
     torch.set_num_threads(trial_cpus())
     seed_everything(config["seed"])
     device = trial_device(ray.get_gpu_ids())
-    # Experiments begun before image_size was a hyperparameter resume at the run's size.
-    spec = replace(data_spec, image_size=config.get("image_size", data_spec.image_size))
-    data = open_trial_data(
-        spec, config["batch_size"], config["seed"], device, config["jitter"],
-        full_batches=graphs_wanted(device),
-    )  # fmt: skip
+    data = open_trial_data(data_spec, config, device, full_batches=graphs_wanted(device))
     assert data.val is not None
     model = build_model(config, len(data.class_names), device)
     optimizer, schedule = make_optimizer(model, config, max_epochs, len(data.train))
@@ -86,7 +85,7 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
     fixed["setup_seconds"] = time.perf_counter() - began  # data, model, checkpoint restored
     reported = 0.0  # the last epoch's checkpoint and report (Ray persists it meanwhile)
     for epoch in range(first, max_epochs + 1):
-        start = time.perf_counter()
+        since = time.perf_counter()
         loss = train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)
         diverged = not math.isfinite(loss)
         scores = {"val_loss": math.nan, "val_accuracy": 0.0}
@@ -96,7 +95,7 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
             "epoch": epoch,
             "train_loss": loss,
             **scores,
-            "epoch_seconds": time.perf_counter() - start,
+            "epoch_seconds": time.perf_counter() - since,
             "report_seconds": reported,
             "diverged": diverged,
             **fixed,
@@ -106,8 +105,8 @@ def train_cnn(config: dict[str, Any], data_spec: DataSpec, max_epochs: int) -> N
             # configuration, not a crash, and no checkpoint of NaN weights is kept.
             tune.report(metrics)
             return
-        start = time.perf_counter()
+        since = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(Path(folder), epoch, model, optimizer, schedule, config, data)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        reported = time.perf_counter() - start
+        reported = time.perf_counter() - since

@@ -70,6 +70,11 @@ SMALL = {
 }  # trains in seconds
 
 
+def trial_config(**values: Any) -> dict[str, Any]:
+    """DEFAULT_START as a trial on the tests' small images holds it: at 32 px, seed 0."""
+    return {**DEFAULT_START, "image_size": 32, "seed": 0, **values}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keep the tests' decoded-image caches out of ~/.cache."""
@@ -90,7 +95,7 @@ def finished_experiment(folder: Path, images: Path, best: dict) -> Path:
     the summary, whose best row (highest best_val_accuracy, not the first row) holds `best`."""
     settings = RunSettings(name=folder.name, storage_path=folder.parent, data_dir=images,
                            image_size=32, refit_epochs=6)  # fmt: skip
-    write_experiment_info(settings, DataSpec(images, 32), None)
+    write_experiment_info(settings, DataSpec(images), None)
     worse = {**best, "lr": 1e-4, "start_filters": 32}
     finished = {
         "seed": 0,

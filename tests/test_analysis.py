@@ -186,7 +186,7 @@ def test_real_grid_trains_every_cell_for_all_epochs(tmp_path: Path) -> None:
     grid = Grid(axes={"dropout": [0.1, 0.5], "batch_size": [16, 32]}, repeats=2, fixed={"lr": 3e-3})
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        summary = run_experiment(run, DataSpec(images, 32), grid)
+        summary = run_experiment(run, DataSpec(images), grid)
     finally:
         ray.shutdown()
     assert len(summary) == 8 and (summary["epochs"] == 2).all()

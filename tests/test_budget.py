@@ -74,9 +74,9 @@ def test_the_simulated_rule_is_rays_asha_rule() -> None:
 
 def test_an_epoch_is_timed_from_a_few_batches(tmp_path: Path) -> None:
     images = write_synthetic_images(tmp_path / "images", 3, 30, 32)
-    config = {**DEFAULT_START, "seed": 0, "num_conv_layers": 2}
-    seconds = epoch_seconds(config, DataSpec(images, 32), threads=1)
-    assert 0 < seconds < 5
+    config = {**DEFAULT_START, "image_size": 32, "seed": 0, "num_conv_layers": 2}
+    seconds = epoch_seconds(config, DataSpec(images), threads=1)
+    assert 0 < seconds < 60  # (a few batches' time, on any machine)
     assert torch.get_num_threads() >= 1  # restored
 
 

@@ -22,7 +22,7 @@ def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         comparison = Comparison(METHODS, seeds=1, budget=budget)
-        curves = run_comparison(settings, DataSpec(images, 32), comparison)
+        curves = run_comparison(settings, DataSpec(images), comparison)
     finally:
         ray.shutdown()
     for method in METHODS:
@@ -44,7 +44,7 @@ def test_every_method_runs_on_the_same_budget(tmp_path: Path) -> None:
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         two = Comparison(("asha+de", "pbt+random"), seeds=1, budget=budget)
-        again = run_comparison(settings, DataSpec(images, 32), two, resume=True)
+        again = run_comparison(settings, DataSpec(images), two, resume=True)
     finally:
         ray.shutdown()
     assert sorted(p.name for p in kept.glob("trial_*")) == kept_trials

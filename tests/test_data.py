@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import trial_config
 
 import src.images as images
 from src.config import SPLIT_FRACTIONS, SPLIT_SEED
@@ -195,7 +196,7 @@ def test_an_epoch_visits_every_image_once() -> None:
 
 
 def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
-    trial = open_trial_data(DataSpec(image_dir, 32), 8, 0, torch.device("cpu"))
+    trial = open_trial_data(DataSpec(image_dir), trial_config(batch_size=8), torch.device("cpu"))
     assert trial.val is not None
     assert trial.train.num_images == 42 and trial.val.num_images == 9  # 70% / 15% of 60
     labels = np.repeat([0, 1, 2], 20)
@@ -214,10 +215,9 @@ def test_trial_data_is_normalised_and_excludes_test(image_dir: Path) -> None:
 
 
 def test_refit_data_trains_on_train_and_val_never_test(image_dir: Path) -> None:
-    refit = open_trial_data(
-        DataSpec(image_dir, 32), 8, 0, torch.device("cpu"), fit_on=("train", "val")
-    )
-    tuning = open_trial_data(DataSpec(image_dir, 32), 8, 0, torch.device("cpu"))
+    config, cpu = trial_config(batch_size=8), torch.device("cpu")
+    refit = open_trial_data(DataSpec(image_dir), config, cpu, fit_on=("train", "val"))
+    tuning = open_trial_data(DataSpec(image_dir), config, cpu)
     assert refit.val is None and tuning.val is not None
     test = split_indices(np.repeat([0, 1, 2], 20), SPLIT_FRACTIONS, SPLIT_SEED)["test"]
     fit = set(refit.train.indices.tolist())

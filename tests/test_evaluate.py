@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL, finished_experiment
+from conftest import SMALL, finished_experiment, trial_config
 from test_images import pre_split
 
 import src.evaluate as evaluate_module
@@ -30,7 +30,7 @@ CONFIG = {**DEFAULT_START, "seed": 0, "lr": 3e-3, "num_conv_layers": 2, "start_f
 def checkpoint_after(epochs: int, images: Path, folder: Path) -> Path:
     """A checkpoint as the trainable writes it, after `epochs` epochs (0 = untrained)."""
     torch.manual_seed(0)
-    data = open_trial_data(DataSpec(images, 32), 16, 0, torch.device("cpu"))
+    data = open_trial_data(DataSpec(images), trial_config(batch_size=16), torch.device("cpu"))
     model = Net(CONFIG, len(data.class_names))
     optimizer = torch.optim.AdamW(model.parameters(), lr=CONFIG["lr"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))

@@ -62,7 +62,7 @@ def test_diverging_trial_ends_cleanly_as_a_bad_result(
     local_ray: None, images: Path, tmp_path: Path
 ) -> None:
     grid = Grid(axes={"lr": [3e-3, math.inf], "batch_size": [16]})
-    summary = run_experiment(grid_settings(tmp_path), DataSpec(images, 32), grid)
+    summary = run_experiment(grid_settings(tmp_path), DataSpec(images), grid)
     trials = {row["lr"]: row for row in summary.to_dict("records")}
     assert trials[math.inf]["status"] == "diverged"
     assert trials[math.inf]["epochs"] == 1  # ended at the first non-finite loss
@@ -83,7 +83,7 @@ def test_raising_trial_is_retried_then_recorded_as_errored(
     probe = RetryProbe()
     grid = Grid(axes={"batch_size": [16, 0], "dropout": [0.2]})  # batch_size 0 raises
     settings = grid_settings(tmp_path, max_failures=1)
-    summary = run_experiment(settings, DataSpec(images, 32), grid, callbacks=[probe])
+    summary = run_experiment(settings, DataSpec(images), grid, callbacks=[probe])
     trials = {row["batch_size"]: row for row in summary.to_dict("records")}
     assert trials[0]["status"] == "error" and "ZeroDivisionError" in trials[0]["error"]
     assert trials[16]["status"] == "completed"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import trial_config
 from loguru import logger
 from PIL import Image
 
@@ -110,7 +111,7 @@ def test_a_pre_split_folder_keeps_its_splits(tmp_path: Path) -> None:
     named = {name: {found.paths[i].parts[-3] for i in split[name]} for name in split}
     assert named == {"train": {"train"}, "val": {"valid"}, "test": {"test"}}
     assert [len(split[name]) for name in ("train", "val", "test")] == [30, 12, 9]
-    data = open_trial_data(DataSpec(found.root, 32), 8, 0, torch.device("cpu"))
+    data = open_trial_data(DataSpec(found.root), trial_config(batch_size=8), torch.device("cpu"))
     assert data.train.num_images == 30 and data.val is not None and data.val.num_images == 12
 
 

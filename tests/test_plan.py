@@ -97,7 +97,7 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(src.budget, "batch_seconds", paced)
     trials_on = (torch.device("cpu"), 2)
-    spec = DataSpec(Path("/tmp"), 64)
+    spec = DataSpec(Path("/tmp"))
     plan = plan_budget(SETTINGS, START, spec, trials_on, spent=0.0)
     flat = plan_budget(replace(SETTINGS, space={}), START, spec, trials_on, spent=0.0)
     assert plan.epoch_seconds == pytest.approx(flat.epoch_seconds) == pytest.approx(7.7333, 1e-3)
@@ -133,7 +133,7 @@ def test_the_pace_is_timed_in_as_many_threads_at_once_as_trials_will_run(
     monkeypatch.setattr(src.budget, "time_batches", timed)
     config = {**START, "image_size": 32, "num_conv_layers": 2}
     per_batch, train, val = batch_seconds(
-        config, DataSpec(image_dir, 32), 1, device=torch.device("cpu"), together=2
+        config, DataSpec(image_dir), 1, device=torch.device("cpu"), together=2
     )
     assert len({thread for thread, _ in seen}) == 2 and {p for _, p in seen} == {2}
     assert per_batch == pytest.approx((0.1 + 0.2) / 2)  # the mean of the two
@@ -184,7 +184,7 @@ def test_the_summary_sets_the_plan_beside_what_ran(tmp_path: Path) -> None:
     plan = {"minutes": 10, "search_seconds": 240.0, "epoch_seconds": 4.0,
             "trial_epoch_seconds": 4.0, "concurrent": 2, "trial_epochs": 3.0, "trials": 30,
             "epochs": 97.0, "refit_seconds": 345.0}  # fmt: skip
-    write_experiment_info(settings, DataSpec(tmp_path, 64), None, plan)
+    write_experiment_info(settings, DataSpec(tmp_path), None, plan)
     assert plan_lines(folder) == []  # nothing ran yet
     search = {"trials": 26, "epochs": 90, "seconds": 236.0, "compute_seconds": 400.0,
               "slot_seconds": 452.0, "idle_per_trial_s": 0.77, "slots": 2, "mean_running": 1.92,

@@ -69,7 +69,7 @@ def started_together(trials: int, barrier: Path) -> Callable[..., None]:
     value; the barrier is a folder, one file per trial arrived."""
 
     def train_after_the_others_started(
-        config: dict[str, Any], data_spec: DataSpec, max_epochs: int
+        config: dict[str, Any], data_spec: DataSpec, max_epochs: int, start: dict[str, Any]
     ) -> None:
         barrier.mkdir(exist_ok=True)
         (barrier / tune.get_context().get_trial_id()).touch()
@@ -77,7 +77,7 @@ def started_together(trials: int, barrier: Path) -> Callable[..., None]:
         while len(list(barrier.iterdir())) < trials:
             assert time.monotonic() < deadline, "the other trials never started"
             time.sleep(0.01)
-        train_cnn(config, data_spec, max_epochs)
+        train_cnn(config, data_spec, max_epochs, start)
 
     return train_after_the_others_started
 
@@ -101,7 +101,7 @@ def test_two_trials_share_a_gpu_and_asha_stops_only_at_its_rungs(
     run = settings(tmp_path)
     monkeypatch.setattr(src.search, "train_cnn", started_together(2, tmp_path / "barrier"))
     probe = ConcurrencyMonitor()
-    table = run_experiment(run, DataSpec(images, run.image_size), monitor=probe)
+    table = run_experiment(run, DataSpec(images), monitor=probe)
     # 4 CPUs would allow 4 trials; the single GPU at 0.5 per trial allows exactly 2.
     assert probe.max_running == 2
     assert len(list((tmp_path / "barrier").iterdir())) == run.num_samples  # all went through
@@ -124,7 +124,7 @@ def test_without_gpus_trials_run_on_cpus(
     run = settings(tmp_path, num_samples=3, max_epochs=2)
     monkeypatch.setattr(src.search, "train_cnn", started_together(2, tmp_path / "barrier"))
     probe = ConcurrencyMonitor()
-    table = run_experiment(run, DataSpec(images, run.image_size), monitor=probe)
+    table = run_experiment(run, DataSpec(images), monitor=probe)
     assert probe.resources == {(("CPU", 1.0),)}
     assert probe.max_running == 2
     assert len(list((tmp_path / "barrier").iterdir())) == run.num_samples  # all went through

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import trial_config
 from loguru import logger
 
 import src.step
@@ -125,7 +126,7 @@ def test_steps_are_eager_on_a_cpu_and_graphs_only_where_asked(
     assert not optimizer.param_groups[0]["capturable"]
     step = make_step(model, optimizer, Amp("cpu", "fp32"), 0.1)
     assert isinstance(step, EagerStep)
-    data = open_trial_data(DataSpec(image_dir, 32), 8, 0, CPU)
+    data = open_trial_data(DataSpec(image_dir), trial_config(batch_size=8), CPU)
     assert data.train.used == data.train.num_images  # CPU batches: every image, every epoch
     loss = train_epoch(model, data.train, optimizer, schedule, amp=Amp("cpu", "fp32"), step=step)
     assert math.isfinite(loss) and loss > 0

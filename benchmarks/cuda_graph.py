@@ -5,7 +5,7 @@ and what they buy: the same seed trained eager and graphed on the same batches.
     .venv/bin/python benchmarks/cuda_graph.py --device cpu --steps 20 --size 32 \
         --variants eager                                                   # the path, on a CPU
 
-1. Agreement: --steps steps of the baseline CNN (dropout 0: a graph draws its dropout masks
+1. Agreement: --steps steps of the start's CNN (dropout 0: a graph draws its dropout masks
    from other random offsets than eager steps do) on one list of augmented batches, eager and
    graphed. Their losses must agree within --tolerance (relative, on the mean of every 20
    steps: bf16 and cuDNN's kernel choices differ a little step by step), and the graphed run's

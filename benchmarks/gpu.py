@@ -6,7 +6,7 @@ trials sharing one device give, with every process's peak memory.
         --trials 1,2                                                # the whole path, on a CPU
     .venv/bin/python benchmarks/gpu.py --data-dir ../shared/data/flowers    # on real photos
 
-1. The baseline CNN's training epoch (src.train.train_epoch on the trial's own BatchStream: the
+1. The start's training epoch (src.train.train_epoch on the trial's own BatchStream: the
    images on the device, augmented there) at each of --sizes, in every precision the device
    has (bf16 from compute capability 8.0, fp16 below it, fp32 always: src/device.py), the mean
    of --epochs timed epochs after a warm-up epoch, and the process's peak memory.
@@ -104,7 +104,7 @@ def train_timed(
 
 
 def step_flops(size: int, device: torch.device) -> float:
-    """FLOPs of one training step (forward, loss, backward) per image of the baseline CNN at
+    """FLOPs of one training step (forward, loss, backward) per image of the start's CNN at
     `size` px, counted by torch on a batch of DEFAULT_START's size."""
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/optimisations.py --image-size 96 --num-conv-layers 4 \
         --threads 2 --variants channels_last,bf16          # the long preset's winner, a refit
 
-Variants of `src.train.train_epoch` on the baseline CNN (by default with one thread: a 1-CPU
+Variants of `src.train.train_epoch` on the start's CNN (by default with one thread: a 1-CPU
 trial), in fp32 unless said:
 - nchw: model and batches in the default contiguous (NCHW) layout
 - channels_last: model and batches in NHWC layout, as the trainable runs them

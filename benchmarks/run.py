@@ -85,7 +85,7 @@ def tables(results: dict[str, Any]) -> str:
         )
     loop = results["loop"]
     lines.append(
-        f"| 2. training loop, 64 px, 1 thread, baseline CNN | real loop "
+        f"| 2. training loop, 64 px, 1 thread, the start's CNN | real loop "
         f"{loop['real_img_s']:.0f} img/s vs model only {loop['model_only_img_s']:.0f} img/s: "
         f"**{100 * loop['ratio']:.0f}%** | >= 90% |"
     )

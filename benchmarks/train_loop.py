@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     r = measure(args.data_dir, args.image_size, args.threads, args.epochs)
     print(
-        f"{args.image_size}px, {args.threads} thread(s), baseline config: real loop "
+        f"{args.image_size}px, {args.threads} thread(s), the start's config: real loop "
         f"{r['real_img_s']:.0f} img/s, model only {r['model_only_img_s']:.0f} img/s, "
         f"{100 * r['ratio']:.0f}% of the limit"
     )

@@ -11,7 +11,7 @@ and a table of the final best and the budget needed to reach a target accuracy.
 
 Methods are scheduler+searcher pairs of `search` (src/search.py says what each one is), a grid,
 and the yardstick every method is measured against:
-- baseline: no search; the starting configuration trained for the whole budget as one trial
+- start: no search; the starting configuration trained for the whole budget as one trial
   (its learning-rate schedule over all `budget` epochs)
 - asha+hyperopt: what `hypertune.py search` does by default
 - asha+random, asha+de: ASHA early stopping; random or differential-evolution proposals
@@ -75,7 +75,7 @@ class EpochBudget(tune.Stopper):
 def method_settings(method: str, settings: RunSettings, seed: int, budget: int) -> RunSettings:
     """One run's settings: its own folder <storage>/<name>/<method>-seed<k>/, its searcher and
     scheduler (the grid's trials run as FIFO), and more trials than the budget can pay for, so
-    that the budget is what ends every method. The baseline is one trial of `budget` epochs of
+    that the budget is what ends every method. `start` is one trial of `budget` epochs of
     the starting configuration (an empty space: every hyperparameter at DEFAULT_START)."""
     scheduler, searcher = method.split("+") if "+" in method else ("fifo", "random")
     run = replace(
@@ -88,7 +88,7 @@ def method_settings(method: str, settings: RunSettings, seed: int, budget: int) 
         num_samples=budget,
         time_budget=None,
     )
-    if method == "baseline":
+    if method == "start":
         return replace(run, num_samples=1, max_epochs=budget, space={})
     return run
 
@@ -169,10 +169,10 @@ def comparison_table(curves: dict[str, list[np.ndarray]], target: float) -> pd.D
         beyond = "yes" if row["max"] < leader["min"] else "no"
         row["below the leader beyond noise"] = "(leader)" if row is leader else beyond
     table = pd.DataFrame(rows)
-    if "baseline" in curves:  # the yardstick: what searching added, in points
+    if "start" in curves:  # the yardstick: what searching added, in points
         mean = f"final best {METRIC} (mean)"
-        baseline = table.loc[table["method"] == "baseline", mean].iloc[0]
-        table["vs baseline (points)"] = 100 * (table[mean] - baseline)
+        start = table.loc[table["method"] == "start", mean].iloc[0]
+        table["vs start (points)"] = 100 * (table[mean] - start)
     return table
 
 
@@ -182,7 +182,7 @@ def plot_anytime(curves: dict[str, list[np.ndarray]], budget: int) -> plt.Figure
         length = min(len(run) for run in runs)
         stack = np.stack([run[:length] for run in runs])
         x = np.arange(1, length + 1)
-        style: dict[str, Any] = {"color": "black", "ls": "--"} if method == "baseline" else {}
+        style: dict[str, Any] = {"color": "black", "ls": "--"} if method == "start" else {}
         ax.plot(x, stack.mean(0), label=f"{method} (n={len(runs)})", **style)
         ax.fill_between(x, stack.min(0), stack.max(0), alpha=0.2)
     ax.set_xlabel("training epochs spent (all trials)")

@@ -125,7 +125,7 @@ LONG_SPACE = str(Path(__file__).resolve().parent / "space_long.toml")  # the lon
 # for 2 CPU cores and the Flowers copy (README, Measured).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"time_budget": 10},  # minutes for search + final model (journal entry 11)
-    # Longer trials, judged later (ASHA's epoch-2 rung stopped the baseline: entry 6), over
+    # Longer trials, judged later (ASHA's epoch-2 rung stopped the start: entry 6), over
     # image size and depth, where an hour finds more accuracy (entry 13).
     "long": {"time_budget": 60, "max_epochs": 20, "grace_period": 4, "space": LONG_SPACE},
     # --smoke-test: generated images, checks an installation in well under a minute
@@ -190,15 +190,16 @@ PAIRED: dict[str, tuple[str, str]] = {
 PBT_MUTABLE = ("lr", "weight_decay", "dropout")
 
 # Search methods of `hypertune.py compare`: scheduler+searcher pairs as above, a grid, and
-# `baseline`: no search, the starting configuration trained for the whole budget.
+# `start`: no search, the starting configuration trained for the whole budget (before
+# 2026-12-07 called `baseline`, which --methods still takes: src.flags.comparison_from).
 COMPARE_METHODS = (
-    "baseline", "asha+hyperopt", "asha+random", "asha+de", "hyperband+bohb", "pbt+random",
+    "start", "asha+hyperopt", "asha+random", "asha+de", "hyperband+bohb", "pbt+random",
     "fifo+random", "grid",
 )  # fmt: skip
 # What `compare` runs unless --methods says otherwise: the yardstick and one method per
 # searcher (journal entry 10).
 COMPARE_DEFAULT = (
-    "baseline", "hyperband+bohb", "pbt+random", "asha+de", "asha+hyperopt", "asha+random",
+    "start", "hyperband+bohb", "pbt+random", "asha+de", "asha+hyperopt", "asha+random",
 )  # fmt: skip
 
 METRIC = "val_accuracy"  # what ASHA and HyperOpt optimise

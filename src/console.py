@@ -12,6 +12,7 @@ import pandas as pd
 from src.commands import experiment_flags, hypertune_command
 from src.config import HYPERPARAMETERS, METRIC
 from src.results import (
+    Evaluation,
     ExperimentFolder,
     best_trial,
     best_versus_start,
@@ -119,17 +120,19 @@ def plan_lines(folder: Path) -> list[str]:
 
 
 def summary_block(
-    folder: Path, table: pd.DataFrame, test_accuracy: float | None, chosen: str = ""
+    folder: Path, table: pd.DataFrame, test: Evaluation | None, chosen: str = ""
 ) -> str:
     """The end of a run in a few lines: the search, the final model (`chosen`: what it trained)
-    and its test accuracy, where everything is, and what to run next."""
+    and its `test` scores, where everything is, and what to run next."""
     again = experiment_flags(folder)
     searched = search_lines(table) if len(table) else ["no search: the starting configuration"]
     lines = ["=" * 78, f"{folder.name}: {searched[0]}", *searched[1:], *plan_lines(folder)]
-    if test_accuracy is not None:
+    if test is not None:
+        flipped = "" if test.flip_accuracy is None else f", {test.flip_accuracy:.4f} with flip TTA"
         lines.append(
             f"final model    {chosen}; {ExperimentFolder(folder).model}: test accuracy "
-            f"{test_accuracy:.4f} (scored once; details in {ExperimentFolder(folder).evaluation})"
+            f"{test.accuracy:.4f}{flipped} (scored once; details in "
+            f"{ExperimentFolder(folder).evaluation})"
         )
         lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
     else:

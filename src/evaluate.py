@@ -65,10 +65,11 @@ def best_checkpoint(experiment: Path) -> Path:
 
 
 def confusion_matrix(
-    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
+    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray, flip: bool = False
 ) -> np.ndarray:
-    """Counts of [true class, predicted class] over `images`."""
-    predicted = probabilities(model, state, images).argmax(1)
+    """Counts of [true class, predicted class] over `images` (with `flip`: each scored with its
+    mirror image too)."""
+    predicted = probabilities(model, state, images, flip).argmax(1)
     n = len(state["class_names"])
     counts = np.zeros((n, n), np.int64)
     np.add.at(counts, (labels, predicted), 1)
@@ -122,7 +123,8 @@ def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -
             raise DataError(f"The classes of {experiment}'s data changed since training.")
     else:
         raise DataError("Say what to evaluate on: --name NAME (its test split) or --data-dir.")
-    return Evaluation(classes, confusion_matrix(model, state, images, labels), images.shape[-1])
+    plain, flipped = (confusion_matrix(model, state, images, labels, f) for f in (False, True))
+    return Evaluation(classes, plain, images.shape[-1], flipped)
 
 
 def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]:
@@ -135,6 +137,7 @@ def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]
     table.to_csv(paths[1], index=False)
     summary = {
         "accuracy": result.accuracy,
+        "flip_accuracy": result.flip_accuracy,  # each image scored with its mirror image too
         "images": int(result.confusion.sum()),
         "image_size": result.image_size,
         "title": title,
@@ -168,8 +171,8 @@ def evaluate_and_report(
     out = out or (experiment or checkpoint.parent) / folder
     paths = write_evaluation(result, out, title)
     logger.info(
-        f"Evaluation of {title}: accuracy {result.accuracy:.4f} on {result.confusion.sum()} "
-        f"images at {result.image_size} px\n"
+        f"Evaluation of {title}: accuracy {result.accuracy:.4f} ({result.flip_accuracy:.4f} "
+        f"with flip TTA) on {result.confusion.sum()} images at {result.image_size} px\n"
         f"{result.per_class().round(3).to_string(index=False)}\n"
         f"written: {', '.join(str(p) for p in paths)}"
     )

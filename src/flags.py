@@ -132,7 +132,10 @@ def chosen_axes(args: argparse.Namespace, best: dict) -> tuple[dict[str, list], 
 
 
 def comparison_from(args: argparse.Namespace) -> Comparison:
-    return Comparison(tuple(args.methods.split(",")), args.seeds, args.budget)
+    """--methods as names: `baseline`, the starting configuration's name before 2026-12-07,
+    is `start`."""
+    methods = ("start" if m == "baseline" else m for m in args.methods.split(","))
+    return Comparison(tuple(methods), args.seeds, args.budget)
 
 
 def unwritable(folder: Path) -> str | None:

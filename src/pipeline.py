@@ -157,12 +157,12 @@ def conclude(
     budget) and the closing summary."""
     test, chosen = None, ""
     if grid is None and settings.refit:
-        evaluation, plan = refit_best(folder, command, seconds=refit_seconds)
-        test, chosen = evaluation.accuracy, plan.why
+        test, plan = refit_best(folder, command, seconds=refit_seconds)
+        chosen = plan.why
     if len(table):
         draw_figures(folder)
     print(summary_block(folder, table, test, chosen))
-    return Outcome(folder, table, test)
+    return Outcome(folder, table, None if test is None else test.accuracy)
 
 
 def draw_figures(folder: Path) -> None:

@@ -141,14 +141,18 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     model_path = files.model
     save_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
+    spent = time.monotonic() - began  # set-up, training, saving
+    test = evaluate_and_report(experiment, model_path, None, out=files.evaluation)
     record_actual(experiment, "final_model", {
         "planned_epochs": planned,  # from the pace timed before training
         "epochs": plan.epochs,  # re-planned every epoch from the pace measured so far
         "planned_seconds": None if seconds is None else round(seconds, 1),
-        "seconds": round(time.monotonic() - began, 1),  # set-up, training, saving
+        "seconds": round(spent, 1),
         "train_seconds": round(trained, 1),
+        "test_accuracy": test.accuracy,
+        "flip_test_accuracy": test.flip_accuracy,  # each test photo scored with its mirror too
     })  # fmt: skip
-    return evaluate_and_report(experiment, model_path, None, out=files.evaluation)
+    return test
 
 
 def train(

@@ -320,9 +320,11 @@ def final_model(data: ReportData) -> Section | None:
     if (e := data.evaluation) is None:
         return None
     classes = Evaluation(e["class_names"], np.array(e["confusion"])).per_class()
+    flipped = e.get("flip_accuracy")  # (evaluations from before flip TTA lack it)
+    with_flip = "" if flipped is None else f"; <b>{flipped:.4f}</b> with each photo's mirror too"
     text = (
-        f"<p>Test accuracy <b>{e['accuracy']:.4f}</b> on {e['images']} images, read once "
-        f"({html.escape(e['title'])}).</p>" + table_html(classes)
+        f"<p>Test accuracy <b>{e['accuracy']:.4f}</b>{with_flip} on {e['images']} images, read "
+        f"once ({html.escape(e['title'])}).</p>" + table_html(classes)
     )
     return "The final model", text, confusion(e)
 

@@ -122,10 +122,16 @@ class Evaluation:
     class_names: list[str]
     confusion: np.ndarray  # [true class, predicted class] counts
     image_size: int | None = None  # px the images were resized to (src.inference.applied_size)
+    flipped: np.ndarray | None = None  # the same counts, each image scored with its mirror too
 
     @property
     def accuracy(self) -> float:
         return float(np.trace(self.confusion) / self.confusion.sum())
+
+    @property
+    def flip_accuracy(self) -> float | None:
+        """The accuracy with flip test-time augmentation (src.inference.probabilities)."""
+        return None if self.flipped is None else float(np.trace(self.flipped) / self.flipped.sum())
 
     def per_class(self) -> pd.DataFrame:
         hits = np.diag(self.confusion)

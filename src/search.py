@@ -250,7 +250,7 @@ def hyperopt(settings: RunSettings, concurrent: int) -> ConcurrencyLimiter:
         points_to_evaluate=starting_points(settings),
         random_state_seed=settings.seed,
         # HyperOpt's default of 20 random trials before TPE starts would make a 10-trial search
-        # pure random search; a third of the trials (the baseline included) are random here.
+        # pure random search; a third of the trials (the start included) are random here.
         n_initial_points=max(3, expected_trials(settings, None) // 3),
     )
     return ConcurrencyLimiter(searcher, max_concurrent=concurrent)

@@ -1,6 +1,6 @@
 """One optimiser step on one batch: eager, or replayed from a CUDA graph.
 
-On a GPU the baseline CNN's step is a few hundred kernels of a few microseconds each, and the
+On a GPU the start's step is a few hundred kernels of a few microseconds each, and the
 card waits on the host that launches them: 7,900 images/s on an H200, 2 TFLOP/s of the ~790 it
 reaches on matrix products, fp32 as fast as bf16 (issue 31). A CUDA graph records forward, loss,
 backward and AdamW's update once over static input tensors; every later step copies its batch

@@ -13,7 +13,7 @@ from conftest import finished_experiment
 from hypertune import parse_args
 from src.analysis import load_experiment
 from src.config import DEFAULT_START, PRESETS
-from src.flags import grid_from, settings_from
+from src.flags import comparison_from, grid_from, settings_from
 from src.images import write_synthetic_images
 from src.results import read_experiment_info
 
@@ -126,6 +126,11 @@ def test_unwritable_storage_path_is_refused_before_work(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Cannot write into" in result.stderr and "--storage-path" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_compare_takes_the_starts_old_name(tmp_path: Path) -> None:
+    args = parse_args(["compare", "--methods", "baseline,asha+random", "--storage-path", "x"])
+    assert comparison_from(args).methods == ("start", "asha+random")
 
 
 def test_typed_flags_win_over_presets(tmp_path: Path) -> None:

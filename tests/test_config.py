@@ -59,7 +59,7 @@ def test_a_grid_is_checked_cell_by_cell_and_not_for_the_grace_period() -> None:
 
 
 def test_a_comparison_checks_its_methods_and_budget() -> None:
-    assert "Unknown method(s) bayes" in str(Comparison(("baseline", "bayes")).problems(10))
+    assert "Unknown method(s) bayes" in str(Comparison(("start", "bayes")).problems(10))
     assert "cannot pay for one full trial" in str(Comparison(budget=5).problems(10))
     assert Comparison().problems(10) is None
 

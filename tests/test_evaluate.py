@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import SMALL, finished_experiment, trial_config
@@ -17,7 +18,7 @@ from src.config import DEFAULT_START, DataSpec
 from src.data import open_trial_data
 from src.evaluate import confusion_matrix, evaluate, evaluate_and_report, folder_images
 from src.images import DataError, ImageFolder, prepare_cache, write_synthetic_images
-from src.inference import applied_size, load_model
+from src.inference import applied_size, load_model, probabilities
 from src.model import Net
 from src.refit import plan_refit, refit
 from src.results import CHECKPOINT_FILE
@@ -68,6 +69,22 @@ def test_trained_model_scores_high_and_random_one_near_chance(
     assert per_class["recall"].between(0, 1).all()
 
 
+def test_flip_tta_scores_each_image_by_the_mean_of_its_own_and_its_mirrors_probabilities(
+    train_images: Path, new_images: Path, tmp_path: Path
+) -> None:
+    checkpoint = checkpoint_after(2, train_images, tmp_path / "f")
+    model, state = load_model(checkpoint, torch.device("cpu"))
+    images, labels = folder_images(new_images, 32, state["class_names"])
+    plain = probabilities(model, state, images)
+    mirrored = probabilities(model, state, images[..., ::-1])  # each image left-right
+    flipped = probabilities(model, state, images, flip=True)
+    assert np.allclose(flipped, (plain + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(flipped, plain, atol=1e-3)  # a CNN is not mirror-symmetric
+    result = evaluate(checkpoint, new_images, None)
+    assert result.accuracy == np.mean(plain.argmax(1) == labels)
+    assert result.flip_accuracy == np.mean((plain + mirrored).argmax(1) == labels)
+
+
 def test_a_model_is_scored_at_the_side_it_records_a_checkpoint_at_its_own(
     train_images: Path, new_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,6 +123,7 @@ def test_report_writes_confusion_matrix_and_tables(
     assert (out / "per_class.csv").read_text().count("\n") == 4  # header + 3 classes
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accuracy"] == result.accuracy and summary["image_size"] == 32  # its own
+    assert summary["flip_accuracy"] == result.flip_accuracy is not None
 
 
 def test_mismatched_classes_are_refused(train_images: Path, tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ SMOKE = {  # appended to each kind of command: small images, few epochs, tiny bu
         "--seeds",
         "1",
         "--methods",
-        "baseline,asha+random",
+        "start,asha+random",
     ],
     "refit": ["--epochs", "1"],
 }

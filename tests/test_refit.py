@@ -18,7 +18,7 @@ from src.device import Amp
 from src.images import write_synthetic_images
 from src.inference import MODEL_FORMAT
 from src.refit import plan_refit, refit
-from src.results import EVALUATION_DIR, MODEL_FILE, ExperimentFolder
+from src.results import EVALUATION_DIR, MODEL_FILE, ExperimentFolder, plan_and_actual
 
 
 def counting(calls: list[int]) -> Callable[..., float]:
@@ -59,6 +59,9 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
     summary = json.loads((experiment / EVALUATION_DIR / "summary.json").read_text())
     assert summary["image_size"] == 40 and summary["accuracy"] == result.accuracy
+    final = plan_and_actual(experiment)[1]["final_model"]  # hypertune.json holds both scores
+    assert final["test_accuracy"] == result.accuracy
+    assert final["flip_test_accuracy"] == result.flip_accuracy is not None
 
 
 def test_interrupted_refit_leaves_no_model_and_continues(

@@ -112,10 +112,10 @@ def test_two_trials_share_a_gpu_and_asha_stops_only_at_its_rungs(
     # at a rung (grace period 1, reduction factor 2: epochs 1 and 2 of 4).
     stopped = summary.loc[summary["status"] == "stopped_early", "epochs"]
     assert set(stopped) <= set(asha_rungs(run.max_epochs, run.grace_period, run.reduction_factor))
-    # HyperOpt evaluates the baseline configuration first.
-    baseline = summary[summary["lr"].round(12) == DEFAULT_START["lr"]]
-    assert len(baseline) == 1
-    assert all(baseline.iloc[0][k] == DEFAULT_START[k] for k in SEARCH_SPACE)
+    # HyperOpt evaluates the starting configuration first.
+    start = summary[summary["lr"].round(12) == DEFAULT_START["lr"]]
+    assert len(start) == 1
+    assert all(start.iloc[0][k] == DEFAULT_START[k] for k in SEARCH_SPACE)
 
 
 def test_without_gpus_trials_run_on_cpus(

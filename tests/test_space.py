@@ -41,7 +41,7 @@ def test_toml_and_yaml_give_the_same_space(tmp_path: Path) -> None:
     assert load_space(tmp_path / "s.toml") == load_space(tmp_path / "s.yaml")
 
 
-def test_int_ranges_include_both_bounds_and_baseline_is_kept_only_inside() -> None:
+def test_int_ranges_include_both_bounds_and_the_start_is_kept_only_inside() -> None:
     space = {"fc_units": ("int", [64, 66]), "lr": ("loguniform", [1e-4, 1e-2])}
     sampler = to_tune_space(space)["fc_units"]
     assert {sampler.sample() for _ in range(200)} == {64, 65, 66}

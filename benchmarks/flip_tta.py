@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.inference_size import models  # noqa: E402
 from src.data import split_of  # noqa: E402
-from src.evaluate import confusion_matrix  # noqa: E402
+from src.evaluate import confusions  # noqa: E402
 from src.images import load_cache, prepare_cache, scan_images  # noqa: E402
 from src.inference import applied_size, load_model  # noqa: E402
 from src.results import Evaluation, read_experiment_info  # noqa: E402
@@ -40,10 +40,10 @@ def scores(model_path: Path, root: Path, split: str) -> dict[str, float]:
     cached = load_cache(prepare_cache(scan_images(root), size))
     chosen = split_of(cached)[split]
     images, labels = np.asarray(cached.images[chosen]), cached.labels[chosen]
-    plain, flipped = (confusion_matrix(model, state, images, labels, f) for f in (False, True))
+    plain, flipped = confusions(model, state, images, labels)
     result = Evaluation(state["class_names"], plain, size, flipped)
     return {"px": size, "images": len(labels), "plain": result.accuracy,
-            "flip": result.flip_accuracy or np.nan}  # fmt: skip
+            "flip": result.flip_accuracy}  # fmt: skip
 
 
 def main() -> None:

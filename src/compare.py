@@ -111,6 +111,14 @@ def anytime(folder: Path, budget: int) -> np.ndarray:
     return np.maximum.accumulate(epochs[METRIC].to_numpy()[:budget])
 
 
+def adopt_older_name(folder: Path) -> None:
+    """A comparison begun before the yardstick was named `start` (`baseline`) keeps its runs
+    when resumed: baseline-seedK becomes start-seedK."""
+    older = folder.with_name(folder.name.replace("start-", "baseline-", 1))
+    if folder.name.startswith("start-") and older.is_dir() and not folder.exists():
+        older.rename(folder)
+
+
 def run_comparison(
     settings: RunSettings, data_spec: DataSpec, comparison: Comparison, resume: bool = False
 ) -> dict[str, list[np.ndarray]]:
@@ -124,6 +132,8 @@ def run_comparison(
             if problem := run.problems():
                 raise HypertuneError(f"{method}: {problem}")
             folder = ExperimentFolder.of(run).path
+            if resume:
+                adopt_older_name(folder)
             curve = anytime(folder, budget)
             if not (resume and len(curve) == budget):
                 shutil.rmtree(folder, ignore_errors=True)

@@ -64,16 +64,30 @@ def best_checkpoint(experiment: Path) -> Path:
     raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
 
 
+def counts(predicted: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Counts of [true class, predicted class]."""
+    confusion = np.zeros((classes, classes), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    return confusion
+
+
 def confusion_matrix(
-    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray, flip: bool = False
+    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
-    """Counts of [true class, predicted class] over `images` (with `flip`: each scored with its
-    mirror image too)."""
-    predicted = probabilities(model, state, images, flip).argmax(1)
+    """Counts of [true class, predicted class] over `images`."""
+    predicted = probabilities(model, state, images).argmax(1)
+    return counts(predicted, labels, len(state["class_names"]))
+
+
+def confusions(
+    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """confusion_matrix plain and with flip test-time augmentation (each image's probabilities
+    averaged with its mirror image's, as src.inference.probabilities does): two passes."""
+    plain = probabilities(model, state, images)
+    mirrored = probabilities(model, state, images[..., ::-1])
     n = len(state["class_names"])
-    counts = np.zeros((n, n), np.int64)
-    np.add.at(counts, (labels, predicted), 1)
-    return counts
+    return counts(plain.argmax(1), labels, n), counts((plain + mirrored).argmax(1), labels, n)
 
 
 def test_split(experiment: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -123,7 +137,7 @@ def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -
             raise DataError(f"The classes of {experiment}'s data changed since training.")
     else:
         raise DataError("Say what to evaluate on: --name NAME (its test split) or --data-dir.")
-    plain, flipped = (confusion_matrix(model, state, images, labels, f) for f in (False, True))
+    plain, flipped = confusions(model, state, images, labels)
     return Evaluation(classes, plain, images.shape[-1], flipped)
 
 

@@ -135,7 +135,7 @@ def comparison_from(args: argparse.Namespace) -> Comparison:
     """--methods as names: `baseline`, the starting configuration's name before 2026-12-07,
     is `start`."""
     methods = ("start" if m == "baseline" else m for m in args.methods.split(","))
-    return Comparison(tuple(methods), args.seeds, args.budget)
+    return Comparison(tuple(dict.fromkeys(methods)), args.seeds, args.budget)  # each once
 
 
 def unwritable(folder: Path) -> str | None:

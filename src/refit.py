@@ -66,7 +66,8 @@ class RefitPlan:
 
     @property
     def image_size(self) -> int:
-        """The side it trains at: its config's (the chosen trial's, or --refit-image-size)."""
+        """The side it trains at: its config's (refit --image-size, else --refit-image-size,
+        else the chosen trial's, else the run's --image-size: plan_refit)."""
         return int(self.config["image_size"])
 
 
@@ -141,16 +142,18 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     model_path = files.model
     save_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
-    spent = time.monotonic() - began  # set-up, training, saving
-    test = evaluate_and_report(experiment, model_path, None, out=files.evaluation)
     record_actual(experiment, "final_model", {
         "planned_epochs": planned,  # from the pace timed before training
         "epochs": plan.epochs,  # re-planned every epoch from the pace measured so far
         "planned_seconds": None if seconds is None else round(seconds, 1),
-        "seconds": round(spent, 1),
+        "seconds": round(time.monotonic() - began, 1),  # set-up, training, saving
         "train_seconds": round(trained, 1),
-        "test_accuracy": test.accuracy,
-        "flip_test_accuracy": test.flip_accuracy,  # each test photo scored with its mirror too
+    })  # fmt: skip
+    test = evaluate_and_report(experiment, model_path, None, out=files.evaluation)
+    record_actual(experiment, "test", {
+        "accuracy": test.accuracy,
+        "flip_accuracy": test.flip_accuracy,  # each test photo scored with its mirror too
+        "images": int(test.confusion.sum()),
     })  # fmt: skip
     return test
 

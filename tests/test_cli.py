@@ -129,7 +129,7 @@ def test_unwritable_storage_path_is_refused_before_work(tmp_path: Path) -> None:
 
 
 def test_compare_takes_the_starts_old_name(tmp_path: Path) -> None:
-    args = parse_args(["compare", "--methods", "baseline,asha+random", "--storage-path", "x"])
+    args = parse_args(["compare", "--methods", "baseline,asha+random,start", "--storage-path", "x"])
     assert comparison_from(args).methods == ("start", "asha+random")
 
 

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import ray
 
-from src.compare import anytime, comparison_table, run_comparison, write_comparison
+from src.compare import (
+    adopt_older_name,
+    anytime,
+    comparison_table,
+    run_comparison,
+    write_comparison,
+)
 from src.config import COMPARE_METHODS as METHODS
 from src.config import Comparison, DataSpec, RunSettings
 from src.images import write_synthetic_images
@@ -82,3 +88,13 @@ def test_table_counts_budget_to_target() -> None:
     rows = {r["method"]: r for r in comparison_table(curves, target=0.85).to_dict("records")}
     assert rows["close"]["below the leader beyond noise"] == "(leader)"
     assert rows["fast"]["below the leader beyond noise"] == "no"  # 0.9 is within 0.87-0.97
+
+
+def test_a_comparison_from_before_the_rename_keeps_its_yardstick_runs(tmp_path: Path) -> None:
+    older = tmp_path / "baseline-seed0"
+    (older / "trial_a").mkdir(parents=True)
+    adopt_older_name(tmp_path / "start-seed0")
+    assert (tmp_path / "start-seed0" / "trial_a").is_dir() and not older.exists()
+    (tmp_path / "baseline-seed1").mkdir()
+    adopt_older_name(tmp_path / "asha+random-seed1")  # only the yardstick was renamed
+    assert (tmp_path / "baseline-seed1").is_dir()

@@ -59,9 +59,9 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert result.accuracy >= 0.75  # learnable images: far above chance (1/3)
     summary = json.loads((experiment / EVALUATION_DIR / "summary.json").read_text())
     assert summary["image_size"] == 40 and summary["accuracy"] == result.accuracy
-    final = plan_and_actual(experiment)[1]["final_model"]  # hypertune.json holds both scores
-    assert final["test_accuracy"] == result.accuracy
-    assert final["flip_test_accuracy"] == result.flip_accuracy is not None
+    test = plan_and_actual(experiment)[1]["test"]  # hypertune.json holds both scores
+    assert test["accuracy"] == result.accuracy and test["images"] == 12
+    assert test["flip_accuracy"] == result.flip_accuracy is not None
 
 
 def test_interrupted_refit_leaves_no_model_and_continues(
@@ -82,8 +82,11 @@ def test_interrupted_refit_leaves_no_model_and_continues(
     with pytest.raises(KeyboardInterrupt):
         refit(plan, "cmd")
     assert not (experiment / MODEL_FILE).exists()
-    saved = torch.load(ExperimentFolder(experiment).refit_state, weights_only=True)
+    state_path = ExperimentFolder(experiment).refit_state
+    saved = torch.load(state_path, weights_only=True)
     assert saved["epoch"] == 2
+    # As a version before today's wrote it (the size beside the config, too): still resumed.
+    torch.save({**saved, "plan": {**saved["plan"], "image_size": plan.image_size}}, state_path)
 
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
     refit(plan, "cmd")

@@ -41,8 +41,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from src.config import block_of  # noqa: E402
 from src.report import markdown_table  # noqa: E402
-from src.results import EVALUATION_DIR, MODEL_FILE, read_summary  # noqa: E402
+from src.results import EVALUATION_DIR, MODEL_FILE, plan_and_actual, read_summary  # noqa: E402
 
 ARMS = {
     "search": [],
@@ -90,12 +91,15 @@ def describe(folder: Path, arm: str, seed: int, wall: float | None) -> dict[str,
     model = torch.load(experiment / MODEL_FILE, weights_only=True)
     test = json.loads((experiment / EVALUATION_DIR / "summary.json").read_text())
     trials = len(read_summary(experiment))
+    plan, _ = plan_and_actual(experiment)
     return {
         "arm": arm,
         "seed": seed,
         "wall_seconds": wall,
         "trials": trials,
+        "planned_trials": plan.get("trials"),  # the time plan's count (src/budget.py)
         "final_model": model["chosen"],
+        "final_block": block_of(model["config"]),
         "refit_epochs": model["trained_on"]["epochs"],
         "test_accuracy": test["accuracy"],
         "test_images": test["images"],

@@ -33,7 +33,7 @@ from src.inference import applied_size, load_model  # noqa: E402
 from src.results import Evaluation, read_experiment_info  # noqa: E402
 
 
-def scores(model_path: Path, root: Path, split: str) -> dict[str, float]:
+def scores(model_path: Path, root: Path, split: str) -> dict[str, float | None]:
     """The model's accuracy on `split` of the images in `root`, plain and with the flip."""
     model, state = load_model(model_path, torch.device("cpu"))
     size = applied_size(state)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,8 +72,11 @@ def models(folders: list[Path], split: str, min_epochs: int) -> list[tuple[Path,
     return found
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def scored_models(doc: str, score: Callable[[Path, Path, str], dict[str, Any]]) -> pd.DataFrame:
+    """The command line this benchmark and benchmarks/flip_tta.py share (folders, --split,
+    --min-epochs; `doc`'s first line describes it), and a row of `score` per model found,
+    each printed as it comes, then all of them."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("folders", type=Path, nargs="+", help="experiment folders, or folders of them")
     p.add_argument("--split", choices=("val", "test"), default="val")
     p.add_argument("--min-epochs", type=int, default=5, help="val: trials trained at least this")
@@ -81,12 +86,17 @@ def main() -> None:
     for model_path, experiment in models(args.folders, args.split, args.min_epochs):
         root = read_experiment_info(experiment)[1].root
         name = str(model_path.relative_to(experiment.parent))
-        rows.append({"model": name, **scores(model_path, root, args.split)})
+        rows.append({"model": name, **score(model_path, root, args.split)})
         print(rows[-1], flush=True)
     if not rows:
         sys.exit(f"No {'trial checkpoint' if args.split == 'val' else 'final model'} found.")
     table = pd.DataFrame(rows)
     print(table.round(4).to_string(index=False))
+    return table
+
+
+def main() -> None:
+    table = scored_models(__doc__, scores)
     for factor in FACTORS[1:]:
         gain = 100 * (table[f"x{factor:g}"] - table["x1"])
         print(

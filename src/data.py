@@ -235,6 +235,7 @@ def open_trial_data(
     split's images travel along but are never indexed), validation runs in GPU_EVAL_BATCH
     batches, and training batches are all full where steps are CUDA graphs."""
     image_size, batch_size, seed = config["image_size"], config["batch_size"], config["seed"]
+    jitter = config["jitter"]
     cached = load_cache(prepare_cache(scan_images(spec.root), image_size))
     split = split_of(cached)
     fit = np.sort(np.concatenate([split[name] for name in fit_on]))
@@ -246,7 +247,6 @@ def open_trial_data(
         on_device = torch.from_numpy(indices).to(device)
         size = batch_size if train or device.type != "cuda" else GPU_EVAL_BATCH
         full = train and full_batches
-        jitter = config["jitter"]
         return BatchStream(images, labels, on_device, size, mean, std, train, seed, jitter, full)
 
     return TrialData(

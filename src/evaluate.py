@@ -82,8 +82,9 @@ def confusion_matrix(
 def confusions(
     model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """confusion_matrix plain and with flip test-time augmentation (each image's probabilities
-    averaged with its mirror image's, as src.inference.probabilities does): two passes."""
+    """confusion_matrix plain and with flip test-time augmentation, each image's probabilities
+    averaged with its mirror image's (the model trained on mirrored photos too:
+    src.data.random_resized_crop_flip): two passes."""
     plain = probabilities(model, state, images)
     mirrored = probabilities(model, state, images[..., ::-1])
     n = len(state["class_names"])

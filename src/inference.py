@@ -78,20 +78,11 @@ def normalised(state: dict[str, Any], pixels: np.ndarray, device: torch.device) 
 
 
 @torch.no_grad()
-def probabilities(
-    model: Net, state: dict[str, Any], pixels: np.ndarray, flip: bool = False
-) -> np.ndarray:
-    """Class probabilities of uint8 images (N, 3, S, S), BATCH images at a time. With `flip`
-    (test-time augmentation), each image's are the mean of its own and its mirror image's: the
-    model trained on mirrored photos too (src.data.random_resized_crop_flip)."""
+def probabilities(model: Net, state: dict[str, Any], pixels: np.ndarray) -> np.ndarray:
+    """Class probabilities of uint8 images (N, 3, S, S), BATCH images at a time."""
     device = next(model.parameters()).device
-
-    def of(x: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(model(x), 1)
-        return (p + torch.softmax(model(x.flip(3)), 1)) / 2 if flip else p
-
     chunks = [
-        of(normalised(state, pixels[i : i + BATCH], device)).cpu().numpy()
+        torch.softmax(model(normalised(state, pixels[i : i + BATCH], device)), 1).cpu().numpy()
         for i in range(0, len(pixels), BATCH)
     ]
     return np.concatenate(chunks) if chunks else np.zeros((0, len(state["class_names"])))

@@ -130,7 +130,7 @@ class Evaluation:
 
     @property
     def flip_accuracy(self) -> float | None:
-        """The accuracy with flip test-time augmentation (src.inference.probabilities)."""
+        """The accuracy with flip test-time augmentation (src.evaluate.confusions)."""
         return None if self.flipped is None else float(np.trace(self.flipped) / self.flipped.sum())
 
     def per_class(self) -> pd.DataFrame:

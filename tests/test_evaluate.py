@@ -77,9 +77,7 @@ def test_flip_tta_scores_each_image_by_the_mean_of_its_own_and_its_mirrors_proba
     images, labels = folder_images(new_images, 32, state["class_names"])
     plain = probabilities(model, state, images)
     mirrored = probabilities(model, state, images[..., ::-1])  # each image left-right
-    flipped = probabilities(model, state, images, flip=True)
-    assert np.allclose(flipped, (plain + mirrored) / 2, atol=1e-6)
-    assert not np.allclose(flipped, plain, atol=1e-3)  # a CNN is not mirror-symmetric
+    assert not np.allclose(mirrored, plain, atol=1e-3)  # a CNN is not mirror-symmetric
     result = evaluate(checkpoint, new_images, None)
     assert result.accuracy == np.mean(plain.argmax(1) == labels)
     assert result.flip_accuracy == np.mean((plain + mirrored).argmax(1) == labels)

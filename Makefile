@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA_DIR ?= $(firstword $(wildcard ../shared/data/flowers))
 ARGS    ?=
 
-.PHONY: install test lint format tune smoke analyze compare bench bench-gpu lock clean
+.PHONY: install test lint format tune smoke analyze compare bench bench-gpu mlflow-ui lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-gpu: install  ## epoch time, TFLOP/s, GPU busy per size and precision; 1/2
 
 analyze: install  ## figures and report.html of the latest experiment (EXPERIMENT=name for another)
 	$(PY) hypertune.py analyze $(if $(EXPERIMENT),logs/ray_results/$(EXPERIMENT)) $(ARGS)
+
+mlflow-ui: install  ## MLflow's UI on the local store of --mlflow (http://127.0.0.1:5000)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath logs/mlflow/mlflow.db) --port 5000
 
 lock: install  ## rewrite requirements.lock from the current environment
 	(echo "# Full lock of the environment (make install). Regenerate: make lock"; \

@@ -128,6 +128,14 @@ def add_run_flags(p: argparse.ArgumentParser, d: RunSettings) -> None:
         "its own settings (other flags are ignored), compare with the flags typed "
         "(type the same command again)",
     )
+    out.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="also log it to MLflow: a tracking server (http://host:port), or "
+        "without URI a local store, logs/mlflow (make mlflow-ui)",
+    )
     out.add_argument("--verbose", action="store_true", help="Ray's own output instead of ours")
     out.add_argument(
         "--smoke-test",

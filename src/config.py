@@ -98,6 +98,7 @@ SPLITS = tuple(SPLIT_FRACTIONS)  # a pre-split folder's train/, val/ and test/, 
 HELD_OUT_TEST = 0.15  # of a pre-split folder's train/ without test/: held out as its test split
 
 DEFAULT_STORAGE = Path("logs/ray_results")  # experiment folders, relative to the working folder
+LOCAL_TRACKING_STORE = Path("logs/mlflow")  # --mlflow without a URI: MLflow's database, artifacts
 NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs use '+'
 
 DEFAULT_REFIT_EPOCHS = 40  # epochs of a final model given neither a time budget nor a count
@@ -257,6 +258,14 @@ def inference_size(image_size: int, factor: float = INFERENCE_SIZE_FACTOR) -> in
     """The side, in px, a model trained at `image_size` is applied at (within the cache's
     limit); recorded in its checkpoints and model file (src.data.TrialData.applying_state)."""
     return min(round(image_size * factor), MAX_IMAGE_SIZE)
+
+
+def tracking_uri(typed: str) -> str:
+    """--mlflow's value as a tracking URI: a URI as typed (http://host:port, sqlite:///...),
+    none: the local store (a SQLite file under logs/, no server)."""
+    if typed:
+        return typed
+    return f"sqlite:///{(LOCAL_TRACKING_STORE / 'mlflow.db').resolve()}"
 
 
 def value_type(name: str) -> type:
@@ -428,6 +437,7 @@ class RunSettings:
     scheduler: str = "asha"  # stops (asha, hyperband) or mutates (pbt) trials: SCHEDULERS
     space: dict[str, Any] = field(default_factory=lambda: dict(SEARCH_SPACE))  # --space FILE
     fixed: dict[str, Any] = field(default_factory=dict)  # --set NAME=VALUE: pinned, not searched
+    mlflow: str | None = None  # MLflow tracking URI (--mlflow, src/tracking.py); None: not tracked
 
     def as_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

@@ -3,7 +3,8 @@
 Ranges and how values combine are the settings' own business (`RunSettings.problems()`,
 `Grid.problems()` in src/config.py); what is left here needs the file system (is the name
 taken, can the folder be written, does the experiment exist) or the flags themselves.
-Everything runs before any heavy import, so a bad command fails in well under a second.
+Everything runs before any heavy import, so a bad command fails in well under a second (with
+--mlflow, the tracker is asked whether it answers: that imports MLflow).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from src.config import (
     name_taken,
     parse_assignment,
     resolve_method,
+    tracking_uri,
 )
 from src.errors import HypertuneError
-from src.results import CHECKPOINT_FILE, SUMMARY_FILE, ExperimentFolder
+from src.results import CHECKPOINT_FILE, SUMMARY_FILE, ExperimentFolder, read_experiment_info
 
 
 def preset_defaults(first: argparse.Namespace) -> dict:
@@ -79,6 +81,7 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
         address=args.address,
         max_failures=args.max_failures,
         verbose=args.verbose,
+        mlflow=None if args.mlflow is None else tracking_uri(args.mlflow),
         searcher=searcher,
         scheduler=scheduler,
         space={k: v for k, v in space.items() if k not in fixed},
@@ -170,7 +173,17 @@ def new_run_problem(args: argparse.Namespace) -> str | None:
             return f"There is no comparison {args.name!r} in {args.storage_path} to resume."
     elif folder.exists():
         return name_taken(args.name, args.storage_path)
-    return unwritable(args.storage_path)
+    return unwritable(args.storage_path) or tracker_problem(settings.mlflow)
+
+
+def tracker_problem(uri: str | None) -> str | None:
+    """Why the run's MLflow tracker cannot be used, asked before anything trains (None: no
+    tracker, or one that answers)."""
+    if uri is None:
+        return None
+    from src.tracking import unreachable
+
+    return unreachable(uri)
 
 
 def resume_problem(args: argparse.Namespace) -> str | None:
@@ -178,9 +191,10 @@ def resume_problem(args: argparse.Namespace) -> str | None:
         return f"--resume needs the --name of the {args.command} to continue."
     if args.command == "compare":
         return new_run_problem(args)
-    if not ExperimentFolder.at(args.storage_path, args.name).info.is_file():
+    folder = ExperimentFolder.at(args.storage_path, args.name).path
+    if not ExperimentFolder(folder).info.is_file():
         return f"There is no experiment {args.name!r} in {args.storage_path} to resume."
-    return None
+    return tracker_problem(read_experiment_info(folder)[0].mlflow)
 
 
 def refit_problem(args: argparse.Namespace) -> str | None:

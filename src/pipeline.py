@@ -161,8 +161,17 @@ def conclude(
         chosen = plan.why
     if len(table):
         draw_figures(folder)
+    track_outcome(folder, settings)
     print(summary_block(folder, table, test, chosen))
     return Outcome(folder, table, None if test is None else test.accuracy)
+
+
+def track_outcome(folder: Path, settings: RunSettings) -> None:
+    """The experiment's results, files and model logged to its MLflow run, where it has one."""
+    if settings.mlflow is not None:
+        from src.tracking import record_outcome
+
+        record_outcome(folder, settings.mlflow)
 
 
 def draw_figures(folder: Path) -> None:
@@ -212,7 +221,9 @@ def refit_experiment(
     with claimed(folder, new=False):
         if (model := ExperimentFolder(folder).model).is_file():
             logger.info(f"Replacing {model} once the new model is trained.")
-        return refit_best(folder, command, epochs, image_size, seed)
+        outcome = refit_best(folder, command, epochs, image_size, seed)
+        track_outcome(folder, read_experiment_info(folder)[0])
+        return outcome
 
 
 def compare(settings: RunSettings, comparison: Comparison, resume: bool) -> pd.DataFrame:

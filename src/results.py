@@ -428,6 +428,7 @@ def write_experiment_info(
         "plan": plan,
         "actual": {},
         "command": command,
+        "mlflow_run": None,  # the experiment's MLflow run, once opened (src/tracking.py)
     }
     write_info(folder, info)
 
@@ -458,7 +459,8 @@ def read_info(folder: Path) -> dict[str, Any]:
         "axes": with_blocks(info["grid"]["axes"], lambda values: list(map(as_block, values))),
         "fixed": with_blocks(info["grid"].get("fixed") or {}, as_block),
     }
-    upgraded = {"plan": None, "actual": {}, "command": None, **info, "grid": grid}
+    upgraded = {"plan": None, "actual": {}, "command": None, "mlflow_run": None, **info,
+                "grid": grid}  # fmt: skip
     return {**upgraded, "format": INFO_FORMAT, "settings": settings}
 
 
@@ -469,6 +471,18 @@ def record_actual(folder: Path, part: str, figures: dict[str, Any]) -> None:
     info = read_info(folder)
     info["actual"][part] = figures
     write_info(folder, info)
+
+
+def record_tracking_run(folder: Path, run_id: str) -> None:
+    """The MLflow run of this experiment (src/tracking.py), so that --resume continues it."""
+    info = read_info(folder)
+    info["mlflow_run"] = run_id
+    write_info(folder, info)
+
+
+def tracking_run(folder: Path) -> str | None:
+    """The id of this experiment's MLflow run, None before one was opened."""
+    return read_info(folder)["mlflow_run"]
 
 
 def plan_and_actual(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -415,6 +415,11 @@ def build_tuner(
     space, tune_config = plan
     if time_limit is not None:
         stop = SearchTimeLimit(time_limit)
+    if settings.mlflow is not None:
+        from src.tracking import TrialRuns
+
+        folder = ExperimentFolder.of(settings).path
+        callbacks = [*(callbacks or []), TrialRuns(folder, settings.mlflow, settings.max_epochs)]
     if not settings.verbose:
         asha_run = isinstance(tune_config.scheduler, ASHAScheduler)
         line = progress_line(

@@ -27,6 +27,7 @@ NOT_RUN = (
     "make lock",
     "make clean",
     "make bench",
+    "make mlflow-ui",  # serves until stopped; tests/test_tracking.py reads the store instead
 )
 SMOKE = {  # appended to each kind of command: small images, few epochs, tiny budgets
     "search": [

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.budget import expected_epochs, trial_seconds, trials_that_fit  # noqa: E402
+from src.budget import expected_epochs, search_forecast, trial_seconds  # noqa: E402
 from src.config import PRESETS, RunSettings  # noqa: E402
 
 DEFAULT = RunSettings("plan", Path("/tmp"), None)
@@ -37,13 +37,13 @@ def mean_epochs(settings: RunSettings, trials: int) -> float:
 
 # Entry 18's hour (plan-long60-s0): 24 min x 2 slots; the start timed 11.36 s an epoch, an
 # average trial priced 19.5 s and run at 22.85 s (hypertune.json, experiment_summary.csv).
-HOUR_SLOTS_S, HOUR_START_S, HOUR_PACES_S = 2 * 24 * 60, 11.36, (19.5, 22.85)
+HOUR_SEARCH_S, HOUR_START_S, HOUR_PACES_S = 24 * 60, 11.36, (19.5, 22.85)
 
 
 def planned_trials(settings: RunSettings, pace: float) -> int:
-    others = (trial_seconds(epochs, pace) for epochs in expected_epochs(settings))
-    start = trial_seconds(settings.max_epochs, HOUR_START_S)
-    return trials_that_fit(HOUR_SLOTS_S, start, others)
+    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings))
+    start = (settings.max_epochs, trial_seconds(settings.max_epochs, HOUR_START_S))
+    return search_forecast(HOUR_SEARCH_S, 2, start, others)[0]
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
 import itertools
 import math
 import random
@@ -161,16 +162,28 @@ def rung_shares(rungs: tuple[int, ...], max_epochs: int, factor: int) -> float:
     return edges[0] + later
 
 
-def trials_that_fit(slot_seconds: float, start: float, others: Iterable[float]) -> int:
-    """Trials within `slot_seconds` (the search's seconds times the trials at once): the
-    starting configuration trains every epoch (it is the yardstick; ASHA never stops it) and
-    costs `start` seconds; the trials after it cost `others` each, in the order they start."""
-    left, trials = slot_seconds - start, 1
-    for cost in others:
-        if not cost <= left:  # (a NaN cost fits nowhere)
-            return trials
-        left, trials = left - cost, trials + 1
-    return trials
+def search_forecast(
+    seconds: float, slots: int, start: tuple[float, float], others: Iterable[tuple[float, float]]
+) -> tuple[int, float]:
+    """Trials a search starts in `seconds` with `slots` trials at once, and the epochs they
+    train: the starting configuration first (it is the yardstick; ASHA never stops it), then
+    the others in the order they start, each taking the slot that frees first, as Tune's loop
+    hands them out. Each is (epochs, seconds it holds its slot). A trial that starts before the
+    end counts, as the run counts it, with the epochs it has time for (journal entry 22: the
+    trials the time limit cuts short are most of what a plan that counted only trials that fit
+    whole missed)."""
+    free = [0.0] * slots  # when each slot is next free: a heap
+    trials, epochs = 0, 0.0
+    for trial_epochs, cost in itertools.chain([start], others):
+        begins = heapq.heappop(free)
+        if not begins < seconds:
+            break
+        trained = min(
+            1.0, max(seconds - begins - TRIAL_OVERHEAD_S, 0.0) / (cost - TRIAL_OVERHEAD_S)
+        )
+        trials, epochs = trials + 1, epochs + trial_epochs * trained
+        heapq.heappush(free, begins + cost)
+    return trials, epochs
 
 
 def trials_in_reach(
@@ -403,13 +416,16 @@ def plan_budget(
         return BudgetPlan(settings.time_budget, 0.0, math.nan, math.nan, 0, 0.0, 0, 0.0, refit)
     concurrent = trials_on[1]
     pace, trial_pace = price_space(settings, {**start, "seed": settings.seed}, spec, trials_on)
-    start_cost = trial_seconds(settings.max_epochs, pace)
-    costs = (trial_seconds(epochs, trial_pace) for epochs in expected_epochs(settings))
-    slots = max(search - spent, 0) * concurrent
-    trials = settings.num_samples or trials_that_fit(slots, start_cost, costs)
-    others = list(itertools.islice(expected_epochs(settings), max(trials - 1, 1)))
-    epochs = statistics.fmean(others)  # an average trial's, for the plan's line
-    planned_epochs = settings.max_epochs + sum(others[: trials - 1])
+    start_trial = (settings.max_epochs, trial_seconds(settings.max_epochs, pace))
+    others = ((epochs, trial_seconds(epochs, trial_pace)) for epochs in expected_epochs(settings))
+    if settings.num_samples:  # a typed count: no time limit decides it
+        others = itertools.islice(others, settings.num_samples - 1)
+    trials, planned_epochs = search_forecast(
+        max(search - spent, 0), concurrent, start_trial, others
+    )
+    trials = settings.num_samples or max(trials, 1)  # the start, at the least
+    expected = list(itertools.islice(expected_epochs(settings), max(trials - 1, 1)))
+    epochs = statistics.fmean(expected)  # an average trial's, for the plan's line
     return BudgetPlan(
         settings.time_budget, search, pace, trial_pace, concurrent, epochs, trials,
         planned_epochs, refit,

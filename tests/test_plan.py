@@ -23,8 +23,9 @@ from src.budget import (
     drawn_configs,
     expected_epochs,
     plan_budget,
+    search_forecast,
+    trial_seconds,
     trials_in_reach,
-    trials_that_fit,
 )
 from src.config import DEFAULT_START, DataSpec, RunSettings
 from src.console import plan_lines
@@ -103,16 +104,14 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
     assert plan.epoch_seconds == pytest.approx(flat.epoch_seconds) == pytest.approx(7.7333, 1e-3)
     assert plan.trial_epoch_seconds > 1.25 * plan.epoch_seconds
     assert plan.trials < flat.trials
-    # By hand: 24 min x 2 slots, less the start's 20 epochs, then trials in the order they
-    # start, each at the epochs ASHA lets it expect, as long as they fit.
-    overhead = src.budget.EPOCH_OVERHEAD_S, src.budget.TRIAL_OVERHEAD_S
-    left = 24 * 60 * 2 - (20 * (plan.epoch_seconds + overhead[0]) + overhead[1])
+    # The forecast of 24 min on 2 slots, the start's 20 epochs at its pace, then trials at the
+    # epochs ASHA lets each expect, at the space's price (search_forecast's arithmetic is
+    # tested by hand below).
     epochs = list(itertools.islice(expected_epochs(SETTINGS), 100))
-    costs = [e * (plan.trial_epoch_seconds + overhead[0]) + overhead[1] for e in epochs]
-    fitting = next(n for n in range(100) if sum(costs[: n + 1]) > left)
-    assert plan.trials == 1 + fitting
-    assert plan.trial_epochs == pytest.approx(sum(epochs[:fitting]) / fitting)
-    assert plan.epochs == pytest.approx(20 + (plan.trials - 1) * plan.trial_epochs)
+    others = [(e, trial_seconds(e, plan.trial_epoch_seconds)) for e in epochs]
+    start = (20, trial_seconds(20, plan.epoch_seconds))
+    assert (plan.trials, plan.epochs) == search_forecast(24 * 60, 2, start, others)
+    assert plan.trial_epochs == pytest.approx(sum(epochs[: plan.trials - 1]) / (plan.trials - 1))
     assert "priced over the space" in plan.describe(SETTINGS)
 
 
@@ -140,11 +139,22 @@ def test_the_pace_is_timed_in_as_many_threads_at_once_as_trials_will_run(
     assert train > val > 0
 
 
-def test_trials_fit_the_slots_after_the_starting_configuration() -> None:
-    assert trials_that_fit(100.0 + 5 * 30.0, start=100.0, others=itertools.repeat(30.0)) == 6
-    assert trials_that_fit(50.0, start=100.0, others=itertools.repeat(30.0)) == 1  # the start
-    # Early trials cost more (ASHA lets more of them on): 10 + 20 + 30 fit in 60 s, 40 more not.
-    assert trials_that_fit(100.0 + 69.0, start=100.0, others=[10.0, 20.0, 30.0, 40.0]) == 4
+def test_the_forecast_counts_every_trial_that_starts_before_the_end() -> None:
+    assert src.budget.TRIAL_OVERHEAD_S == 2.0  # in the partial epochs below
+    # One slot, 250 s: the start (10 epochs, 100 s), then trials of 3 epochs, 30 s each, begin
+    # at 100, 130, 160, 190 and 220 s; the last ends at 250 s, just in time: 6 trials, 25 epochs.
+    others = itertools.repeat((3, 30.0))
+    assert search_forecast(250.0, 1, (10, 100.0), others) == (6, 25.0)
+    # Two slots, 100 s: the start holds one throughout; trials of 4 epochs, 42 s each, begin at
+    # 0, 42 and 84 s on the other. The last is cut by the end: 14 of its 40 s of epochs (2 s
+    # setting up), 1.4 epochs. 4 trials, 10 + 4 + 4 + 1.4 epochs.
+    trials, epochs = search_forecast(100.0, 2, (10, 100.0), itertools.repeat((4, 42.0)))
+    assert trials == 4 and epochs == pytest.approx(19.4)
+    # Early trials cost more (ASHA lets more of them on): on one slot of 160 s after a 100 s
+    # start, 10 + 20 s trials end by 130 s and the 30 s one that begins then ends at 160 s.
+    early = [(1, 10.0), (2, 20.0), (3, 30.0), (4, 40.0)]
+    assert search_forecast(160.0, 1, (10, 100.0), early) == (4, 16.0)
+    assert search_forecast(50.0, 1, (10, 100.0), early)[0] == 1  # the start alone, cut short
 
 
 def test_slow_first_trials_lower_the_trial_count() -> None:

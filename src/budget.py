@@ -417,7 +417,9 @@ def plan_budget(
     concurrent = trials_on[1]
     pace, trial_pace = price_space(settings, {**start, "seed": settings.seed}, spec, trials_on)
     start_trial = (settings.max_epochs, trial_seconds(settings.max_epochs, pace))
-    others = ((epochs, trial_seconds(epochs, trial_pace)) for epochs in expected_epochs(settings))
+    others: Iterator[tuple[float, float]] = (
+        (epochs, trial_seconds(epochs, trial_pace)) for epochs in expected_epochs(settings)
+    )
     if settings.num_samples:  # a typed count: no time limit decides it
         others = itertools.islice(others, settings.num_samples - 1)
     trials, planned_epochs = search_forecast(

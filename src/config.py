@@ -261,11 +261,14 @@ def inference_size(image_size: int, factor: float = INFERENCE_SIZE_FACTOR) -> in
 
 
 def tracking_uri(typed: str) -> str:
-    """--mlflow's value as a tracking URI: a URI as typed (http://host:port, sqlite:///...),
-    none: the local store (a SQLite file under logs/, no server)."""
-    if typed:
+    """--mlflow's value as a tracking URI: a URI as typed (http://host:port), a SQLite file's
+    made absolute (so that --resume from another folder finds the same store), none: the local
+    store (a SQLite file under logs/, no server)."""
+    sqlite = "sqlite:///"
+    if typed and not typed.startswith(sqlite):
         return typed
-    return f"sqlite:///{(LOCAL_TRACKING_STORE / 'mlflow.db').resolve()}"
+    path = Path(typed.removeprefix(sqlite)) if typed else LOCAL_TRACKING_STORE / "mlflow.db"
+    return f"{sqlite}{path.resolve()}"
 
 
 def value_type(name: str) -> type:

@@ -1,24 +1,13 @@
-"""MLflow (--mlflow [URI]): every experiment a run in the tracker people already use.
-
-What appears where, in MLflow's terms. The MLflow experiment "hypertune" holds one parent run per
-hypertune experiment, named like its folder (tag hypertune.folder: the folder itself):
-- params: the settings ("setting.*"), the time budget's plan ("plan.*") and the starting
-  configuration ("start.*"); once the search ends, the best trial's configuration ("best.*");
-- metrics: best_val_accuracy (the best trial's), test_accuracy and test_flip_accuracy (the final
-  model's);
-- artifacts: hypertune.json (settings, time plan and what ran), experiment_summary.csv (one row
-  per trial), report.html (the page), final_model.pt (the file `predict` takes; tag
-  hypertune.model_file says where it was written) and "model": the same weights as an MLflow
-  PyTorch model, which `mlflow.pytorch.load_model` loads (class names, input size and
-  normalisation in its metadata).
-Each trial is a child run (run name: its trial id): its configuration as params, every epoch's
-train_loss, val_loss, val_accuracy and epoch_seconds with the epoch as step, and tag
-hypertune.status: completed, stopped_early, diverged or error.
+"""MLflow (--mlflow [URI]): every experiment a run in the tracker people already use. What
+appears where is the README's "Tracking in MLflow": a parent run per experiment (its settings,
+plan, start, best trial, test accuracies, files and model), a child run per trial (its
+configuration, its epochs' metrics, how it ended).
 
 A tracker is a convenience, never the run: one that cannot be reached is refused before any
-training (src/flags.py), one that fails later costs one warning and the run goes on, its results
-complete in its folder. A resumed experiment continues its parent run and its trials' runs: the
-parent's id is kept in hypertune.json, a trial's run is found by its trial id.
+training (src/flags.py); one that fails later costs a warning, and the run goes on, its results
+complete in its folder. A resumed experiment continues its run and its trials' runs: the run's
+id is kept in hypertune.json, a trial's run is found by its trial id. A run ends (FINISHED) once
+its results are logged (record_outcome); until then, and after an interruption, it is RUNNING.
 
 MLflow takes seconds to import: only a run with --mlflow imports it (inside these functions).
 """
@@ -56,7 +45,8 @@ FOLDER_TAG = "hypertune.folder"  # a parent run's experiment folder
 TRIAL_TAG = "hypertune.trial_id"  # a child run's trial
 STATUS_TAG = "hypertune.status"  # a child run's end, as the summary says it (results.trial_status)
 MODEL_FILE_TAG = "hypertune.model_file"  # where the parent's final model was written
-EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_seconds")  # src/trainable.py's
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch_seconds")  # of src/trainable.py
+RUNS_AT_MOST = 50_000  # one search_runs request: MLflow's most (its default, 1,000, could miss)
 # MLflow retries a request 7 times with growing pauses (minutes in all) and waits 120 s for an
 # answer: a tracker that went away would stall every epoch. One retry, 10 s: a warning instead.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -69,7 +59,7 @@ def unreachable(uri: str) -> str | None:
     try:
         if (store := local_store(uri)) is not None:
             store.mkdir(parents=True, exist_ok=True)
-        experiment_id(client(uri), uri)
+        experiment_id(open_client(uri), uri)
     except Exception as err:
         return (
             f"The MLflow tracker at {uri} cannot be used ({first_line(err)}). Start it (e.g. "
@@ -79,25 +69,25 @@ def unreachable(uri: str) -> str | None:
     return None
 
 
-def client(uri: str) -> MlflowClient:
+def open_client(uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(mlflow: MlflowClient, uri: str) -> str:
-    """The id of the MLflow experiment EXPERIMENT, created where missing; in the local store
+def experiment_id(client: MlflowClient, uri: str) -> str:
+    """The id of the MLflow experiment EXPERIMENT, created where missing; in a local store
     with its artifacts beside the database (MLflow's default would be ./mlruns)."""
-    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    found = client.get_experiment_by_name(EXPERIMENT)
     if found is not None:
         return str(found.experiment_id)
     store = local_store(uri)
     place = None if store is None else (store / "artifacts").as_uri()
-    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=place))
+    return str(client.create_experiment(EXPERIMENT, artifact_location=place))
 
 
 def local_store(uri: str) -> Path | None:
-    """The folder of a SQLite store (--mlflow without a URI), None for a server."""
+    """The folder of a SQLite store (absolute: src.config.tracking_uri), None for a server."""
     return Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else None
 
 
@@ -107,7 +97,7 @@ def first_line(err: Exception) -> str:
 
 class Tracker:
     """A tracker's calls, each of which may fail without failing the run: the first failure is
-    one warning, after which this tracker stays quiet (a tracker that went away would otherwise
+    a warning, after which this tracker stays quiet (a tracker that went away would otherwise
     cost a timeout per call)."""
 
     def __init__(self, uri: str) -> None:
@@ -135,142 +125,150 @@ def params(prefix: str, values: dict[str, Any]) -> dict[str, str]:
             for k, v in values.items()}  # fmt: skip
 
 
-def log_params(mlflow: MlflowClient, run_id: str, values: dict[str, str]) -> None:
+def log_params(client: MlflowClient, run_id: str, values: dict[str, str]) -> None:
     from mlflow.entities import Param
 
     items = [Param(k, v) for k, v in values.items()]
     for i in range(0, len(items), 100):  # MLflow takes at most 100 params a request
-        mlflow.log_batch(run_id, params=items[i : i + 100])
+        client.log_batch(run_id, params=items[i : i + 100])
 
 
-def parent_run(folder: Path, mlflow: MlflowClient, uri: str) -> str:
-    """The experiment's run: the one it began (resumed: running again), else a new one with its
-    settings and starting configuration, its id kept in hypertune.json."""
+def parent_run(folder: Path, client: MlflowClient, uri: str) -> str:
+    """The experiment's run: the one it began (running again), else a new one with its
+    settings, plan and starting configuration, its id kept in hypertune.json."""
     if run_id := tracking_run(folder):
-        mlflow.update_run(run_id, status="RUNNING")
+        client.update_run(run_id, status="RUNNING")
         return run_id
     settings, _, _ = read_experiment_info(folder)
-    run = mlflow.create_run(
-        experiment_id(mlflow, uri), run_name=folder.name, tags={FOLDER_TAG: str(folder)}
+    run = client.create_run(
+        experiment_id(client, uri), run_name=folder.name, tags={FOLDER_TAG: str(folder)}
     )
     start = {k: v for k, v in start_config(settings).items() if k != "seed"}
     plan, _ = plan_and_actual(folder)  # a time budget's plan ({} without one)
-    log_params(mlflow, run.info.run_id, {**params("setting.", settings.as_dict()),
+    log_params(client, run.info.run_id, {**params("setting.", settings.as_dict()),
                **params("start.", start), **params("plan.", plan)})  # fmt: skip
     record_tracking_run(folder, run.info.run_id)
     return str(run.info.run_id)
 
 
+def child_runs(client: MlflowClient, experiment: str, parent: str) -> dict[str, str]:
+    """Trial id -> the id of its run, among the parent's child runs."""
+    found = client.search_runs(
+        [experiment], f"tags.mlflow.parentRunId = '{parent}'", max_results=RUNS_AT_MOST
+    )
+    return {
+        run.data.tags[TRIAL_TAG]: run.info.run_id for run in found if TRIAL_TAG in run.data.tags
+    }
+
+
 class TrialRuns(LoggerCallback):
-    """Every trial a child run of the experiment's parent run. Ray Tune's MLflowLoggerCallback
-    does not serve here: a resumed trial would get a second run (it keeps trials' runs in
-    memory only), a tracker that fails would raise into Tune's loop, and a run it cannot find
-    is logged to MLflow's active run instead. So this is written on the client directly."""
+    """Every trial a child run of the experiment's run. Ray Tune's MLflowLoggerCallback does
+    not serve here: a resumed trial would get a second run (it keeps trials' runs in memory
+    only), a tracker that fails would raise into Tune's loop, and a run it cannot find is logged
+    to MLflow's active run instead. So this is written on MLflow's client directly."""
 
     def __init__(self, folder: Path, uri: str, max_epochs: int) -> None:
         self.folder, self.uri, self.max_epochs = folder, uri, max_epochs
-        self.parent: str | None = None
         self.runs: dict[str, str] = {}  # trial id -> its child run's id
         self.tracker = Tracker(uri)
-        self.mlflow: MlflowClient | None = None
+        self.client: MlflowClient | None = None  # with the two ids below, once opened
+        self.experiment, self.parent = "", ""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "mlflow": None}  # Tune saves its callbacks; a client is not data
+        return {**self.__dict__, "client": None}  # Tune saves its callbacks; a client is not data
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
         self.tracker = Tracker(self.uri)  # a resumed search tries the tracker afresh
         self.tracker.attempt("opening the experiment's run", self.open)
 
     def open(self) -> None:
-        self.mlflow = client(self.uri)
-        self.experiment = experiment_id(self.mlflow, self.uri)
-        self.parent = parent_run(self.folder, self.mlflow, self.uri)
-        children = self.mlflow.search_runs(
-            [self.experiment], f"tags.mlflow.parentRunId = '{self.parent}'"
-        )
-        self.runs = {run.data.tags[TRIAL_TAG]: run.info.run_id for run in children
-                     if TRIAL_TAG in run.data.tags}  # fmt: skip
+        client = open_client(self.uri)
+        self.experiment = experiment_id(client, self.uri)
+        self.parent = parent_run(self.folder, client, self.uri)
+        self.runs = child_runs(client, self.experiment, self.parent)
+        self.client = client
 
     def log_trial_start(self, trial: Trial) -> None:
-        self.tracker.attempt(f"starting trial {trial.trial_id}'s run", lambda: self.start(trial))
+        self.logging(trial, "starting", lambda client: self.start(client, trial), new=True)
 
-    def start(self, trial: Trial) -> None:
-        if self.mlflow is None or self.parent is None:
-            return
+    def start(self, client: MlflowClient, trial: Trial) -> None:
         if trial.trial_id in self.runs:  # resumed, or retried after an error
-            self.mlflow.update_run(self.runs[trial.trial_id], status="RUNNING")
+            client.update_run(self.runs[trial.trial_id], status="RUNNING")
             return
         tags = {"mlflow.parentRunId": self.parent, TRIAL_TAG: trial.trial_id}
-        run = self.mlflow.create_run(self.experiment, run_name=trial.trial_id, tags=tags)
+        run = client.create_run(self.experiment, run_name=trial.trial_id, tags=tags)
         self.runs[trial.trial_id] = run.info.run_id
-        log_params(self.mlflow, run.info.run_id, params("", trial.config))
+        log_params(client, run.info.run_id, params("", trial.config))
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
-        run_id, mlflow = self.runs.get(trial.trial_id), self.mlflow
-        if run_id is None or mlflow is None:
-            return
+        self.logging(trial, "logging an epoch of", lambda client: self.epoch(client, trial, result))
+
+    def epoch(self, client: MlflowClient, trial: Trial, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
         stamp, epoch = int(result.get("timestamp", 0) * 1000), int(result["epoch"])
         metrics = [Metric(k, float(result[k]), stamp, epoch) for k in EPOCH_METRICS if k in result]
-        self.tracker.attempt(
-            f"logging trial {trial.trial_id}'s epoch {epoch}",
-            lambda: mlflow.log_batch(run_id, metrics=metrics),
-        )
+        client.log_batch(self.runs[trial.trial_id], metrics=metrics)
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
-        run_id, mlflow = self.runs.get(trial.trial_id), self.mlflow
-        if run_id is None or mlflow is None:
-            return
+        self.logging(trial, "ending", lambda client: self.end(client, trial, failed))
+
+    def end(self, client: MlflowClient, trial: Trial, failed: bool) -> None:
         last = trial.last_result or {}
-        status = trial_status(failed, bool(last.get("diverged")), int(last.get("epoch", 0)),
-                              self.max_epochs)  # fmt: skip
+        epochs = int(last.get("epoch", 0))
+        status = trial_status(failed, bool(last.get("diverged")), epochs, self.max_epochs)
+        client.set_tag(self.runs[trial.trial_id], STATUS_TAG, status)
+        client.set_terminated(self.runs[trial.trial_id], "FAILED" if failed else "FINISHED")
 
-        def end() -> None:
-            mlflow.set_tag(run_id, STATUS_TAG, status)
-            mlflow.set_terminated(run_id, "FAILED" if failed else "FINISHED")
-
-        self.tracker.attempt(f"ending trial {trial.trial_id}'s run", end)
-
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        """The parent run ends with the search (KILLED where it was interrupted: --resume runs
-        it again); the final model, where one follows, is logged to it after (record_outcome)."""
-        ended = all(trial.status in ("TERMINATED", "ERROR") for trial in trials)
-        parent, mlflow = self.parent, self.mlflow
-        if parent is not None and mlflow is not None:
-            self.tracker.attempt(
-                "ending the experiment's run",
-                lambda: mlflow.set_terminated(parent, "FINISHED" if ended else "KILLED"),
-            )
+    def logging(
+        self, trial: Trial, what: str, action: Callable[[MlflowClient], None], new: bool = False
+    ) -> None:
+        """`action` on the client, guarded, for a trial that has a run (or gets one: `new`)."""
+        client = self.client
+        if client is not None and (new or trial.trial_id in self.runs):
+            self.tracker.attempt(f"{what} trial {trial.trial_id}'s run", lambda: action(client))
 
 
 def record_outcome(folder: Path, uri: str) -> None:
-    """What the experiment found, logged to its run once the search (and the final model) are
-    done: the best trial, the test accuracies, the files, the model. A failure is a warning."""
-    tracker = Tracker(uri)
-    run_id = tracking_run(folder)
-    if run_id is not None:
-        tracker.attempt("logging the results", lambda: log_outcome(folder, uri, run_id))
+    """What the experiment found, logged to its run (opened here where the run had no search,
+    --search-share 0) once the search and the final model are done: the best trial, the test
+    accuracies, the files, the model; then the run ends. A failure is a warning."""
+    Tracker(uri).attempt("logging the results", lambda: log_outcome(folder, uri))
 
 
-def log_outcome(folder: Path, uri: str, run_id: str) -> None:
-    mlflow, files = client(uri), ExperimentFolder(folder)
-    mlflow.update_run(run_id, status="RUNNING")
+def log_outcome(folder: Path, uri: str) -> None:
+    client, files = open_client(uri), ExperimentFolder(folder)
+    run_id = parent_run(folder, client, uri)
     if files.summary.is_file():
         table = read_summary(folder)
-        mlflow.log_metric(run_id, "best_val_accuracy", float(table["best_val_accuracy"].max()))
-        log_params(mlflow, run_id, params("best.", best_config(folder)))
+        client.log_metric(run_id, "best_val_accuracy", float(table["best_val_accuracy"].max()))
+        log_params(client, run_id, params("best.", best_config(folder)))
     test = read_evaluation(files.evaluation) or {}
     for name in ("accuracy", "flip_accuracy"):
         if test.get(name) is not None:
-            mlflow.log_metric(run_id, f"test_{name}", float(test[name]))
+            client.log_metric(run_id, f"test_{name}", float(test[name]))
     for path in (files.info, files.summary, files.report_page, files.model):
         if path.is_file():
-            mlflow.log_artifact(run_id, str(path))
+            client.log_artifact(run_id, str(path))
     if files.model.is_file():
         log_model(files.model, uri, run_id)
-        mlflow.set_tag(run_id, MODEL_FILE_TAG, str(files.model))
-    mlflow.set_terminated(run_id, "FINISHED")
+        client.set_tag(run_id, MODEL_FILE_TAG, str(files.model))
+    client.set_terminated(run_id, "FINISHED")
+
+
+def discard_runs(folder: Path, uri: str) -> None:
+    """Delete the experiment's run and its trials' runs from the tracker: `compare --resume`
+    trains an unfinished method's folder again from scratch, under a new run."""
+    if not ExperimentFolder(folder).info.is_file() or (run_id := tracking_run(folder)) is None:
+        return
+
+    def discard() -> None:
+        client = open_client(uri)
+        for child in child_runs(client, experiment_id(client, uri), run_id).values():
+            client.delete_run(child)
+        client.delete_run(run_id)
+
+    Tracker(uri).attempt("deleting an unfinished run", discard)
 
 
 def log_model(path: Path, uri: str, run_id: str) -> None:

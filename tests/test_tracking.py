@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from test_faults import ROOT, driven, interrupted, resume, search_args, started, wait_for
 
+from src.config import tracking_uri
 from src.images import write_synthetic_images
 from src.tracking import EXPERIMENT, STATUS_TAG, TRIAL_TAG
 
@@ -93,6 +94,7 @@ def test_search_resumed_is_one_parent_run_with_a_child_per_trial(
     args = [*search_args(images, tmp_path, samples=4), "--mlflow", url]
     code, stderr, _ = interrupted(args, tmp_path / "exp", 1, "SIGINT")
     assert code == 130, stderr[-2000:]
+    assert runs_of(url)[0].info.status == "RUNNING"  # ended only once its results are in
     resumed = resume(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "MLflow at" not in resumed.stderr  # no tracker failure on the way
@@ -120,7 +122,7 @@ def test_search_resumed_is_one_parent_run_with_a_child_per_trial(
         config = json.loads((folder / row["path"] / "params.json").read_text())
         assert child.data.params["lr"] == str(config["lr"])
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
-        assert {m.step for m in history} == set(range(1, int(row["epochs"]) + 1))
+        assert sorted(m.step for m in history) == list(range(1, int(row["epochs"]) + 1))
         assert child.data.tags[STATUS_TAG] == row["status"]
 
     # The final model, as MLflow loads it, with what it needs to be applied.
@@ -149,7 +151,8 @@ def test_a_tracker_that_dies_mid_run_costs_a_warning_not_the_run(
         code = driver.wait(timeout=300)
     stderr = log.read_text()
     assert code == 0, stderr[-3000:]
-    assert stderr.count(f"MLflow at {url} failed") == 2, stderr[-3000:]  # the search, the end
+    # A warning from the search (then it stops asking), one from logging the results at the end.
+    assert stderr.count(f"MLflow at {url} failed") == 2, stderr[-3000:]
     assert "Traceback" not in stderr
     folder = tmp_path / "exp"
     assert len(pd.read_csv(folder / "experiment_summary.csv")) == 4
@@ -169,6 +172,16 @@ def test_local_store_needs_no_server(images: Path, tmp_path: Path) -> None:
     # Artifacts beside the database, not in the working folder's ./mlruns
     assert (tmp_path / "logs" / "mlflow" / "artifacts").is_dir()
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_tracker_is_named_by_an_absolute_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # --resume from another folder must find the same store
+    assert tracking_uri("") == f"sqlite:///{tmp_path / 'logs' / 'mlflow' / 'mlflow.db'}"
+    assert tracking_uri("sqlite:///runs.db") == f"sqlite:///{tmp_path / 'runs.db'}"
+    assert tracking_uri("sqlite:////srv/m.db") == "sqlite:////srv/m.db"
+    assert tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
 def test_unreachable_tracker_is_refused_before_any_work(images: Path, tmp_path: Path) -> None:

@@ -136,10 +136,6 @@ def run_comparison(
                 adopt_older_name(folder)
             curve = anytime(folder, budget)
             if not (resume and len(curve) == budget):
-                if run.mlflow is not None:  # its tracked runs go with it
-                    from src.tracking import discard_runs
-
-                    discard_runs(folder, run.mlflow)
                 shutil.rmtree(folder, ignore_errors=True)
                 resources = cluster_resources(run)
                 plan = method_plan(method, run, resources.concurrent)
@@ -148,10 +144,6 @@ def run_comparison(
                 stop = EpochBudget(budget)
                 fit(build_tuner(run, data_spec, resources, plan, stop=stop, epoch_budget=budget))
                 curve = anytime(folder, budget)
-                if run.mlflow is not None:
-                    from src.tracking import record_outcome
-
-                    record_outcome(folder, run.mlflow)
             if not len(curve):
                 raise SearchError(
                     f"{method}, seed {seed}: no trial reported an epoch; each trial's error.txt "

@@ -231,6 +231,11 @@ def compare(settings: RunSettings, comparison: Comparison, resume: bool) -> pd.D
     own (the same one again with `resume`)."""
     from src.compare import compare as run_comparison
 
-    with claimed(ExperimentFolder.of(settings).path, new=not resume):
+    folder = ExperimentFolder.of(settings).path
+    with claimed(folder, new=not resume):
         data_spec = prepared_data(settings.data_dir, settings.image_size)
-        return run_comparison(settings, data_spec, comparison, resume)
+        table = run_comparison(settings, data_spec, comparison, resume)
+        for run in sorted(folder.iterdir()):  # each method and seed: an experiment of its own
+            if ExperimentFolder(run).info.is_file():
+                track_outcome(run, settings)
+        return table

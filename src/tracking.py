@@ -26,7 +26,8 @@ from ray.tune.logger import LoggerCallback
 from src.config import start_config
 from src.results import (
     ExperimentFolder,
-    best_config,
+    best_trial,
+    config_of,
     plan_and_actual,
     read_evaluation,
     read_experiment_info,
@@ -133,22 +134,35 @@ def log_params(client: MlflowClient, run_id: str, values: dict[str, str]) -> Non
         client.log_batch(run_id, params=items[i : i + 100])
 
 
-def parent_run(folder: Path, client: MlflowClient, uri: str) -> str:
+def parent_run(folder: Path, client: MlflowClient, experiment: str) -> str:
     """The experiment's run: the one it began (running again), else a new one with its
     settings, plan and starting configuration, its id kept in hypertune.json."""
     if run_id := tracking_run(folder):
         client.update_run(run_id, status="RUNNING")
         return run_id
+    discard_abandoned(client, experiment, folder)
     settings, _, _ = read_experiment_info(folder)
-    run = client.create_run(
-        experiment_id(client, uri), run_name=folder.name, tags={FOLDER_TAG: str(folder)}
-    )
+    run = client.create_run(experiment, run_name=folder.name, tags={FOLDER_TAG: str(folder)})
     start = {k: v for k, v in start_config(settings).items() if k != "seed"}
     plan, _ = plan_and_actual(folder)  # a time budget's plan ({} without one)
     log_params(client, run.info.run_id, {**params("setting.", settings.as_dict()),
                **params("start.", start), **params("plan.", plan)})  # fmt: skip
     record_tracking_run(folder, run.info.run_id)
     return str(run.info.run_id)
+
+
+def discard_abandoned(client: MlflowClient, experiment: str, folder: Path) -> None:
+    """Delete the runs, and their trials' runs, that a run in `folder` left RUNNING when the
+    folder was started again from scratch (`compare --resume` trains an unfinished method again;
+    a user may delete an interrupted experiment and start it anew): that folder is gone."""
+    unfinished = client.search_runs(
+        [experiment], f"attributes.run_name = '{folder.name}' and attributes.status = 'RUNNING'"
+    )  # a folder name is letters, digits and _.+- (config.NAME_PATTERN): safe to quote
+    for run in unfinished:
+        if run.data.tags.get(FOLDER_TAG) == str(folder):
+            for child in child_runs(client, experiment, run.info.run_id).values():
+                client.delete_run(child)
+            client.delete_run(run.info.run_id)
 
 
 def child_runs(client: MlflowClient, experiment: str, parent: str) -> dict[str, str]:
@@ -184,7 +198,7 @@ class TrialRuns(LoggerCallback):
     def open(self) -> None:
         client = open_client(self.uri)
         self.experiment = experiment_id(client, self.uri)
-        self.parent = parent_run(self.folder, client, self.uri)
+        self.parent = parent_run(self.folder, client, self.experiment)
         self.runs = child_runs(client, self.experiment, self.parent)
         self.client = client
 
@@ -238,11 +252,11 @@ def record_outcome(folder: Path, uri: str) -> None:
 
 def log_outcome(folder: Path, uri: str) -> None:
     client, files = open_client(uri), ExperimentFolder(folder)
-    run_id = parent_run(folder, client, uri)
+    run_id = parent_run(folder, client, experiment_id(client, uri))
     if files.summary.is_file():
-        table = read_summary(folder)
-        client.log_metric(run_id, "best_val_accuracy", float(table["best_val_accuracy"].max()))
-        log_params(client, run_id, params("best.", best_config(folder)))
+        best = best_trial(read_summary(folder))
+        client.log_metric(run_id, "best_val_accuracy", float(best["best_val_accuracy"]))
+        log_params(client, run_id, params("best.", config_of(best)))
     test = read_evaluation(files.evaluation) or {}
     for name in ("accuracy", "flip_accuracy"):
         if test.get(name) is not None:
@@ -254,21 +268,6 @@ def log_outcome(folder: Path, uri: str) -> None:
         log_model(files.model, uri, run_id)
         client.set_tag(run_id, MODEL_FILE_TAG, str(files.model))
     client.set_terminated(run_id, "FINISHED")
-
-
-def discard_runs(folder: Path, uri: str) -> None:
-    """Delete the experiment's run and its trials' runs from the tracker: `compare --resume`
-    trains an unfinished method's folder again from scratch, under a new run."""
-    if not ExperimentFolder(folder).info.is_file() or (run_id := tracking_run(folder)) is None:
-        return
-
-    def discard() -> None:
-        client = open_client(uri)
-        for child in child_runs(client, experiment_id(client, uri), run_id).values():
-            client.delete_run(child)
-        client.delete_run(run_id)
-
-    Tracker(uri).attempt("deleting an unfinished run", discard)
 
 
 def log_model(path: Path, uri: str, run_id: str) -> None:

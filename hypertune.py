@@ -31,6 +31,8 @@ from src.commands import (
 from src.config import (
     COMPARE_METHODS,
     DEFAULT_STORAGE,
+    EMA_HALF_LIFE,
+    FINAL_WEIGHTS,
     PRESETS,
     SCHEDULERS,
     SEARCHERS,
@@ -213,6 +215,13 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
         f"time budget leaves; {d.refit_epochs} without one)",
     )
     final.add_argument("--refit-image-size", type=int, help="px (default: the chosen trial's)")
+    final.add_argument(
+        "--final-weights",
+        choices=FINAL_WEIGHTS,
+        default=d.final_weights,
+        help=f"what the model file holds: the weights as trained (raw) or their moving "
+        f"average (ema, half-life {EMA_HALF_LIFE:.0%} of its steps); default {d.final_weights}",
+    )
     final.add_argument("--no-refit", action="store_true", help="no final model, no test split")
 
 

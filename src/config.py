@@ -37,7 +37,18 @@ DEFAULT_START: dict[str, Any] = {
     "label_smoothing": 0.1,  # target mass spread over the other classes (journal entry 5)
     "jitter": 0.0,  # colour jitter: brightness/contrast/saturation x U(1 -/+ jitter); 0 = off,
     # as colour is what tells these flowers apart: 0.3 cost 2-4 points (journal entry 5)
+    "crop_scale": 0.35,  # smallest area share of the random resized crop (src/data.py)
+    "cutout": 0.0,  # side of the square erased from each training image, as a share of the
+    # image's side (DeVries & Taylor 2017); 0 = off
 }
+
+# The hyperparameters of the training images' augmentation (src.data.BatchStream), in the
+# order it reads them.
+AUGMENTATION = ("jitter", "crop_scale", "cutout")
+
+# Hyperparameters added after runs were saved, with the value those runs trained with: an
+# older trial's or model's config reads as if it had said so (current_config).
+ADDED_LATER: dict[str, Any] = {"crop_scale": 0.35, "cutout": 0.0}
 
 # What a conv block may be (src/model.py): plain (VGG), residual (ResNet's skip), se
 # (residual + squeeze-excite gate), inception (four parallel branches, GoogLeNet).
@@ -68,8 +79,9 @@ def as_block(residual: Any) -> str:
 
 
 def current_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's config in today's names (one saved before `block` existed says `residual`)."""
-    return with_blocks(config, as_block) if "block" not in config else config
+    """A trial's config in today's names (one saved before `block` existed says `residual`),
+    with the values of hyperparameters added since it was saved (ADDED_LATER)."""
+    return {**ADDED_LATER, **(with_blocks(config, as_block) if "block" not in config else config)}
 
 
 # Learning-rate warm-up (linear, in epochs) before the per-step cosine decay to 0.
@@ -102,10 +114,14 @@ LOCAL_TRACKING_STORE = Path("logs/mlflow")  # --mlflow without a URI: MLflow's d
 NAME_PATTERN = r"[\w.+-]+"  # experiment names (folder names): compare's runs use '+'
 
 DEFAULT_REFIT_EPOCHS = 40  # epochs of a final model given neither a time budget nor a count
+# The weights a final model file holds: "raw", as training left them, or "ema", their exponential
+# moving average (src.train.WeightAverage), whose half-life is this share of its training steps.
+FINAL_WEIGHTS = ("raw", "ema")
+EMA_HALF_LIFE = 0.05
 MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
 MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x the work of 64 px
 # A final model is applied (evaluate, predict) to images this many times the side it trained at
-# (inference_size). Its random resized crops (area a ~ U(0.35, 1), src/data.py) magnified
+# (inference_size). Its random resized crops (area a ~ U(crop_scale, 1), src/data.py) magnified
 # objects by 1/sqrt(a), 1.26x on average, against a whole image at the same side (Touvron et
 # al. 2019, "FixRes"). On validation only long-trained models gained from it (journal entry
 # 14): final models are applied at it; trials validate, and their checkpoints are applied, at
@@ -328,6 +344,10 @@ def trial_config_problem(config: dict[str, Any], image_size: int) -> str | None:
         return f"{', '.join(bad)}: these must be positive."
     if config["weight_decay"] < 0:
         return f"weight_decay cannot be negative, got {config['weight_decay']}."
+    if not 0 < (crop := config["crop_scale"]) <= 1:
+        return f"crop_scale (a share of the image's area) must be in (0, 1], got {crop}."
+    if not 0 <= (side := config["cutout"]) < 1:
+        return f"cutout (a share of the image's side) must be in [0, 1), got {side}."
     return None
 
 
@@ -435,6 +455,7 @@ class RunSettings:
     time_budget: float | None = None  # minutes for search + final model; None: no limit
     search_share: float = 0.4  # of a time budget, what the search may use; 0: no search
     refit_image_size: int | None = None  # the final model's image size; None: the chosen trial's
+    final_weights: str = "raw"  # what the final model file holds: one of FINAL_WEIGHTS
     verbose: bool = False  # Ray's own console output instead of hypertune's progress line
     searcher: str = "hyperopt"  # proposes configurations: one of SEARCHERS
     scheduler: str = "asha"  # stops (asha, hyperband) or mutates (pbt) trials: SCHEDULERS
@@ -473,6 +494,12 @@ class RunSettings:
             ),
             image_size_problem("image-size", self.image_size),
             image_size_problem("refit-image-size", self.refit_image_size),
+            (
+                None
+                if self.final_weights in FINAL_WEIGHTS
+                else f"--final-weights must be one of {', '.join(FINAL_WEIGHTS)}, "
+                f"got {self.final_weights!r}."
+            ),
             (
                 None
                 if re.fullmatch(NAME_PATTERN, self.name)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from src.config import (
+    AUGMENTATION,
+    DEFAULT_START,
     HELD_OUT_TEST,
     SPLIT_FRACTIONS,
     SPLIT_SEED,
@@ -95,7 +97,7 @@ def split_stats(moments: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor,
 def random_resized_crop_flip(
     x: torch.Tensor,
     generator: torch.Generator,
-    scale: tuple[float, float] = (0.35, 1.0),
+    scale: tuple[float, float],
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> torch.Tensor:
     """Per image: a random crop (area fraction in `scale`, aspect in `ratio`) resized back to
@@ -117,6 +119,20 @@ def random_resized_crop_flip(
     theta[:, 1, 2] = uniform(-1, 1) * (1 - height)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def cutout(x: torch.Tensor, side: float, generator: torch.Generator) -> torch.Tensor:
+    """Per image: a square of `side` x the image's side set to 0 (the training mean, on
+    normalised pixels), centred anywhere in the image, so that it may lie partly outside, as in
+    DeVries & Taylor 2017. One mask for the whole batch, no loop over images."""
+    n, _, h, w = x.shape
+    dev = x.device
+    centre = torch.rand(n, 2, 1, device=dev, generator=generator)  # (row, column) in [0, 1)
+    half = side / 2
+    rows = ((torch.arange(h, device=dev) + 0.5) / h - centre[:, 0]).abs() < half  # (n, h)
+    cols = ((torch.arange(w, device=dev) + 0.5) / w - centre[:, 1]).abs() < half  # (n, w)
+    erased = rows[:, None, :, None] & cols[:, None, None, :]
+    return x.masked_fill(erased, 0.0)
 
 
 def colour_jitter(
@@ -155,11 +171,13 @@ class BatchStream:
         std: torch.Tensor,
         train: bool,
         seed: int,
-        jitter: float = 0.0,
+        augment: dict[str, float] | None = None,
         full_batches: bool = False,
     ) -> None:
         self.images, self.labels, self.indices = images, labels, indices
-        self.batch_size, self.train, self.jitter = batch_size, train, jitter
+        self.batch_size, self.train = batch_size, train
+        augment = {**{name: DEFAULT_START[name] for name in AUGMENTATION}, **(augment or {})}
+        self.jitter, self.crop_scale, self.cutout = (augment[name] for name in AUGMENTATION)
         # Fewer images than one batch: the one batch there is.
         self.used = len(indices)
         if full_batches and len(indices) >= batch_size:
@@ -184,10 +202,13 @@ class BatchStream:
         for idx in order[: self.used].split(self.batch_size):
             x = self.images[idx].float() / 255
             if self.train:
-                x = random_resized_crop_flip(x, self.generator)
+                x = random_resized_crop_flip(x, self.generator, (self.crop_scale, 1.0))
                 if self.jitter > 0:
                     x = colour_jitter(x, self.jitter, self.generator, self.luma)
-            x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+            x = (x - self.mean) / self.std
+            if self.train and self.cutout > 0:
+                x = cutout(x, self.cutout, self.generator)
+            x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
 
 
@@ -226,7 +247,7 @@ def open_trial_data(
     full_batches: bool = False,
 ) -> TrialData:
     """Streams over the shared cache (built once per node and size) of the images of `spec`, as
-    trial `config` reads them (its image_size, batch_size, seed and jitter): training on the
+    trial `config` reads them (its image_size, batch_size, seed and AUGMENTATION): training on the
     splits `fit_on` (normalised with their statistics), validation on "val" unless it is
     trained on.
 
@@ -235,7 +256,7 @@ def open_trial_data(
     split's images travel along but are never indexed), validation runs in GPU_EVAL_BATCH
     batches, and training batches are all full where steps are CUDA graphs."""
     image_size, batch_size, seed = config["image_size"], config["batch_size"], config["seed"]
-    jitter = config["jitter"]
+    augment = {name: config[name] for name in AUGMENTATION}
     cached = load_cache(prepare_cache(scan_images(spec.root), image_size))
     split = split_of(cached)
     fit = np.sort(np.concatenate([split[name] for name in fit_on]))
@@ -247,7 +268,7 @@ def open_trial_data(
         on_device = torch.from_numpy(indices).to(device)
         size = batch_size if train or device.type != "cuda" else GPU_EVAL_BATCH
         full = train and full_batches
-        return BatchStream(images, labels, on_device, size, mean, std, train, seed, jitter, full)
+        return BatchStream(images, labels, on_device, size, mean, std, train, seed, augment, full)
 
     return TrialData(
         train=stream(fit, train=True),

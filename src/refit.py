@@ -28,7 +28,7 @@ from loguru import logger
 from torch import nn
 
 from src.budget import epochs_that_fit
-from src.config import DEFAULT_REFIT_EPOCHS, inference_size
+from src.config import DEFAULT_REFIT_EPOCHS, EMA_HALF_LIFE, inference_size
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
@@ -45,6 +45,7 @@ from src.results import (
 )
 from src.step import make_step
 from src.train import (
+    WeightAverage,
     load_training_state,
     make_optimizer,
     on_cpu,
@@ -63,6 +64,7 @@ class RefitPlan:
     config: dict[str, Any]  # the chosen trial's hyperparameters and the seed
     epochs: int
     why: str = ""  # which configuration this is, and why it was chosen
+    weights: str = "raw"  # what the model file holds: one of src.config.FINAL_WEIGHTS
 
     @property
     def image_size(self) -> int:
@@ -90,7 +92,8 @@ def plan_refit(
     if not epochs and seconds:
         threads = os.cpu_count() or 1
         epochs = epochs_that_fit(config, spec, threads, seconds)
-    return RefitPlan(str(experiment), config, epochs or DEFAULT_REFIT_EPOCHS, why)
+    epochs = epochs or DEFAULT_REFIT_EPOCHS
+    return RefitPlan(str(experiment), config, epochs, why, settings.final_weights)
 
 
 def interrupted_epochs(experiment: Path, config: dict[str, Any]) -> int | None:
@@ -138,9 +141,10 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     began = time.monotonic()
     deadline = None if seconds is None else began + seconds
     planned = plan.epochs
-    model, plan, trained = train(plan, data, state_path, deadline)
+    model, average, plan, trained = train(plan, data, state_path, deadline)
+    kept = model if average is None else average.model
     model_path = files.model
-    save_atomically(model_file(model, plan, data, spec.root, trained, command), model_path)
+    save_atomically(model_file(kept, plan, data, spec.root, trained, command), model_path)
     state_path.unlink()
     record_actual(experiment, "final_model", {
         "planned_epochs": planned,  # from the pace timed before training
@@ -160,19 +164,22 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
 
 def train(
     plan: RefitPlan, data: TrialData, state_path: Path, deadline: float | None = None
-) -> tuple[nn.Module, RefitPlan, float]:
+) -> tuple[nn.Module, WeightAverage | None, RefitPlan, float]:
     """The model trained for plan.epochs (continuing from `state_path` where it holds this
-    plan), saving its state there after every epoch; also the plan it followed (with a
-    `deadline`, its epochs are those that fit once the first epoch is timed) and the training
-    seconds."""
+    plan), saving its state there after every epoch; also the average of its weights (where
+    the plan keeps "ema" weights), the plan it followed (with a `deadline`, its epochs are
+    those that fit once the first epoch is timed) and the training seconds."""
     model = build_model(plan.config, len(data.class_names), data.device)
     optimizer, schedule = make_optimizer(model, plan.config, plan.epochs, len(data.train))
     amp = Amp.for_device(data.device)
     step = make_step(model, optimizer, amp, plan.config["label_smoothing"])
+    average = WeightAverage(model, 0) if plan.weights == "ema" else None
     state_path.parent.mkdir(exist_ok=True)
     done, seconds = 0, 0.0
     if saved := resume_state(state_path, plan):
         done, seconds = load_training_state(saved, model, optimizer, schedule), saved["seconds"]
+        if average is not None:
+            average.model.load_state_dict(saved["average"])
         logger.info(f"Refit: continuing from epoch {done} of {plan.epochs} ({state_path})")
     logger.info(
         f"Refit: {plan.why}; {count_parameters(model):,} parameters, "
@@ -182,12 +189,17 @@ def train(
     ticker, epoch, ends = Ticker(), done, [time.monotonic()]
     while epoch < plan.epochs:
         epoch, start = epoch + 1, time.perf_counter()
-        loss = train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step)
+        if average is not None:  # a share of the steps planned now (replan may move them)
+            average.half_life = EMA_HALF_LIFE * plan.epochs * len(data.train)
+        loss = train_epoch(model, data.train, optimizer, schedule, amp=amp, step=step,
+                           average=average)  # fmt: skip
         seconds += time.perf_counter() - start
         ends.append(time.monotonic())
         if deadline is not None:
             plan = replan(plan, schedule, epoch, deadline, pace(ends))
         state = training_state(epoch, model, optimizer, schedule)
+        if average is not None:
+            state["average"] = on_cpu(average.model.state_dict())
         save_atomically({**state, "plan": asdict(plan), "seconds": seconds}, state_path)
         left = (plan.epochs - epoch) * seconds / epoch
         ticker.show(
@@ -196,7 +208,7 @@ def train(
             force=epoch == plan.epochs,
         )
     ticker.close()
-    return model, plan, seconds
+    return model, average, plan, seconds
 
 
 def pace(ends: list[float]) -> float:
@@ -231,10 +243,12 @@ def model_file(
     command: str,
 ) -> dict[str, Any]:
     """Everything `predict` needs, and where the model came from: plain values and tensors
-    only, so that it loads with torch.load(weights_only=True)."""
+    only, so that it loads with torch.load(weights_only=True). `model`: the weights the plan
+    keeps (raw, or their average)."""
     return {
         "format": MODEL_FORMAT,
         "model": on_cpu(model.state_dict()),  # loads on any machine, GPU-trained or not
+        "weights": plan.weights,  # raw, or their moving average (ema): src.config.FINAL_WEIGHTS
         "config": plan.config,
         **data.applying_state(),
         "inference_size": inference_size(plan.image_size),  # long-trained: applied larger
@@ -246,6 +260,7 @@ def model_file(
             "train_seconds": round(seconds, 1),
             "device": describe_device(data.device),
             "precision": Amp.for_device(data.device).precision,
+            "ema_half_life": EMA_HALF_LIFE if plan.weights == "ema" else None,  # share of steps
         },
         "experiment": Path(plan.experiment).name,
         "chosen": plan.why,

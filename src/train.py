@@ -9,6 +9,7 @@ machine with a plain torch.load.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,34 @@ def prepare_capture(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
                 state["step"] = state["step"].to(device if capturable else "cpu")
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics (as timm's
+    ModelEmaV2: the statistics are averaged along, not recomputed), updated after every
+    optimiser step. Its decay follows from a half-life in steps, which the caller sets from the
+    length of training (src.config.EMA_HALF_LIFE): a fixed decay that suits a long schedule
+    remembers too much of a short one's early, poor weights."""
+
+    def __init__(self, model: nn.Module, half_life: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.half_life = half_life
+        # state_dict() tensors share storage with the live ones, which training updates in place.
+        live = model.state_dict().values()
+        pairs = list(zip(self.model.state_dict().values(), live, strict=True))
+        self.floats = [(a, b) for a, b in pairs if a.is_floating_point()]
+        self.counts = [(a, b) for a, b in pairs if not a.is_floating_point()]
+
+    @property
+    def decay(self) -> float:
+        return 0.5 ** (1 / max(self.half_life, 1.0))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        averaged, live = zip(*self.floats, strict=True)
+        torch._foreach_lerp_(list(averaged), list(live), 1 - self.decay)
+        for a, b in self.counts:  # BatchNorm's num_batches_tracked
+            a.copy_(b)
+
+
 def train_epoch(
     model: nn.Module,
     stream: BatchStream,
@@ -85,10 +114,12 @@ def train_epoch(
     label_smoothing: float = 0.0,
     amp: Amp | None = None,
     step: TrainStep | None = None,
+    average: WeightAverage | None = None,
 ) -> float:
     """One pass over `stream`; returns the mean training loss (read once, at the end).
     `step` (src.step.make_step over the same model and optimizer) is kept across epochs by
-    callers whose steps may be CUDA graphs: the capture is made once; default: eager."""
+    callers whose steps may be CUDA graphs: the capture is made once; default: eager.
+    `average`, if given, follows the model's weights after every step."""
     amp = amp or Amp.for_device(stream.images.device)
     step = step or EagerStep(model, optimizer, amp, label_smoothing)
     model.train()
@@ -96,6 +127,8 @@ def train_epoch(
     trained = 0
     for x, y in stream:
         loss = step(x, y)
+        if average is not None:
+            average.update()
         if schedule is not None:
             schedule.step()
         loss_sum += loss.float() * len(y)

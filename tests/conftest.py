@@ -90,11 +90,12 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_images(tmp_path_factory.mktemp("images"))
 
 
-def finished_experiment(folder: Path, images: Path, best: dict) -> Path:
+def finished_experiment(folder: Path, images: Path, best: dict, **changes: Any) -> Path:
     """What a finished search leaves that refit reads, without running one: hypertune.json and
-    the summary, whose best row (highest best_val_accuracy, not the first row) holds `best`."""
+    the summary, whose best row (highest best_val_accuracy, not the first row) holds `best`;
+    `changes`: RunSettings values other than the tests' defaults."""
     settings = RunSettings(name=folder.name, storage_path=folder.parent, data_dir=images,
-                           image_size=32, refit_epochs=6)  # fmt: skip
+                           image_size=32, refit_epochs=6, **changes)  # fmt: skip
     write_experiment_info(settings, DataSpec(images), None)
     worse = {**best, "lr": 1e-4, "start_filters": 32}
     finished = {

@@ -13,6 +13,7 @@ from src.config import (
     Comparison,
     Grid,
     RunSettings,
+    current_config,
     inference_size,
     is_start_point,
     resolve_method,
@@ -37,6 +38,9 @@ SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None)
         ({"name": "../up"}, "--name may hold letters"),
         ({"searcher": "bohb"}, "--searcher bohb needs hyperband as its partner"),
         ({"image_size": 32, "fixed": {"num_conv_layers": 6}}, "num_conv_layers=6 does not fit"),
+        ({"fixed": {"crop_scale": 0.0}}, "crop_scale (a share of the image's area) must be in"),
+        ({"space": {"cutout": ("uniform", (0.0, 1.0))}}, "cutout (a share of the image's side)"),
+        ({"final_weights": "swa"}, "--final-weights must be one of raw, ema, got 'swa'."),
     ],
 )
 def test_settings_made_in_code_are_checked_like_flags(changes: dict, message: str) -> None:
@@ -115,3 +119,9 @@ def test_the_starting_point_is_found_among_a_searchers_number_types() -> None:
     assert is_start_point({"lr": np.float64(0.003), "batch_size": np.int64(32)}, point)
     assert not is_start_point({"lr": 0.0031, "batch_size": 32}, point)
     assert not is_start_point({"lr": 0.003, "batch_size": 32}, None)
+
+
+def test_a_config_saved_before_the_augmentation_was_searched_reads_as_it_trained() -> None:
+    old = {k: v for k, v in DEFAULT_START.items() if k not in ("crop_scale", "cutout")}
+    assert current_config(old) == {**old, "crop_scale": 0.35, "cutout": 0.0}
+    assert current_config({**old, "cutout": 0.25})["cutout"] == 0.25  # what it says wins

@@ -17,6 +17,7 @@ from src.data import (
     BatchStream,
     DataSpec,
     colour_jitter,
+    cutout,
     open_trial_data,
     random_resized_crop_flip,
     split_indices,
@@ -154,11 +155,11 @@ def test_unreadable_files_are_skipped(tmp_path: Path) -> None:
 
 def test_augmentation_keeps_shape_and_range() -> None:
     x = torch.rand(16, 3, 24, 24)
-    out = random_resized_crop_flip(x, torch.Generator().manual_seed(0))
+    out = random_resized_crop_flip(x, torch.Generator().manual_seed(0), (0.35, 1.0))
     assert out.shape == x.shape
     assert out.min() >= 0 and out.max() <= 1
     assert not torch.allclose(out, x)
-    again = random_resized_crop_flip(x, torch.Generator().manual_seed(0))
+    again = random_resized_crop_flip(x, torch.Generator().manual_seed(0), (0.35, 1.0))
     assert torch.equal(out, again)
 
 
@@ -234,3 +235,30 @@ def test_colour_jitter_keeps_range_and_varies_per_image() -> None:
     change = (out - x).abs().mean((1, 2, 3))
     assert (change > 1e-3).all() and change.std() > 0
     assert torch.allclose(colour_jitter(x, 0.0, generator), x, atol=1e-6)
+
+
+def test_cutout_erases_one_square_of_its_side_per_image_in_every_channel() -> None:
+    x = torch.ones(64, 3, 16, 16)
+    out = cutout(x, 0.5, torch.Generator().manual_seed(0))
+    erased = out[:, 0] == 0
+    assert torch.equal(out == 0, erased[:, None].expand_as(out))  # all channels alike
+    assert torch.equal(out[~(out == 0)], x[~(out == 0)])  # the rest untouched
+    rows, cols = erased.any(2).sum(1), erased.any(1).sum(1)
+    assert torch.equal(erased.sum((1, 2)), rows * cols)  # one rectangle per image
+    assert rows.max() == cols.max() == 8  # half of 16 px where the square lies inside
+    assert (rows * cols).min() < 64  # partly outside the image elsewhere
+    assert len({tuple(e.nonzero()[0].tolist()) for e in erased}) > 10  # placed anywhere
+    assert torch.equal(cutout(x, 0.0, torch.Generator()), x)
+
+
+@pytest.mark.parametrize("side, erases", [(0.0, False), (0.5, True)])
+def test_a_training_stream_cuts_out_as_its_config_says(side: float, erases: bool) -> None:
+    images = torch.full((8, 3, 16, 16), 255, dtype=torch.uint8)
+    labels, split = torch.zeros(8, dtype=torch.long), torch.arange(8)
+    zero, one = torch.zeros(3), torch.ones(3)
+    augment = {"cutout": side, "crop_scale": 1.0}
+    train = BatchStream(images, labels, split, 8, zero, one, True, 0, augment)
+    val = BatchStream(images, labels, split, 8, zero, one, False, 0, augment)
+    (x, _), (v, _) = next(iter(train)), next(iter(val))
+    assert bool((x == 0).any()) is erases
+    assert not (v == 0).any()  # validation images are never augmented

@@ -47,6 +47,7 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert state["image_size"] == 32 and len(state["mean"]) == len(state["std"]) == 3
     assert state["inference_size"] == 40  # applied to test images 1.25x its side
     assert state["config"] == plan.config
+    assert state["weights"] == "raw" and state["trained_on"]["ema_half_life"] is None
     assert state["trained_on"]["splits"] == ["train", "val"]
     assert state["trained_on"]["images"] == 78  # 85% of 90: train + val, never test
     assert state["command"] == "python hypertune.py refit --name exp"
@@ -92,6 +93,37 @@ def test_interrupted_refit_leaves_no_model_and_continues(
     refit(plan, "cmd")
     assert len(epochs_run) == 2 + 3  # epochs 3, 4 and 5 only: it continued
     assert torch.load(experiment / MODEL_FILE, weights_only=True)["trained_on"]["epochs"] == 5
+
+
+def test_an_ema_refit_saves_the_averaged_weights_and_resumes_their_average(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL, final_weights="ema")
+    plan = plan_refit(experiment, epochs=3, image_size=None, seed=0)
+    assert plan.weights == "ema"
+    real_epoch = src.refit.train_epoch
+    epochs_run: list[int] = []
+
+    def killed_in_epoch_3(*args: object, **kwargs: object) -> float:
+        if len(epochs_run) == 2:
+            raise KeyboardInterrupt
+        epochs_run.append(1)
+        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        refit(plan, "cmd")
+    saved = torch.load(ExperimentFolder(experiment).refit_state, weights_only=True)
+    raw, averaged = saved["model"], saved["average"]
+    floats = [k for k, v in raw.items() if v.is_floating_point()]
+    assert sorted(averaged) == sorted(raw)
+    assert all(not torch.equal(raw[k], averaged[k]) for k in floats)  # two weights, kept apart
+
+    monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))  # epoch 3 changes nothing
+    refit(plan, "cmd")
+    state = torch.load(experiment / MODEL_FILE, weights_only=True)
+    assert state["weights"] == "ema" and state["trained_on"]["ema_half_life"] == 0.05
+    assert all(torch.equal(state["model"][k], averaged[k]) for k in averaged)  # the average
 
 
 def test_saved_state_of_another_plan_is_not_resumed(

@@ -88,7 +88,7 @@ def test_graphed_batches_all_have_one_shape_and_leave_out_other_images_each_epoc
     assert [len(y) for _, y in every] == [5, 5, 5, 5, 3] and len(every) == 5
     epochs = [[y for _, y in full] for _ in range(3)]
     assert len(full) == 4 and all([len(y) for y in e] == [5] * 4 for e in epochs)
-    full_tiny = BatchStream(images, labels, indices[:3], 5, mean, std, True, 0, True)
+    full_tiny = BatchStream(images, labels, indices[:3], 5, mean, std, True, 0, full_batches=True)
     assert [len(y) for _, y in full_tiny] == [3]  # fewer than a batch: the one batch there is
 
 

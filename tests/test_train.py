@@ -10,7 +10,12 @@ import torch
 
 from src.config import DEFAULT_START
 from src.model import build_model
-from src.train import WarmupCosine, make_optimizer, set_optimizer_hyperparameters
+from src.train import (
+    WarmupCosine,
+    WeightAverage,
+    make_optimizer,
+    set_optimizer_hyperparameters,
+)
 
 CONFIG = {**DEFAULT_START, "num_conv_layers": 2, "start_filters": 8, "fc_units": 16}
 
@@ -55,3 +60,25 @@ def test_restored_optimizer_trains_on_with_the_mutated_lr_and_weight_decay() -> 
     schedule.step()
     schedule2.step()  # and later steps follow the mutated peak
     assert math.isclose(group["lr"], 0.8 * original["lr"])
+
+
+def test_the_weight_average_moves_half_way_in_one_half_life_and_leaves_the_model() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = WeightAverage(model, half_life=2)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    model(torch.randn(4, 3))  # training mode: BatchNorm's statistics and count move too
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    average.update()
+    average.update()
+    averaged = average.model.state_dict()
+    for name, value in live.items():
+        if value.is_floating_point():  # two steps of a 2-step half-life: half-way there
+            torch.testing.assert_close(averaged[name], (start[name] + value) / 2)
+            assert not torch.equal(averaged[name], value)
+        else:
+            assert averaged[name] == value == 1  # num_batches_tracked is copied, not averaged
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in live.items())  # untouched
+    assert not any(p.requires_grad for p in average.model.parameters())

@@ -220,7 +220,15 @@ def add_search_parser(commands: argparse._SubParsersAction, d: RunSettings) -> N
         choices=FINAL_WEIGHTS,
         default=d.final_weights,
         help=f"what the model file holds: the weights as trained (raw) or their moving "
-        f"average (ema, half-life {EMA_HALF_LIFE:.0%} of its steps); default {d.final_weights}",
+        f"average (ema, half-life {EMA_HALF_LIFE * 100:g} %% of its steps)",
+    )
+    final.add_argument(
+        "--ensemble",
+        type=int,
+        default=d.ensemble,
+        metavar="K",
+        help="the model file averages the final model with the K-1 best trials as trained "
+        "(no extra training; K passes per photo)",
     )
     final.add_argument("--no-refit", action="store_true", help="no final model, no test split")
 

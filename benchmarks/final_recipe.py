@@ -35,6 +35,7 @@ from src.data import open_trial_data, split_of  # noqa: E402
 from src.device import Amp, seed_everything  # noqa: E402
 from src.evaluate import confusions  # noqa: E402
 from src.images import load_cache, prepare_cache, scan_images  # noqa: E402
+from src.inference import Member  # noqa: E402
 from src.model import Net, build_model  # noqa: E402
 from src.results import Evaluation  # noqa: E402
 from src.step import make_step  # noqa: E402
@@ -79,7 +80,8 @@ def train_and_score(root: Path, config: dict[str, Any], epochs: int) -> list[dic
     images, labels = np.asarray(cached.images[test]), cached.labels[test]
     rows = []
     for weights, net in {"raw": model, **{k: a.model for k, a in averages.items()}}.items():
-        plain, flipped = confusions(cast(Net, net.eval()), state, images, labels)
+        member = Member(cast(Net, net.eval()), state)
+        plain, flipped, _ = confusions([member], {size: images}, labels)
         result = Evaluation(data.class_names, plain, size, flipped)
         rows.append({"weights": weights, "plain": result.accuracy, "flip": result.flip_accuracy,
                      "train_seconds": round(seconds, 1), "images": len(labels)})  # fmt: skip

@@ -28,19 +28,21 @@ from benchmarks.inference_size import scored_models  # noqa: E402
 from src.data import split_of  # noqa: E402
 from src.evaluate import confusions  # noqa: E402
 from src.images import load_cache, prepare_cache, scan_images  # noqa: E402
-from src.inference import applied_size, load_model  # noqa: E402
+from src.inference import load_model, sizes_of  # noqa: E402
 from src.results import Evaluation  # noqa: E402
 
 
 def scores(model_path: Path, root: Path, split: str) -> dict[str, Any]:
     """The model's accuracy on `split` of the images in `root`, plain and with the flip."""
-    model, state = load_model(model_path, torch.device("cpu"))
-    size = applied_size(state)
-    cached = load_cache(prepare_cache(scan_images(root), size))
-    chosen = split_of(cached)[split]
-    images, labels = np.asarray(cached.images[chosen]), cached.labels[chosen]
-    plain, flipped = confusions(model, state, images, labels)
-    result = Evaluation(state["class_names"], plain, size, flipped)
+    members = load_model(model_path, torch.device("cpu"))
+    pixels: dict[int, np.ndarray] = {}
+    for size in sizes_of(members):
+        cached = load_cache(prepare_cache(scan_images(root), size))
+        chosen = split_of(cached)[split]
+        pixels[size], labels = np.asarray(cached.images[chosen]), cached.labels[chosen]
+    plain, flipped, _ = confusions(members, pixels, labels)
+    size = members[0].size
+    result = Evaluation(members[0].state["class_names"], plain, size, flipped)
     return {"px": size, "images": len(labels), "plain": result.accuracy,
             "flip": result.flip_accuracy}  # fmt: skip
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,17 @@ FACTORS = (1.0, 1.125, 1.25, 1.375, 1.5)
 def scores(model_path: Path, root: Path, split: str) -> dict[str, float]:
     """The model's training side and its accuracy on `split` of the images in `root`, resized
     to each factor of that side."""
-    model, state = load_model(model_path, torch.device("cpu"))
-    trained = int(state["image_size"])
+    own = load_model(model_path, torch.device("cpu"))[0]  # an ensemble's own network
+    state, trained = own.state, int(own.state["image_size"])
     row: dict[str, float] = {"trained_px": trained}
     for factor in FACTORS:
-        cached = load_cache(prepare_cache(scan_images(root), inference_size(trained, factor)))
+        size = inference_size(trained, factor)
+        cached = load_cache(prepare_cache(scan_images(root), size))
         chosen = split_of(cached)[split]
         images, labels = np.asarray(cached.images[chosen]), cached.labels[chosen]
-        result = Evaluation(state["class_names"], confusion_matrix(model, state, images, labels))
+        at_size = [replace(own, state={**state, "inference_size": size})]
+        confusion = confusion_matrix(at_size, {size: images}, labels)
+        result = Evaluation(state["class_names"], confusion)
         row[f"x{factor:g}"] = result.accuracy
     return row
 

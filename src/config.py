@@ -456,6 +456,7 @@ class RunSettings:
     search_share: float = 0.4  # of a time budget, what the search may use; 0: no search
     refit_image_size: int | None = None  # the final model's image size; None: the chosen trial's
     final_weights: str = "raw"  # what the final model file holds: one of FINAL_WEIGHTS
+    ensemble: int = 1  # networks of the model file: the final model and the best K-1 trials
     verbose: bool = False  # Ray's own console output instead of hypertune's progress line
     searcher: str = "hyperopt"  # proposes configurations: one of SEARCHERS
     scheduler: str = "asha"  # stops (asha, hyperband) or mutates (pbt) trials: SCHEDULERS
@@ -475,7 +476,8 @@ class RunSettings:
         """The first reason these settings cannot run (with `grid`, as that grid), or None.
         Ranges first, then how values combine, then every trial configuration the model must
         build. The messages name the command-line flags that set each value."""
-        counts = ("max_epochs", "cpus_per_trial", "num_samples", "grace_period", "refit_epochs")
+        counts = ("max_epochs", "cpus_per_trial", "num_samples", "grace_period", "refit_epochs",
+                  "ensemble")  # fmt: skip
         counted = [name for name in counts if getattr(self, name) is not None]
         return first_problem(
             self.budget_problem(),

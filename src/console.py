@@ -119,6 +119,21 @@ def plan_lines(folder: Path) -> list[str]:
     return [f"{'plan vs run' if i == 0 else '':<15}{line}" for i, line in enumerate(lines)]
 
 
+def ensemble_line(folder: Path, test: Evaluation) -> str | None:
+    """What --ensemble gave, where it asked for more than one network: how many the model file
+    averages (fewer than asked where the search kept fewer checkpoints) and its cost per photo."""
+    final = plan_and_actual(folder)[1].get("final_model") or {}
+    asked = final.get("members_asked", 1)
+    if asked == 1:
+        return None
+    short = "" if test.members == asked else f" (--ensemble {asked}: the search kept no more)"
+    cost = (test.seconds_per_image or 0) * 1000
+    return (
+        f"ensemble       {test.members} networks averaged{short}: the final model and the best "
+        f"{test.members - 1} trial(s) as trained; {cost:.2f} ms per photo on this machine"
+    )
+
+
 def summary_block(
     folder: Path, table: pd.DataFrame, test: Evaluation | None, chosen: str = ""
 ) -> str:
@@ -134,6 +149,8 @@ def summary_block(
             f"{test.accuracy:.4f}{flipped} (scored once; details in "
             f"{ExperimentFolder(folder).evaluation})"
         )
+        if line := ensemble_line(folder, test):
+            lines.append(line)
         lines.append(f"next           {hypertune_command('predict', *again)} PHOTOS...")
     else:
         lines.append(f"next           {hypertune_command('refit', *again)}")

@@ -16,8 +16,8 @@ at).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -32,8 +32,7 @@ from src.config import METRIC
 from src.data import split_of
 from src.device import local_device
 from src.images import DataError, load_cache, prepare_cache, scan_images
-from src.inference import applied_size, load_model, probabilities
-from src.model import Net
+from src.inference import Member, averaged, load_model, sizes_of
 from src.results import (
     CHECKPOINT_FILE,
     EVALUATION_SUMMARY,
@@ -54,14 +53,28 @@ def best_checkpoint(experiment: Path) -> Path:
             f"{experiment} has no {summary.name}: it is not a finished hypertune experiment "
             f"(resume it with --resume, or pass --checkpoint)."
         )
-    for path in ranked(read_summary(experiment))["path"]:
-        trial = Path(path)
-        checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-        if checkpoints and len(history := trial_history(trial)):
-            scores = dict(zip(history["checkpoint_dir_name"], history[METRIC], strict=True))
-            # A checkpoint whose row a kill -9 cut from progress.csv ranks last, not a crash.
-            return max(checkpoints, key=lambda c: float(scores.get(c.parent.name, -1))).parent
-    raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
+    if not (checkpoints := ranked_checkpoints(experiment)):
+        raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
+    return checkpoints[0]
+
+
+def ranked_checkpoints(experiment: Path) -> list[Path]:
+    """Each trial's checkpoint at its best epoch, best trial first; trials that kept none (and
+    an experiment without a summary: no search) give none."""
+    if not ExperimentFolder(experiment).summary.is_file():
+        return []
+    found = [trial_checkpoint(Path(path)) for path in ranked(read_summary(experiment))["path"]]
+    return [checkpoint for checkpoint in found if checkpoint is not None]
+
+
+def trial_checkpoint(trial: Path) -> Path | None:
+    """The checkpoint folder at the trial's best epoch, or None where it kept none."""
+    checkpoints = sorted(trial.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+    if not checkpoints or not len(history := trial_history(trial)):
+        return None
+    scores = dict(zip(history["checkpoint_dir_name"], history[METRIC], strict=True))
+    # A checkpoint whose row a kill -9 cut from progress.csv ranks last, not a crash.
+    return max(checkpoints, key=lambda c: float(scores.get(c.parent.name, -1))).parent
 
 
 def counts(predicted: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
@@ -72,48 +85,66 @@ def counts(predicted: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarra
 
 
 def confusion_matrix(
-    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
+    members: list[Member], pixels: dict[int, np.ndarray], labels: np.ndarray
 ) -> np.ndarray:
-    """Counts of [true class, predicted class] over `images`."""
-    predicted = probabilities(model, state, images).argmax(1)
-    return counts(predicted, labels, len(state["class_names"]))
+    """Counts of [true class, predicted class] over the images (`pixels`: at each member's
+    side, src.inference.averaged)."""
+    return counts(averaged(members, pixels).argmax(1), labels, len(members[0].state["class_names"]))
 
 
 def confusions(
-    model: Net, state: dict[str, Any], images: np.ndarray, labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    members: list[Member], pixels: dict[int, np.ndarray], labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
     """confusion_matrix plain and with flip test-time augmentation, each image's probabilities
     averaged with its mirror image's (the model trained on mirrored photos too:
-    src.data.random_resized_crop_flip): two passes."""
-    plain = probabilities(model, state, images)
-    mirrored = probabilities(model, state, images[..., ::-1])
-    n = len(state["class_names"])
-    return counts(plain.argmax(1), labels, n), counts((plain + mirrored).argmax(1), labels, n)
+    src.data.random_resized_crop_flip): two passes; and the plain pass's seconds per image."""
+    began = time.perf_counter()
+    plain = averaged(members, pixels)
+    seconds = (time.perf_counter() - began) / max(len(labels), 1)
+    mirrored = averaged(members, {size: images[..., ::-1] for size, images in pixels.items()})
+    n = len(members[0].state["class_names"])
+    return (
+        counts(plain.argmax(1), labels, n),
+        counts((plain + mirrored).argmax(1), labels, n),
+        seconds,
+    )
 
 
-def test_split(experiment: Path, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The held-out test images of the experiment's own data."""
+def test_split(
+    experiment: Path, sizes: list[int]
+) -> tuple[dict[int, np.ndarray], np.ndarray, list[str]]:
+    """The held-out test images of the experiment's own data, at each of `sizes`."""
     _, data_spec, _ = read_experiment_info(experiment)
-    cached = load_cache(prepare_cache(scan_images(data_spec.root), image_size))
-    test = split_of(cached)["test"]
-    return cached.images[test], cached.labels[test], cached.class_names
+    pixels: dict[int, np.ndarray] = {}
+    labels, classes = np.zeros(0, np.int64), []
+    for size in sizes:
+        cached = load_cache(prepare_cache(scan_images(data_spec.root), size))
+        test = split_of(cached)["test"]
+        pixels[size], labels, classes = cached.images[test], cached.labels[test], cached.class_names
+    return pixels, labels, classes
 
 
-def folder_images(data_dir: Path, image_size: int, classes: list[str]) -> tuple[np.ndarray, ...]:
-    """The images of a user's folder, labelled in the checkpoint's class order: all of them,
-    or of a pre-split folder its test split (what a search on it would hold out)."""
-    cached = load_cache(prepare_cache(scan_images(data_dir), image_size))
-    if sorted(cached.class_names) != sorted(classes):
-        missing = sorted(set(classes) - set(cached.class_names))
-        extra = sorted(set(cached.class_names) - set(classes))
-        raise DataError(
-            f"The classes of {data_dir} do not match the model's. Missing: "
-            f"{', '.join(missing) or 'none'}; not trained on: {', '.join(extra) or 'none'}. "
-            f"Use a folder with exactly these class folders: {', '.join(classes)}."
-        )
-    remap = np.array([classes.index(name) for name in cached.class_names])
-    chosen = split_of(cached)["test"] if cached.splits is not None else slice(None)
-    return np.asarray(cached.images[chosen]), remap[cached.labels[chosen]]
+def folder_images(
+    data_dir: Path, sizes: list[int], classes: list[str]
+) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """The images of a user's folder at each of `sizes`, labelled in the checkpoint's class
+    order: all of them, or of a pre-split folder its test split (what a search on it would
+    hold out)."""
+    pixels: dict[int, np.ndarray] = {}
+    for size in sizes:
+        cached = load_cache(prepare_cache(scan_images(data_dir), size))
+        if sorted(cached.class_names) != sorted(classes):
+            missing = sorted(set(classes) - set(cached.class_names))
+            extra = sorted(set(cached.class_names) - set(classes))
+            raise DataError(
+                f"The classes of {data_dir} do not match the model's. Missing: "
+                f"{', '.join(missing) or 'none'}; not trained on: {', '.join(extra) or 'none'}. "
+                f"Use a folder with exactly these class folders: {', '.join(classes)}."
+            )
+        remap = np.array([classes.index(name) for name in cached.class_names])
+        chosen = split_of(cached)["test"] if cached.splits is not None else slice(None)
+        pixels[size], labels = np.asarray(cached.images[chosen]), remap[cached.labels[chosen]]
+    return pixels, labels
 
 
 def plot_confusion(result: Evaluation, title: str) -> plt.Figure:
@@ -128,18 +159,18 @@ def plot_confusion(result: Evaluation, title: str) -> plt.Figure:
 
 def evaluate(checkpoint: Path, data_dir: Path | None, experiment: Path | None) -> Evaluation:
     """Score `checkpoint` on `data_dir`, or else on the test split of `experiment`'s data."""
-    model, state = load_model(checkpoint, local_device())
-    classes, size = state["class_names"], applied_size(state)
+    members = load_model(checkpoint, local_device())
+    classes, sizes = members[0].state["class_names"], sizes_of(members)
     if data_dir is not None:
-        images, labels = folder_images(data_dir, size, classes)
+        pixels, labels = folder_images(data_dir, sizes, classes)
     elif experiment is not None:
-        images, labels, test_classes = test_split(experiment, size)
+        pixels, labels, test_classes = test_split(experiment, sizes)
         if test_classes != classes:
             raise DataError(f"The classes of {experiment}'s data changed since training.")
     else:
         raise DataError("Say what to evaluate on: --name NAME (its test split) or --data-dir.")
-    plain, flipped = confusions(model, state, images, labels)
-    return Evaluation(classes, plain, images.shape[-1], flipped)
+    plain, flipped, seconds = confusions(members, pixels, labels)
+    return Evaluation(classes, plain, members[0].size, flipped, len(members), seconds)
 
 
 def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]:

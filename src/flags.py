@@ -63,8 +63,8 @@ def settings_from(args: argparse.Namespace) -> RunSettings:
     searcher, scheduler = RunSettings.searcher, RunSettings.scheduler
     if search:
         searcher, scheduler = resolve_method(args.searcher, args.scheduler)
-    only = {k: getattr(args, k) for k in ("grace_period", "reduction_factor",
-            "refit_image_size", "search_share", "final_weights") if hasattr(args, k)}  # fmt: skip
+    only = {k: getattr(args, k) for k in ("grace_period", "reduction_factor", "refit_image_size",
+            "search_share", "final_weights", "ensemble") if hasattr(args, k)}  # fmt: skip
     budget = getattr(args, "time_budget", None) or None  # 0: no limit
     for name in ("num_samples", "refit_epochs"):  # a time budget plans them unless typed
         typed = getattr(args, name, None)

@@ -1,9 +1,12 @@
 """A trained model applied to images: loading a model file or checkpoint, the side images are
 resized to, and normalising pixels as in training. Used by predict and evaluate; no Ray, no
-plotting, so that applying a model starts fast."""
+plotting, so that applying a model starts fast. A model file may hold an ensemble (`refit
+--ensemble K`): its own network and the others under "members", each with its own side and
+normalisation; their probabilities are averaged."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +22,46 @@ BATCH = 256  # images classified at a time: bounded memory for any number of ima
 MODEL_FORMAT = "hypertune-model/1"  # stored in a model file; tells it apart from other .pt files
 
 
+# What a network of a model file needs besides its weights: an ensemble's members (a trial's
+# checkpoint trimmed to these) carry their own, so that each gets its own input.
+APPLYING = ("config", "class_names", "image_size", "mean", "std", "inference_size")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One network of a model (an ensemble's member, or the only one) and the state that says
+    how images are prepared for it."""
+
+    model: Net
+    state: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return applied_size(self.state)
+
+
 def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[Net, dict[str, Any]]:
     model = build_model(state["config"], len(state["class_names"]), device)
     model.load_state_dict(state["model"])
     return model.eval(), state
 
 
-def load_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+def members_of(state: dict[str, Any], device: torch.device) -> list[Member]:
+    """The networks a loaded file holds: its own, then an ensemble's other members."""
+    return [Member(*model_from_state(s, device)) for s in [state, *state.get("members", [])]]
+
+
+def member_state(state: dict[str, Any]) -> dict[str, Any]:
+    """What an ensemble file keeps of a checkpoint: weights and APPLYING, no optimiser."""
+    return {"model": state["model"], **{k: state[k] for k in APPLYING if k in state}}
+
+
+def load_model(path: Path, device: torch.device) -> list[Member]:
     """A trial's checkpoint folder, or a model file (final_model.pt), ready to predict; a
     DataError that says so for anything else."""
     file = path / CHECKPOINT_FILE if path.is_dir() else path
     try:
-        return model_from_state(torch.load(file, map_location=device, weights_only=True), device)
+        return members_of(torch.load(file, map_location=device, weights_only=True), device)
     except Exception as err:  # not a file torch reads, or not one of ours
         raise DataError(
             f"{path} is not a hypertune checkpoint or model file ({type(err).__name__}: "
@@ -38,7 +69,7 @@ def load_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
         ) from None
 
 
-def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, Any]]:
+def load_final_model(path: Path, device: torch.device) -> list[Member]:
     """A model file written by `hypertune.py refit`, or a DataError that says what is wrong."""
     if not path.is_file():
         raise DataError(
@@ -57,7 +88,7 @@ def load_final_model(path: Path, device: torch.device) -> tuple[Net, dict[str, A
             f"{MODEL_FORMAT!r}). Use the final_model.pt that `hypertune.py refit` wrote; "
             f"a trial checkpoint can be scored with `hypertune.py evaluate --checkpoint`."
         )
-    return model_from_state(state, device)
+    return members_of(state, device)
 
 
 def applied_size(state: dict[str, Any]) -> int:
@@ -86,3 +117,14 @@ def probabilities(model: Net, state: dict[str, Any], pixels: np.ndarray) -> np.n
         for i in range(0, len(pixels), BATCH)
     ]
     return np.concatenate(chunks) if chunks else np.zeros((0, len(state["class_names"])))
+
+
+def sizes_of(members: list[Member]) -> list[int]:
+    """The sides images are read at for these members: one decode per side."""
+    return sorted({m.size for m in members})
+
+
+def averaged(members: list[Member], pixels: dict[int, np.ndarray]) -> np.ndarray:
+    """The members' class probabilities averaged, each member given the images at its side
+    (`pixels`: the same images at every side of sizes_of)."""
+    return np.mean([probabilities(m.model, m.state, pixels[m.size]) for m in members], axis=0)

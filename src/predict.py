@@ -22,8 +22,7 @@ import pandas as pd
 
 from src.device import local_device
 from src.images import IMAGE_SUFFIXES, DataError, UnreadableImage, read_image, readable
-from src.inference import applied_size, load_final_model, probabilities
-from src.model import Net
+from src.inference import Member, averaged, load_final_model, sizes_of
 from src.results import write_atomically
 
 BATCH = 64  # images decoded and classified at a time: bounded memory for any folder size
@@ -77,31 +76,34 @@ def collect_photos(inputs: list[Path], classes: list[str]) -> list[Photo]:
     return photos
 
 
-def decoded(photos: list[Photo], size: int) -> list[np.ndarray | str]:
-    """Each photo's pixels, or why it could not be read."""
-    out: list[np.ndarray | str] = []
+def decoded(photos: list[Photo], sizes: list[int]) -> list[dict[int, np.ndarray] | str]:
+    """Each photo's pixels at each of `sizes` (an ensemble's members may differ), or why it
+    could not be read."""
+    out: list[dict[int, np.ndarray] | str] = []
     for photo in photos:
         try:
-            out.append(read_image(photo.path, size))
+            out.append({size: read_image(photo.path, size) for size in sizes})
         except UnreadableImage as err:
             out.append(f"not a readable image ({err})")
     return out
 
 
-def predict(model: Net, state: dict[str, Any], photos: list[Photo], top_k: int) -> pd.DataFrame:
-    """One row per photo: predicted class and probability, the next top_k - 1 classes, the true
-    class where known, and an error for files that are not readable images."""
-    classes, size = state["class_names"], applied_size(state)
+def predict(members: list[Member], photos: list[Photo], top_k: int) -> pd.DataFrame:
+    """One row per photo: predicted class and probability (averaged over an ensemble's
+    members), the next top_k - 1 classes, the true class where known, and an error for files
+    that are not readable images."""
+    classes, sizes = members[0].state["class_names"], sizes_of(members)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(photos), BATCH):
         batch = photos[start : start + BATCH]
-        pixels_or_errors = decoded(batch, size)
-        decodable = [d for d in pixels_or_errors if not isinstance(d, str)]
-        probs = iter(probabilities(model, state, np.stack(decodable)) if decodable else [])
-        for photo, pixels in zip(batch, pixels_or_errors, strict=True):
+        pixels_or_errors = decoded(batch, sizes)
+        readable_ones = [d for d in pixels_or_errors if not isinstance(d, str)]
+        pixels = {size: np.stack([d[size] for d in readable_ones]) for size in sizes}
+        probs = iter(averaged(members, pixels) if readable_ones else [])
+        for photo, read in zip(batch, pixels_or_errors, strict=True):
             row: dict[str, Any] = {"path": readable(photo.path), "true_class": photo.label or ""}
-            if isinstance(pixels, str):
-                rows.append({**row, "error": pixels})
+            if isinstance(read, str):
+                rows.append({**row, "error": read})
                 continue
             p = next(probs)
             order = np.argsort(-p)[:top_k]
@@ -125,9 +127,9 @@ def accuracy_note(table: pd.DataFrame) -> str | None:
 
 
 def run_predict(model_path: Path, inputs: list[Path], top_k: int) -> pd.DataFrame:
-    model, state = load_final_model(model_path, local_device())
-    photos = collect_photos(inputs, state["class_names"])
-    return predict(model, state, photos, min(top_k, len(state["class_names"])))
+    members = load_final_model(model_path, local_device())
+    classes = members[0].state["class_names"]
+    return predict(members, collect_photos(inputs, classes), min(top_k, len(classes)))
 
 
 def predict_and_report(

@@ -32,10 +32,11 @@ from src.config import DEFAULT_REFIT_EPOCHS, EMA_HALF_LIFE, inference_size
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
-from src.evaluate import evaluate_and_report
-from src.inference import MODEL_FORMAT
+from src.evaluate import evaluate_and_report, ranked_checkpoints
+from src.inference import MODEL_FORMAT, member_state
 from src.model import build_model, count_parameters
 from src.results import (
+    CHECKPOINT_FILE,
     Evaluation,
     ExperimentFolder,
     read_experiment_info,
@@ -131,7 +132,7 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     asked for it), evaluate it once on the test split. With `seconds`, the epochs are planned
     again once the first has been timed, to end training within them."""
     experiment = Path(plan.experiment)
-    _, spec, _ = read_experiment_info(experiment)
+    settings, spec, _ = read_experiment_info(experiment)
     torch.set_num_threads(os.cpu_count() or 1)  # one process: every core
     seed_everything(plan.config["seed"])
     device = local_device()
@@ -143,10 +144,14 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     planned = plan.epochs
     model, average, plan, trained = train(plan, data, state_path, deadline)
     kept = model if average is None else average.model
+    members = ensemble_members(experiment, settings.ensemble - 1, data.class_names)
     model_path = files.model
-    save_atomically(model_file(kept, plan, data, spec.root, trained, command), model_path)
+    file = model_file(kept, plan, data, spec.root, trained, command)
+    save_atomically({**file, "members": members}, model_path)
     state_path.unlink()
     record_actual(experiment, "final_model", {
+        "members": 1 + len(members),  # networks averaged: the final model and trials as trained
+        "members_asked": settings.ensemble,  # --ensemble: more than the search kept is said
         "planned_epochs": planned,  # from the pace timed before training
         "epochs": plan.epochs,  # re-planned every epoch from the pace measured so far
         "planned_seconds": None if seconds is None else round(seconds, 1),
@@ -158,8 +163,29 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
         "accuracy": test.accuracy,
         "flip_accuracy": test.flip_accuracy,  # each test photo scored with its mirror too
         "images": int(test.confusion.sum()),
+        "ms_per_photo": round(1000 * (test.seconds_per_image or 0), 3),  # all members, here
     })  # fmt: skip
     return test
+
+
+def ensemble_members(experiment: Path, count: int, classes: list[str]) -> list[dict[str, Any]]:
+    """The `count` best trials' checkpoints as trained (src.evaluate.ranked_checkpoints), as a
+    model file keeps its other members (src.inference.member_state): they cost no training,
+    the search paid for them. Fewer where the search kept fewer, with a warning that says so."""
+    if count < 1:
+        return []
+    members = []
+    for checkpoint in ranked_checkpoints(experiment)[:count]:
+        state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        if state["class_names"] == classes:  # (the data folder changed since the search: not)
+            members.append(member_state(state))
+    if len(members) < count:
+        logger.warning(
+            f"--ensemble {count + 1} asks for {count} trials beside the final model; the search "
+            f"kept checkpoints of {len(members)}, so the ensemble has {len(members) + 1} "
+            f"network(s)."
+        )
+    return members
 
 
 def train(

@@ -123,6 +123,8 @@ class Evaluation:
     confusion: np.ndarray  # [true class, predicted class] counts
     image_size: int | None = None  # px the images were resized to (src.inference.applied_size)
     flipped: np.ndarray | None = None  # the same counts, each image scored with its mirror too
+    members: int = 1  # networks whose probabilities were averaged (an ensemble: refit --ensemble)
+    seconds_per_image: float | None = None  # of the plain pass, on the machine that scored it
 
     @property
     def accuracy(self) -> float:

@@ -273,17 +273,20 @@ def log_outcome(folder: Path, uri: str) -> None:
 def log_model(path: Path, uri: str, run_id: str) -> None:
     """The final model as an MLflow PyTorch model ("model"), loadable with
     `mlflow.pytorch.load_model("runs:/<run id>/model")` wherever torch is (hypertune's src/
-    travels with it): it takes float images (N, 3, S, S) normalised as its metadata says."""
+    travels with it): it takes float images (N, 3, S, S) normalised as its metadata says. Of
+    an ensemble, its own network: the members (final_model.pt, logged too) each need their
+    own input."""
     import mlflow
     import numpy as np
     import torch
     import torchvision
     from mlflow.models import infer_signature
 
-    from src.inference import applied_size, load_final_model
+    from src.inference import load_final_model
 
-    model, state = load_final_model(path, torch.device("cpu"))
-    side, classes = applied_size(state), state["class_names"]
+    own = load_final_model(path, torch.device("cpu"))[0]
+    model, state, side = own.model, own.state, own.size
+    classes = state["class_names"]
     signature = infer_signature(
         np.zeros((1, 3, side, side), np.float32), np.zeros((1, len(classes)), np.float32)
     )

@@ -47,6 +47,11 @@ def hypertune(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         (["--time-budget", "-5"], "--time-budget must be a positive number of minutes"),
         (["--name", "../escape"], "--name may hold"),
         (["--num-samples", "many"], "invalid int value"),
+        (["--ensemble", "0"], "--ensemble must be at least 1, got 0."),
+        (["--ensemble", "-2"], "--ensemble must be at least 1, got -2."),
+        (["--ensemble", "two"], "argument --ensemble: invalid int value: 'two'"),
+        (["--final-weights", "swa"], "argument --final-weights: invalid choice: 'swa'"),
+        (["--set", "cutout=1.5"], "cutout (a share of the image's side) must be in [0, 1)"),
         (["--learning-rate", "0.1"], "unrecognized arguments"),
         (["--num-sample", "3"], "unrecognized arguments: --num-sample"),  # no abbreviations
         (["--resume", "--name", "nope"], "There is no experiment 'nope'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +74,11 @@ def test_flip_tta_scores_each_image_by_the_mean_of_its_own_and_its_mirrors_proba
     train_images: Path, new_images: Path, tmp_path: Path
 ) -> None:
     checkpoint = checkpoint_after(2, train_images, tmp_path / "f")
-    model, state = load_model(checkpoint, torch.device("cpu"))
-    images, labels = folder_images(new_images, 32, state["class_names"])
-    plain = probabilities(model, state, images)
-    mirrored = probabilities(model, state, images[..., ::-1])  # each image left-right
+    (member,) = load_model(checkpoint, torch.device("cpu"))
+    model, state = member.model, member.state
+    pixels, labels = folder_images(new_images, [32], state["class_names"])
+    plain = probabilities(model, state, pixels[32])
+    mirrored = probabilities(model, state, pixels[32][..., ::-1])  # each image left-right
     assert not np.allclose(mirrored, plain, atol=1e-3)  # a CNN is not mirror-symmetric
     result = evaluate(checkpoint, new_images, None)
     assert result.accuracy == np.mean(plain.argmax(1) == labels)
@@ -87,7 +89,8 @@ def test_a_model_is_scored_at_the_side_it_records_a_checkpoint_at_its_own(
     train_images: Path, new_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checkpoint = checkpoint_after(2, train_images, tmp_path / "d")
-    model, state = load_model(checkpoint, torch.device("cpu"))
+    members = load_model(checkpoint, torch.device("cpu"))
+    state = members[0].state
     assert state["image_size"] == 32 and "inference_size" not in state  # a trial's checkpoint
     final = tmp_path / "final.pt"  # as a final model records it: a quarter larger
     torch.save(
@@ -102,7 +105,8 @@ def test_a_model_is_scored_at_the_side_it_records_a_checkpoint_at_its_own(
     monkeypatch.setattr(evaluate_module, "prepare_cache", recording)
     own, larger = evaluate(checkpoint, new_images, None), evaluate(final, new_images, None)
     assert decoded == [32, 40] and (own.image_size, larger.image_size) == (32, 40)
-    expected = confusion_matrix(model, state, *folder_images(new_images, 40, state["class_names"]))
+    as_final = [replace(members[0], state={**state, "inference_size": 40})]
+    expected = confusion_matrix(as_final, *folder_images(new_images, [40], state["class_names"]))
     assert (larger.confusion == expected).all()
 
 

@@ -91,7 +91,8 @@ def test_photos_are_classified_at_a_quarter_more_pixels_than_the_model_trained_a
     model: Path, photos: Path
 ) -> None:
     one = photos / "class_0" / "001.png"  # 57 px: resized on reading
-    net, state = load_final_model(model, torch.device("cpu"))
+    (own,) = load_final_model(model, torch.device("cpu"))
+    net, state = own.model, own.state
     assert state["image_size"] == 32
     row = run_predict(model, [one], top_k=3).set_index("class")["probability"]
     at = {size: probabilities(net, state, read_image(one, size)[None]).max() for size in (32, 40)}
@@ -175,7 +176,7 @@ def test_photos_named_in_any_encoding_are_trained_on_and_predicted(tmp_path: Pat
     (odd_class / "000.png").rename(odd_class / os.fsdecode(b"caf\xe9.png"))
     experiment = finished_experiment(tmp_path / "runs" / "exp", images, SMALL)
     refit(plan_refit(experiment, epochs=1, image_size=None, seed=0), "cmd")
-    _, state = load_final_model(experiment / MODEL_FILE, torch.device("cpu"))
+    state = load_final_model(experiment / MODEL_FILE, torch.device("cpu"))[0].state
     assert state["class_names"] == ["class_0", "class_1", "class_\ufffd"]
     out = tmp_path / "predictions.csv"
     result = predict("--model", str(experiment / MODEL_FILE), str(images), "--output", str(out))

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import SMALL, FakeClock, finished_experiment
@@ -14,11 +16,24 @@ from conftest import SMALL, FakeClock, finished_experiment
 import hypertune
 import src.refit
 from src import pipeline
+from src.config import DataSpec
+from src.console import summary_block
+from src.data import open_trial_data
 from src.device import Amp
-from src.images import write_synthetic_images
-from src.inference import MODEL_FORMAT
+from src.images import read_image, write_synthetic_images
+from src.inference import MODEL_FORMAT, load_final_model, probabilities
+from src.model import build_model
+from src.predict import run_predict
 from src.refit import plan_refit, refit
-from src.results import EVALUATION_DIR, MODEL_FILE, ExperimentFolder, plan_and_actual
+from src.results import (
+    EVALUATION_DIR,
+    MODEL_FILE,
+    TRIAL_PROGRESS,
+    ExperimentFolder,
+    plan_and_actual,
+    trial_folder_name,
+)
+from src.train import make_optimizer, save_checkpoint, train_epoch
 
 
 def counting(calls: list[int]) -> Callable[..., float]:
@@ -48,6 +63,7 @@ def test_refit_writes_one_self_contained_loadable_model(images: Path, tmp_path: 
     assert state["inference_size"] == 40  # applied to test images 1.25x its side
     assert state["config"] == plan.config
     assert state["weights"] == "raw" and state["trained_on"]["ema_half_life"] is None
+    assert state["members"] == []  # --ensemble 1: the one network, as before ensembles
     assert state["trained_on"]["splits"] == ["train", "val"]
     assert state["trained_on"]["images"] == 78  # 85% of 90: train + val, never test
     assert state["command"] == "python hypertune.py refit --name exp"
@@ -193,3 +209,52 @@ def test_a_timed_refit_trains_the_epochs_its_time_holds(
     trained = torch.load(experiment / MODEL_FILE, weights_only=True)["trained_on"]["epochs"]
     assert trained == 6  # re-planned from the first epoch's pace: 3 s at 0.5 s an epoch
     assert clock.monotonic() - start <= 3.0  # training ended within its time
+
+
+def trial_with_checkpoint(experiment: Path, images: Path, name: str, config: dict) -> Path:
+    """A trial folder as a search leaves it: a checkpoint after one epoch, and progress.csv
+    naming it."""
+    trial = experiment / trial_folder_name(name)
+    data = open_trial_data(DataSpec(images), config, torch.device("cpu"))
+    model = build_model(config, len(data.class_names), torch.device("cpu"))
+    optimizer, schedule = make_optimizer(model, config, 1, len(data.train))
+    train_epoch(model, data.train, optimizer, schedule)
+    (checkpoint := trial / "checkpoint_000000").mkdir(parents=True)
+    save_checkpoint(checkpoint, 1, model, optimizer, schedule, config, data)
+    progress = {"epoch": 1, "val_accuracy": 0.5, "checkpoint_dir_name": checkpoint.name}
+    pd.DataFrame([progress]).to_csv(trial / TRIAL_PROGRESS, index=False)
+    return trial
+
+
+@pytest.mark.parametrize("asked", [3, 5])
+def test_an_ensemble_file_averages_the_final_model_and_the_best_trials_each_at_its_side(
+    images: Path, tmp_path: Path, asked: int
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL, ensemble=asked)
+    trials = {"best": {**SMALL, "image_size": 32}, "second": {**SMALL, "image_size": 48},
+              "third": {**SMALL, "image_size": 32, "fc_units": 64}}  # fmt: skip
+    done = {"status": "completed", "epochs": 1, "best_epoch": 1, "compute_seconds": 1.0,
+            "seconds_per_epoch": 1.0, "val_images": 9, "seed": 0}  # fmt: skip
+    rows = []
+    for (name, config), score in zip(trials.items(), (0.9, 0.8, 0.7), strict=True):
+        trial = trial_with_checkpoint(experiment, images, name, {**config, "seed": 0})
+        rows.append({**config, **done, "trial_id": name, "best_val_accuracy": score,
+                     "path": str(trial)})  # fmt: skip
+    pd.DataFrame(rows).to_csv(ExperimentFolder(experiment).summary, index=False)
+    result = refit(plan_refit(experiment, epochs=2, image_size=None, seed=0), "cmd")
+
+    members = load_final_model(experiment / MODEL_FILE, torch.device("cpu"))
+    expected = min(asked, 1 + len(trials))  # the search kept three trials' checkpoints
+    assert len(members) == result.members == expected
+    assert [m.size for m in members[:3]] == [40, 32, 48]  # final at 1.25x; trials at their own
+    assert plan_and_actual(experiment)[1]["final_model"]["members_asked"] == asked
+    block = summary_block(experiment, pd.DataFrame(rows), result, "best")
+    assert f"ensemble       {expected} networks averaged" in block
+    assert ("the search kept no more" in block) is (asked > expected)
+    # predict averages each member's probabilities, each member reading the photo at its side
+    photo = next((images / "class_1").glob("*.png"))
+    row = run_predict(experiment / MODEL_FILE, [photo], top_k=1).iloc[0]
+    by_hand = np.mean([probabilities(m.model, m.state, read_image(photo, m.size)[None])[0]
+                       for m in members], axis=0)  # fmt: skip
+    assert row["probability"] == pytest.approx(by_hand.max(), abs=1e-6)
+    assert row["class"] == members[0].state["class_names"][by_hand.argmax()]

@@ -9,6 +9,7 @@ nothing is trained, so the members cost no minutes of the run's budget, only pas
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def scores(experiment: Path, max_k: int) -> dict[str, float]:
     """Test accuracy of the final model with 0 .. max_k-1 trials beside it, and ms per photo."""
     cpu = torch.device("cpu")
     members = load_model(experiment / MODEL_FILE, cpu)[:1]
-    members += [load_model(c, cpu)[0] for c in ranked_checkpoints(experiment)[: max_k - 1]]
+    best = itertools.islice(ranked_checkpoints(experiment), max_k - 1)
+    members += [load_model(checkpoint, cpu)[0] for checkpoint in best]
     row: dict[str, float] = {}
     for k in range(1, len(members) + 1):
         pixels, labels, classes = test_split(experiment, sizes_of(members[:k]))

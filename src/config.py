@@ -47,7 +47,8 @@ DEFAULT_START: dict[str, Any] = {
 AUGMENTATION = ("jitter", "crop_scale", "cutout")
 
 # Hyperparameters added after runs were saved, with the value those runs trained with: an
-# older trial's or model's config reads as if it had said so (current_config).
+# older trial's or model's config reads as if it had said so (current_config). Not
+# DEFAULT_START's values: those may change, what old runs trained with does not.
 ADDED_LATER: dict[str, Any] = {"crop_scale": 0.35, "cutout": 0.0}
 
 # What a conv block may be (src/model.py): plain (VGG), residual (ResNet's skip), se
@@ -122,10 +123,10 @@ MIN_IMAGE_SIZE = 32  # 4 conv blocks halve it 4 times
 MAX_IMAGE_SIZE = 512  # every image is cached at this size: 768 KiB each, 64x the work of 64 px
 # A final model is applied (evaluate, predict) to images this many times the side it trained at
 # (inference_size). Its random resized crops (area a ~ U(crop_scale, 1), src/data.py) magnified
-# objects by 1/sqrt(a), 1.26x on average, against a whole image at the same side (Touvron et
-# al. 2019, "FixRes"). On validation only long-trained models gained from it (journal entry
-# 14): final models are applied at it; trials validate, and their checkpoints are applied, at
-# their own side.
+# objects by 1/sqrt(a), 1.26x on average at crop_scale 0.35, against a whole image at the same
+# side (Touvron et al. 2019, "FixRes"). On validation only long-trained models gained from it
+# (journal entry 14): final models are applied at it; trials validate, and their checkpoints
+# are applied, at their own side.
 INFERENCE_SIZE_FACTOR = 1.25
 
 

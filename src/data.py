@@ -177,7 +177,8 @@ class BatchStream:
         self.images, self.labels, self.indices = images, labels, indices
         self.batch_size, self.train = batch_size, train
         augment = {**{name: DEFAULT_START[name] for name in AUGMENTATION}, **(augment or {})}
-        self.jitter, self.crop_scale, self.cutout = (augment[name] for name in AUGMENTATION)
+        self.jitter, self.crop_scale = augment["jitter"], augment["crop_scale"]
+        self.cutout = augment["cutout"]
         # Fewer images than one batch: the one batch there is.
         self.used = len(indices)
         if full_batches and len(indices) >= batch_size:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +26,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from loguru import logger
 
@@ -53,18 +55,20 @@ def best_checkpoint(experiment: Path) -> Path:
             f"{experiment} has no {summary.name}: it is not a finished hypertune experiment "
             f"(resume it with --resume, or pass --checkpoint)."
         )
-    if not (checkpoints := ranked_checkpoints(experiment)):
+    if (checkpoint := next(ranked_checkpoints(experiment), None)) is None:
         raise DataError(f"No trial of {experiment} kept a checkpoint; nothing to evaluate.")
-    return checkpoints[0]
+    return checkpoint
 
 
-def ranked_checkpoints(experiment: Path) -> list[Path]:
-    """Each trial's checkpoint at its best epoch, best trial first; trials that kept none (and
-    an experiment without a summary: no search) give none."""
-    if not ExperimentFolder(experiment).summary.is_file():
-        return []
-    found = [trial_checkpoint(Path(path)) for path in ranked(read_summary(experiment))["path"]]
-    return [checkpoint for checkpoint in found if checkpoint is not None]
+def ranked_checkpoints(experiment: Path) -> Iterator[Path]:
+    """Each trial's checkpoint at its best epoch, best trial first, read as asked for; trials
+    that kept none, and an experiment without trials (no search: a summary without paths, or
+    none), give none."""
+    folder = ExperimentFolder(experiment)
+    table = read_summary(experiment) if folder.summary.is_file() else pd.DataFrame()
+    for path in ranked(table)["path"] if "path" in table else []:
+        if (checkpoint := trial_checkpoint(Path(path))) is not None:
+            yield checkpoint
 
 
 def trial_checkpoint(trial: Path) -> Path | None:
@@ -185,7 +189,8 @@ def write_evaluation(result: Evaluation, folder: Path, title: str) -> list[Path]
         "accuracy": result.accuracy,
         "flip_accuracy": result.flip_accuracy,  # each image scored with its mirror image too
         "images": int(result.confusion.sum()),
-        "image_size": result.image_size,
+        "image_size": result.image_size,  # of the model's own network (an ensemble's first)
+        "members": result.members,  # networks averaged (refit --ensemble)
         "title": title,
         "confusion": result.confusion.tolist(),
         "class_names": result.class_names,

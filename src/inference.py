@@ -22,11 +22,6 @@ BATCH = 256  # images classified at a time: bounded memory for any number of ima
 MODEL_FORMAT = "hypertune-model/1"  # stored in a model file; tells it apart from other .pt files
 
 
-# What a network of a model file needs besides its weights: an ensemble's members (a trial's
-# checkpoint trimmed to these) carry their own, so that each gets its own input.
-APPLYING = ("config", "class_names", "image_size", "mean", "std", "inference_size")
-
-
 @dataclass(frozen=True)
 class Member:
     """One network of a model (an ensemble's member, or the only one) and the state that says
@@ -51,9 +46,10 @@ def members_of(state: dict[str, Any], device: torch.device) -> list[Member]:
     return [Member(*model_from_state(s, device)) for s in [state, *state.get("members", [])]]
 
 
-def member_state(state: dict[str, Any]) -> dict[str, Any]:
-    """What an ensemble file keeps of a checkpoint: weights and APPLYING, no optimiser."""
-    return {"model": state["model"], **{k: state[k] for k in APPLYING if k in state}}
+def member_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """What an ensemble file keeps of a trial's checkpoint: its weights and what applying it
+    needs (src.data.TrialData.applying_state), not what continuing its training would."""
+    return {k: v for k, v in checkpoint.items() if k not in ("optimizer", "schedule", "epoch")}
 
 
 def load_model(path: Path, device: torch.device) -> list[Member]:

@@ -13,6 +13,7 @@ error row that says why; the others are still predicted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,10 @@ def predict(members: list[Member], photos: list[Photo], top_k: int) -> pd.DataFr
         batch = photos[start : start + BATCH]
         pixels_or_errors = decoded(batch, sizes)
         readable_ones = [d for d in pixels_or_errors if not isinstance(d, str)]
-        pixels = {size: np.stack([d[size] for d in readable_ones]) for size in sizes}
-        probs = iter(averaged(members, pixels) if readable_ones else [])
+        probs: Iterator[np.ndarray] = iter([])
+        if readable_ones:
+            pixels = {size: np.stack([d[size] for d in readable_ones]) for size in sizes}
+            probs = iter(averaged(members, pixels))
         for photo, read in zip(batch, pixels_or_errors, strict=True):
             row: dict[str, Any] = {"path": readable(photo.path), "true_class": photo.label or ""}
             if isinstance(read, str):

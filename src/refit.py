@@ -28,7 +28,7 @@ from loguru import logger
 from torch import nn
 
 from src.budget import epochs_that_fit
-from src.config import DEFAULT_REFIT_EPOCHS, EMA_HALF_LIFE, inference_size
+from src.config import DEFAULT_REFIT_EPOCHS, EMA_HALF_LIFE, current_config, inference_size
 from src.console import Ticker, clock
 from src.data import TrialData, open_trial_data
 from src.device import Amp, describe_device, graphs_wanted, local_device, seed_everything
@@ -101,7 +101,7 @@ def interrupted_epochs(experiment: Path, config: dict[str, Any]) -> int | None:
     """The planned epochs of an interrupted refit of this configuration (and so size), if any:
     a time-budgeted refit continues with its plan rather than one measured anew."""
     state = resume_state(ExperimentFolder(experiment).refit_state)
-    plan = (state or {}).get("plan", {})
+    plan = current_plan((state or {}).get("plan", {}))
     same = plan.get("config") == config
     return int(plan["epochs"]) if same else None
 
@@ -122,9 +122,15 @@ def resume_state(path: Path, plan: RefitPlan | None = None) -> dict[str, Any] | 
     except Exception as err:  # a damaged file is not worth failing for: start over
         logger.warning(f"Ignoring the unreadable refit state {path} ({err}); starting over.")
         return None
-    # States saved before the plan's size lived in its config alone said it twice.
-    saved = {k: v for k, v in state.get("plan", {}).items() if k != "image_size"}
-    return state if plan is None or saved == asdict(plan) else None
+    return state if plan is None or current_plan(state.get("plan", {})) == asdict(plan) else None
+
+
+def current_plan(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved plan as today's RefitPlan says it: states from before the size lived in the
+    config alone said it twice; from before final weights could be averaged, they were raw;
+    their configs lack the hyperparameters added since (config.current_config)."""
+    plan = {"weights": "raw", **{k: v for k, v in saved.items() if k != "image_size"}}
+    return {**plan, "config": current_config(plan["config"])} if "config" in plan else plan
 
 
 def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evaluation:
@@ -142,9 +148,9 @@ def refit(plan: RefitPlan, command: str, seconds: float | None = None) -> Evalua
     began = time.monotonic()
     deadline = None if seconds is None else began + seconds
     planned = plan.epochs
+    members = ensemble_members(experiment, settings.ensemble - 1, data.class_names)  # (no cost)
     model, average, plan, trained = train(plan, data, state_path, deadline)
     kept = model if average is None else average.model
-    members = ensemble_members(experiment, settings.ensemble - 1, data.class_names)
     model_path = files.model
     file = model_file(kept, plan, data, spec.root, trained, command)
     save_atomically({**file, "members": members}, model_path)
@@ -172,18 +178,20 @@ def ensemble_members(experiment: Path, count: int, classes: list[str]) -> list[d
     """The `count` best trials' checkpoints as trained (src.evaluate.ranked_checkpoints), as a
     model file keeps its other members (src.inference.member_state): they cost no training,
     the search paid for them. Fewer where the search kept fewer, with a warning that says so."""
-    if count < 1:
-        return []
-    members = []
-    for checkpoint in ranked_checkpoints(experiment)[:count]:
+    members: list[dict[str, Any]] = []
+    other_classes = 0
+    for checkpoint in ranked_checkpoints(experiment) if count > 0 else []:
         state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        if state["class_names"] == classes:  # (the data folder changed since the search: not)
+        if state["class_names"] != classes:  # the data folder changed since the search
+            other_classes += 1
+        elif len(members) < count:
             members.append(member_state(state))
     if len(members) < count:
+        skipped = f" ({other_classes} of another set of classes left out)" if other_classes else ""
         logger.warning(
             f"--ensemble {count + 1} asks for {count} trials beside the final model; the search "
-            f"kept checkpoints of {len(members)}, so the ensemble has {len(members) + 1} "
-            f"network(s)."
+            f"kept checkpoints of {len(members)} usable ones{skipped}, so the ensemble has "
+            f"{len(members) + 1} network(s)."
         )
     return members
 

@@ -21,7 +21,6 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from src.config import (
-    DEFAULT_START,
     HYPERPARAMETERS,
     METRIC,
     SEARCHABLE,
@@ -371,11 +370,12 @@ def best_config(experiment_dir: Path) -> dict[str, Any]:
 
 def config_of(row: pd.Series) -> dict[str, Any]:
     """The hyperparameters of a summary row, typed (a CSV reads 32 as 32.0); image_size only
-    where the row has it, the block type from `residual` (summaries from before either)."""
-    names = [n for n in SEARCHABLE if n in DEFAULT_START or pd.notna(row.get(n))]
-    names.remove("block")
+    where the row has it, the block type from `residual`, and hyperparameters added since
+    (config.ADDED_LATER) as they trained (summaries from before any of them)."""
+    names = [n for n in SEARCHABLE if n != "block" and pd.notna(row.get(n))]
     block = block_of({"block": row.get("block"), "residual": row.get("residual", True)})
-    return {**{name: value_type(name)(row[name]) for name in names}, "block": block}
+    typed = {name: value_type(name)(row[name]) for name in names}
+    return current_config({**typed, "block": block})
 
 
 @contextmanager

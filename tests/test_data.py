@@ -262,3 +262,16 @@ def test_a_training_stream_cuts_out_as_its_config_says(side: float, erases: bool
     (x, _), (v, _) = next(iter(train)), next(iter(val))
     assert bool((x == 0).any()) is erases
     assert not (v == 0).any()  # validation images are never augmented
+
+
+def test_the_crops_smallest_area_reaches_the_training_stream() -> None:
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    labels, split = torch.zeros(8, dtype=torch.long), torch.arange(8)
+    zero, one = torch.zeros(3), torch.ones(3)
+
+    def first_batch(crop_scale: float) -> torch.Tensor:
+        augment = {"crop_scale": crop_scale}
+        return next(iter(BatchStream(images, labels, split, 8, zero, one, True, 0, augment)))[0]
+
+    assert torch.equal(first_batch(0.35), first_batch(0.35))  # the same seed, the same crops
+    assert not torch.allclose(first_batch(0.35), first_batch(0.9))  # other areas drawn

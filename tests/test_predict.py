@@ -185,3 +185,14 @@ def test_photos_named_in_any_encoding_are_trained_on_and_predicted(tmp_path: Pat
     table = pd.read_csv(out)
     assert len(table) == 36 and (table["error"].isna()).all()
     assert (table["true_class"] == "class_\ufffd").sum() == 12
+
+
+def test_only_unreadable_files_get_their_error_rows_and_no_traceback(
+    model: Path, photos: Path
+) -> None:
+    broken = photos / "class_2" / "broken.png"
+    table = run_predict(model, [broken], top_k=1)
+    assert list(table["error"]) == [table["error"].iloc[0]] and len(table) == 1
+    assert table["error"].iloc[0].startswith("not a readable image")
+    result = predict("--model", str(model), str(broken))
+    assert result.returncode == 0 and "Traceback" not in result.stderr

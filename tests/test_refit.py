@@ -16,7 +16,7 @@ from conftest import SMALL, FakeClock, finished_experiment
 import hypertune
 import src.refit
 from src import pipeline
-from src.config import DataSpec
+from src.config import ADDED_LATER, DataSpec
 from src.console import summary_block
 from src.data import open_trial_data
 from src.device import Amp
@@ -33,7 +33,7 @@ from src.results import (
     plan_and_actual,
     trial_folder_name,
 )
-from src.train import make_optimizer, save_checkpoint, train_epoch
+from src.train import WeightAverage, make_optimizer, save_checkpoint, train_epoch
 
 
 def counting(calls: list[int]) -> Callable[..., float]:
@@ -102,8 +102,12 @@ def test_interrupted_refit_leaves_no_model_and_continues(
     state_path = ExperimentFolder(experiment).refit_state
     saved = torch.load(state_path, weights_only=True)
     assert saved["epoch"] == 2
-    # As a version before today's wrote it (the size beside the config, too): still resumed.
-    torch.save({**saved, "plan": {**saved["plan"], "image_size": plan.image_size}}, state_path)
+    # As versions before today's wrote it (the size beside the config, no weights, a config
+    # without the augmentation's hyperparameters): still resumed.
+    old_config = {k: v for k, v in saved["plan"]["config"].items() if k not in ADDED_LATER}
+    old_plan = {k: v for k, v in saved["plan"].items() if k != "weights"}
+    old_plan |= {"image_size": plan.image_size, "config": old_config}
+    torch.save({**saved, "plan": old_plan}, state_path)
 
     monkeypatch.setattr(src.refit, "train_epoch", counting(epochs_run))
     refit(plan, "cmd")
@@ -127,8 +131,14 @@ def test_an_ema_refit_saves_the_averaged_weights_and_resumes_their_average(
         return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3)
+    updates: list[int] = []
+    real_update = WeightAverage.update
+    monkeypatch.setattr(
+        WeightAverage, "update", lambda self: updates.append(1) or real_update(self)
+    )
     with pytest.raises(KeyboardInterrupt):
         refit(plan, "cmd")
+    assert len(updates) == 2 * 3  # after every step: 2 epochs of 3 batches (78 images, 32 each)
     saved = torch.load(ExperimentFolder(experiment).refit_state, weights_only=True)
     raw, averaged = saved["model"], saved["average"]
     floats = [k for k, v in raw.items() if v.is_floating_point()]
@@ -224,6 +234,26 @@ def trial_with_checkpoint(experiment: Path, images: Path, name: str, config: dic
     progress = {"epoch": 1, "val_accuracy": 0.5, "checkpoint_dir_name": checkpoint.name}
     pd.DataFrame([progress]).to_csv(trial / TRIAL_PROGRESS, index=False)
     return trial
+
+
+def test_an_old_summary_without_the_augmentations_columns_is_refit_as_it_trained(
+    images: Path, tmp_path: Path
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL)
+    summary = ExperimentFolder(experiment).summary
+    pd.read_csv(summary).drop(columns=list(ADDED_LATER)).to_csv(summary, index=False)
+    plan = plan_refit(experiment, epochs=1, image_size=None, seed=0)
+    assert plan.config == {**SMALL, "image_size": 32, "seed": 0, **ADDED_LATER}
+
+
+def test_an_ensemble_without_trials_to_add_is_the_final_model_alone(
+    images: Path, tmp_path: Path
+) -> None:
+    experiment = finished_experiment(tmp_path / "exp", images, SMALL, ensemble=2)  # no paths
+    result = refit(plan_refit(experiment, epochs=1, image_size=None, seed=0), "cmd")
+    assert result.members == 1
+    assert torch.load(experiment / MODEL_FILE, weights_only=True)["members"] == []
+    assert plan_and_actual(experiment)[1]["final_model"]["members_asked"] == 2
 
 
 @pytest.mark.parametrize("asked", [3, 5])

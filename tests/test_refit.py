@@ -133,9 +133,12 @@ def test_an_ema_refit_saves_the_averaged_weights_and_resumes_their_average(
     monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3)
     updates: list[int] = []
     real_update = WeightAverage.update
-    monkeypatch.setattr(
-        WeightAverage, "update", lambda self: updates.append(1) or real_update(self)
-    )
+
+    def counted(self: WeightAverage) -> None:
+        updates.append(1)
+        real_update(self)
+
+    monkeypatch.setattr(WeightAverage, "update", counted)
     with pytest.raises(KeyboardInterrupt):
         refit(plan, "cmd")
     assert len(updates) == 2 * 3  # after every step: 2 epochs of 3 batches (78 images, 32 each)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,20 @@ def counting(calls: list[int]) -> Callable[..., float]:
     def epoch(*args: object, **kwargs: object) -> float:
         calls.append(1)
         return 1.0
+
+    return epoch
+
+
+def killed_in_epoch_3(epochs_run: list[int]) -> Callable[..., float]:
+    """train_epoch, interrupted as Ctrl-C would in the middle of the third epoch; the epochs it
+    trained are counted in `epochs_run`."""
+    real_epoch = src.refit.train_epoch
+
+    def epoch(*args: Any, **kwargs: Any) -> float:
+        if len(epochs_run) == 2:
+            raise KeyboardInterrupt
+        epochs_run.append(1)
+        return real_epoch(*args, **kwargs)
 
     return epoch
 
@@ -86,16 +101,8 @@ def test_interrupted_refit_leaves_no_model_and_continues(
 ) -> None:
     experiment = finished_experiment(tmp_path / "exp", images, SMALL)
     plan = plan_refit(experiment, epochs=5, image_size=None, seed=0)
-    real_epoch = src.refit.train_epoch
     epochs_run: list[int] = []
-
-    def killed_in_epoch_3(*args: object, **kwargs: object) -> float:
-        if len(epochs_run) == 2:
-            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of the third epoch
-        epochs_run.append(1)
-        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3)
+    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3(epochs_run))
     with pytest.raises(KeyboardInterrupt):
         refit(plan, "cmd")
     assert not (experiment / MODEL_FILE).exists()
@@ -121,16 +128,8 @@ def test_an_ema_refit_saves_the_averaged_weights_and_resumes_their_average(
     experiment = finished_experiment(tmp_path / "exp", images, SMALL, final_weights="ema")
     plan = plan_refit(experiment, epochs=3, image_size=None, seed=0)
     assert plan.weights == "ema"
-    real_epoch = src.refit.train_epoch
     epochs_run: list[int] = []
-
-    def killed_in_epoch_3(*args: object, **kwargs: object) -> float:
-        if len(epochs_run) == 2:
-            raise KeyboardInterrupt
-        epochs_run.append(1)
-        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3)
+    monkeypatch.setattr(src.refit, "train_epoch", killed_in_epoch_3(epochs_run))
     updates: list[int] = []
     real_update = WeightAverage.update
 

@@ -33,7 +33,7 @@ from loguru import logger
 from src.config import METRIC
 from src.data import split_of
 from src.device import local_device
-from src.images import DataError, load_cache, prepare_cache, scan_images
+from src.images import CachedImages, DataError, load_cache, prepare_cache, scan_images
 from src.inference import Member, averaged, load_model, sizes_of
 from src.results import (
     CHECKPOINT_FILE,
@@ -119,13 +119,11 @@ def test_split(
 ) -> tuple[dict[int, np.ndarray], np.ndarray, list[str]]:
     """The held-out test images of the experiment's own data, at each of `sizes`."""
     _, data_spec, _ = read_experiment_info(experiment)
-    pixels: dict[int, np.ndarray] = {}
-    labels, classes = np.zeros(0, np.int64), []
-    for size in sizes:
-        cached = load_cache(prepare_cache(scan_images(data_spec.root), size))
-        test = split_of(cached)["test"]
-        pixels[size], labels, classes = cached.images[test], cached.labels[test], cached.class_names
-    return pixels, labels, classes
+    caches = caches_at(data_spec.root, sizes)
+    first = caches[sizes[0]]  # every size holds the same files, labels and split
+    test = split_of(first)["test"]
+    pixels = {size: np.asarray(cached.images[test]) for size, cached in caches.items()}
+    return pixels, first.labels[test], first.class_names
 
 
 def folder_images(
@@ -134,21 +132,26 @@ def folder_images(
     """The images of a user's folder at each of `sizes`, labelled in the checkpoint's class
     order: all of them, or of a pre-split folder its test split (what a search on it would
     hold out)."""
-    pixels: dict[int, np.ndarray] = {}
-    for size in sizes:
-        cached = load_cache(prepare_cache(scan_images(data_dir), size))
-        if sorted(cached.class_names) != sorted(classes):
-            missing = sorted(set(classes) - set(cached.class_names))
-            extra = sorted(set(cached.class_names) - set(classes))
-            raise DataError(
-                f"The classes of {data_dir} do not match the model's. Missing: "
-                f"{', '.join(missing) or 'none'}; not trained on: {', '.join(extra) or 'none'}. "
-                f"Use a folder with exactly these class folders: {', '.join(classes)}."
-            )
-        remap = np.array([classes.index(name) for name in cached.class_names])
-        chosen = split_of(cached)["test"] if cached.splits is not None else slice(None)
-        pixels[size], labels = np.asarray(cached.images[chosen]), remap[cached.labels[chosen]]
-    return pixels, labels
+    caches = caches_at(data_dir, sizes)
+    first = caches[sizes[0]]  # every size holds the same files, labels and split
+    if sorted(first.class_names) != sorted(classes):
+        missing = sorted(set(classes) - set(first.class_names))
+        extra = sorted(set(first.class_names) - set(classes))
+        raise DataError(
+            f"The classes of {data_dir} do not match the model's. Missing: "
+            f"{', '.join(missing) or 'none'}; not trained on: {', '.join(extra) or 'none'}. "
+            f"Use a folder with exactly these class folders: {', '.join(classes)}."
+        )
+    remap = np.array([classes.index(name) for name in first.class_names])
+    chosen = split_of(first)["test"] if first.splits is not None else slice(None)
+    pixels = {size: np.asarray(cached.images[chosen]) for size, cached in caches.items()}
+    return pixels, remap[first.labels[chosen]]
+
+
+def caches_at(root: Path, sizes: list[int]) -> dict[int, CachedImages]:
+    """The decoded images of the folder `root` at each of `sizes` (the folder scanned once)."""
+    folder = scan_images(root)
+    return {size: load_cache(prepare_cache(folder, size)) for size in sizes}
 
 
 def plot_confusion(result: Evaluation, title: str) -> plt.Figure:

@@ -43,7 +43,7 @@ HOUR_SEARCH_S, HOUR_START_S, HOUR_PACES_S = 24 * 60, 11.36, (19.5, 22.85)
 def planned_trials(settings: RunSettings, pace: float) -> int:
     others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings))
     start = (settings.max_epochs, trial_seconds(settings.max_epochs, HOUR_START_S))
-    return search_forecast(HOUR_SEARCH_S, 2, start, others)[0]
+    return search_forecast(HOUR_SEARCH_S, [0.0, 0.0], itertools.chain([start], others))[0]
 
 
 def main() -> None:

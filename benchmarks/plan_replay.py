@@ -1,52 +1,136 @@
-"""The time plan of finished runs replayed with today's forecast (src/budget.py search_forecast):
-for each experiment folder under the given folders, the trials and epochs its plan recorded, the
-forecast from the same measured paces and the seconds its search had, and what ran
-(hypertune.json's plan and actual.search). No training; prints in a second.
+"""The time plan of finished runs replayed with today's code (src/budget.py): for each experiment
+folder under the given folders, the trials its plan recorded, the forecast from the same measured
+paces and the seconds its search had (search_forecast), the re-plan from the trials' own reports
+as the run would have made it a given number of seconds into the search (replanned_trials, from
+each trial's result.json), and what ran (hypertune.json's plan and actual.search). No training;
+prints in a second.
 
-    .venv/bin/python benchmarks/plan_replay.py logs/ray_results/e20/equal_time-10min
+    .venv/bin/python benchmarks/plan_replay.py logs/ray_results/e20/equal_time-10min --at 30 60
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.budget import expected_epochs, search_forecast, trial_seconds  # noqa: E402
-from src.results import plan_and_actual, read_experiment_info  # noqa: E402
+from src.budget import (  # noqa: E402
+    COST_SAMPLES,
+    CostModel,
+    TrialSoFar,
+    batches_per_epoch,
+    drawn_configs,
+    elements_of,
+    expected_epochs,
+    replanned_trials,
+    search_forecast,
+    trial_seconds,
+)
+from src.config import RunSettings, start_config  # noqa: E402
+from src.results import plan_and_actual, read_experiment_info, read_summary  # noqa: E402
 
 
-def replay(folder: Path) -> tuple[int, float, int, float, int, int] | None:
-    """(recorded plan's trials and epochs, the forecast's, what ran), or None for a folder
-    without a plan and a search."""
-    plan, actual = plan_and_actual(folder)
-    if not plan or "search" not in actual or not plan.get("concurrent"):
-        return None
-    settings, _, _ = read_experiment_info(folder)
-    ran = actual["search"]
+def forecast(settings: RunSettings, plan: dict[str, Any], seconds: float) -> int:
+    """Today's forecast from the paces the plan measured and priced."""
     start = (settings.max_epochs, trial_seconds(settings.max_epochs, plan["epoch_seconds"]))
     pace = plan["trial_epoch_seconds"]
     others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings))
-    trials, epochs = search_forecast(ran["seconds"], plan["concurrent"], start, others)
-    return plan["trials"], plan["epochs"], trials, epochs, ran["trials"], ran["epochs"]
+    free = [0.0] * plan["concurrent"]
+    return search_forecast(seconds, free, itertools.chain([start], others))[0]
+
+
+def cost_model(settings: RunSettings, plan: dict[str, Any], val: int) -> CostModel:
+    """The plan's cost model; for a plan from before it was recorded, the one through the two
+    figures it did record (the start's pace, and the mean over the configurations drawn as
+    src.budget.price_space draws them: two equations, two parts). Training images: the
+    validation split's, at 70 / 15."""
+    if plan.get("cost_model"):
+        return CostModel(**plan["cost_model"])
+    train = round(val * 70 / 15)
+    start = {**start_config(settings), "seed": settings.seed}
+    drawn = drawn_configs(settings, start, COST_SAMPLES)
+
+    def parts(config: dict[str, Any]) -> tuple[float, float]:
+        batches = batches_per_epoch(train, val, config["batch_size"])
+        return batches, batches * config["batch_size"] * elements_of(config)
+
+    (b0, w0), mean = parts(start), np.mean([parts(c) for c in drawn], axis=0)
+    per_batch, per_element = np.linalg.solve(
+        [[b0, w0], mean], [plan["epoch_seconds"], plan["trial_epoch_seconds"]]
+    )
+    return CostModel(float(per_batch), float(per_element), train, val)
+
+
+def reports(folder: Path) -> list[tuple[float, dict[str, Any], list[tuple[float, float]]]]:
+    """Each trial as (when it started, its configuration, its reports: when each came and the
+    epoch's seconds), times in seconds since the search began; the starting configuration
+    first, then in the order the trials started."""
+    table = read_summary(folder)
+    trials = [results_of(folder, row.trial_id) for row in table.itertuples()]
+    trials = [t for t in trials if t[2]]
+    zero = min(began for began, _, _ in trials)
+    starts = [not row.is_start for row in table.itertuples() if row.epochs]
+    ordered = sorted(zip(starts, trials, strict=True), key=lambda t: (t[0], t[1][0]))
+    return [(began - zero, config, [(w - zero, s) for w, s in rows])
+            for _, (began, config, rows) in ordered]  # fmt: skip
+
+
+def results_of(folder: Path, trial_id: str) -> tuple[float, dict[str, Any], list]:
+    lines = (folder / f"trial_{trial_id}" / "result.json").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    if not rows:
+        return 0.0, {}, []
+    first = rows[0]  # a trial began its first epoch's seconds and its set-up before it
+    began = first["timestamp"] - first["time_this_iter_s"] - first.get("setup_seconds", 0)
+    return began, first["config"], [(r["timestamp"], r["epoch_seconds"]) for r in rows]
+
+
+def replay_at(
+    settings: RunSettings, plan: dict[str, Any], model: CostModel, trials: list, at: float,
+    seconds: float,
+) -> int | None:  # fmt: skip
+    """The re-plan the run would have shown `at` seconds into its search."""
+    so_far = []
+    for began, config, rows in trials:
+        if began > at:
+            continue
+        seen = [s for when, s in rows if when <= at]
+        running = any(when > at for when, _ in rows)
+        pace = sum(seen) / len(seen) if seen else None
+        so_far.append(TrialSoFar(len(seen), pace, model.epoch_seconds(config), running))
+    left = max(seconds - at, 0)
+    return replanned_trials(settings, plan["trial_epoch_seconds"], so_far, plan["concurrent"], left)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="experiments, or folders of them")
+    parser.add_argument("--at", nargs="+", type=float, default=[30.0, 60.0],
+                        help="seconds into the search to replay the re-plan at")  # fmt: skip
     args = parser.parse_args()
     found = [f.parent for root in args.folders for f in sorted(root.glob("**/hypertune.json"))]
-    print(f"{'experiment':24} {'recorded plan':>15} {'forecast now':>15} {'ran':>11}  trials")
+    heads = " ".join(f"{f'at {a:g} s':>8}" for a in args.at)
+    print(f"{'experiment':24} {'recorded':>8} {'forecast':>8} {heads} {'ran':>4}")
     for folder in found:
-        if (row := replay(folder)) is not None:
-            then, then_epochs, now, now_epochs, ran, ran_epochs = row
-            print(
-                f"{folder.name:24} {then:4d} tr {then_epochs:5.1f} ep {now:4d} tr "
-                f"{now_epochs:5.1f} ep {ran:3d} tr {ran_epochs:3d} ep  {now / ran - 1:+.0%}"
-            )
+        plan, actual = plan_and_actual(folder)
+        if not plan or "search" not in actual or not plan.get("concurrent"):
+            continue
+        settings, _, _ = read_experiment_info(folder)
+        seconds, ran = actual["search"]["seconds"], actual["search"]["trials"]
+        trials = reports(folder)
+        model = cost_model(settings, plan, int(read_summary(folder)["val_images"].max()))
+        replans = [replay_at(settings, plan, model, trials, a, seconds) for a in args.at]
+        cells = " ".join(f"{'-' if n is None else n:>8}" for n in replans)
+        print(f"{folder.name:24} {plan['trials']:8d} {forecast(settings, plan, seconds):8d} "
+              f"{cells} {ran:4d}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class BudgetPlan:
     trials: int  # what fits (or what --num-samples asked for)
     epochs: float  # what they train: the start every epoch, the others trial_epochs each
     refit_seconds: float  # the rest, less the evaluation at the end
+    cost_model: CostModel | None = None  # what priced the space; the run's re-plan prices with it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,43 +164,80 @@ def rung_shares(rungs: tuple[int, ...], max_epochs: int, factor: int) -> float:
 
 
 def search_forecast(
-    seconds: float, slots: int, start: tuple[float, float], others: Iterable[tuple[float, float]]
+    seconds: float, free_at: list[float], trials: Iterable[tuple[float, float]]
 ) -> tuple[int, float]:
-    """Trials a search starts in `seconds` with `slots` trials at once, and the epochs they
-    train: the starting configuration first (it is the yardstick; ASHA never stops it), then
-    the others in the order they start, each taking the slot that frees first, as Tune's loop
-    hands them out. Each is (epochs, seconds it holds its slot). A trial that starts before the
-    end counts, as the run counts it, with the epochs it has time for (journal entry 22: the
-    trials the time limit cuts short are most of what a plan that counted only trials that fit
-    whole missed)."""
-    free = [0.0] * slots  # when each slot is next free: a heap
-    trials, epochs = 0, 0.0
-    for trial_epochs, cost in itertools.chain([start], others):
+    """Trials a search starts in the next `seconds`, and the epochs they train: `trials` in the
+    order they start, each taking the slot that frees first, as Tune's loop hands them out;
+    `free_at` says when each slot is next free (a new search: all at 0, and its first trial is
+    the starting configuration, the yardstick that ASHA never stops). Each trial is (epochs,
+    seconds it holds its slot). A trial that starts before the end counts, as the run counts
+    it, with the epochs it has time for (journal entry 22: the trials the time limit cuts short
+    are most of what a plan that counted only trials that fit whole missed)."""
+    free = list(free_at)  # when each slot is next free: a heap
+    heapq.heapify(free)
+    started, epochs = 0, 0.0
+    for trial_epochs, cost in trials:
         begins = heapq.heappop(free)
         if not begins < seconds:
             break
         trained = min(
             1.0, max(seconds - begins - TRIAL_OVERHEAD_S, 0.0) / (cost - TRIAL_OVERHEAD_S)
         )
-        trials, epochs = trials + 1, epochs + trial_epochs * trained
+        started, epochs = started + 1, epochs + trial_epochs * trained
         heapq.heappush(free, begins + cost)
-    return trials, epochs
+    return started, epochs
 
 
-def trials_in_reach(
-    held: list[float], running: list[float], slots: int, seconds_left: float
+@dataclass(frozen=True)
+class TrialSoFar:
+    """A trial of a running search, as its reports show it."""
+
+    epochs: int  # reported so far
+    pace: float | None  # seconds per epoch, the mean of its reports (None before the first)
+    priced: float  # seconds per epoch, as the plan's cost model prices its configuration
+    running: bool
+
+
+def replanned_trials(
+    settings: RunSettings,
+    priced_trial: float,
+    so_far: list[TrialSoFar],
+    slots: int,
+    seconds_left: float,
 ) -> int | None:
-    """How many more trials the search can start, re-planned from what it has shown: as many
-    as the slots' time left holds once the running ones are done, each costing what the ended
-    ones took on average (`held`: seconds each ended trial held its slot; `running`: seconds
-    each running one has held its, which goes on to the average at least). None before two
-    trials have ended (too little to go on)."""
-    if len(held) < 2:
+    """The trials a search will have started by its end, re-planned from what its trials
+    report (`so_far`: those started, in the order they started, the start first): the plan's
+    forecast again, with the price of a trial to come (`priced_trial`: an average trial's
+    seconds per epoch over the space) scaled by how the reported paces compare with the
+    prices of the same configurations; the running trials holding their slots, at their own
+    pace, for the epochs they can still expect (to their next rung at least); the trials to
+    come expecting what ASHA lets trials in their place train. None before any trial has
+    reported an epoch. Issue 40: the plan's timing of a few batches read up to a quarter slow
+    inside runs (journal entry 27); a few trials' own paces would not do for the trials to
+    come, as the first draws of a space whose costs span 4x may all be cheap ones (entry 23)."""
+    reported = [(t.pace * t.epochs, t.priced * t.epochs) for t in so_far if t.pace is not None]
+    priced = sum(price for _, price in reported)
+    if priced <= 0:  # nothing reported yet
         return None
-    per_trial = statistics.fmean(held)
-    still = sum(max(per_trial - age, 0.0) for age in running)
-    free = max(slots * seconds_left - still, 0.0)
-    return math.floor(free / per_trial)
+    speed = sum(paced for paced, _ in reported) / priced
+    trial_pace = speed * priced_trial
+    expected = expected_epochs(settings)
+    busy = []
+    for i, trial in enumerate(so_far):
+        due = float(settings.max_epochs) if i == 0 else next(expected)
+        if trial.running:
+            stop = next_rung(settings.rungs(), settings.max_epochs, trial.epochs)
+            pace = speed * trial.priced if trial.pace is None else trial.pace
+            busy.append(max(max(due, stop) - trial.epochs, 0.0) * (pace + EPOCH_OVERHEAD_S))
+    busy += [0.0] * max(slots - len(busy), 0)
+    to_come = ((epochs, trial_seconds(epochs, trial_pace)) for epochs in expected)
+    return len(so_far) + search_forecast(seconds_left, busy, to_come)[0]
+
+
+def next_rung(rungs: tuple[int, ...], max_epochs: int, epochs: int) -> int:
+    """The earliest epoch at which a trial that has trained `epochs` and still runs can end:
+    its scheduler's next rung, or max_epochs."""
+    return min([rung for rung in rungs if rung > epochs] + [max_epochs])
 
 
 @dataclass(frozen=True)
@@ -289,10 +327,11 @@ def price_space(
     start: dict[str, Any],
     spec: DataSpec,
     trials_on: tuple[torch.device, int],
-) -> tuple[float, float]:
+) -> tuple[float, float, CostModel]:
     """Seconds per epoch of the starting configuration (timed) and of an average drawn trial
     (the cost model through the start and the costliest configuration, both timed), each
-    timed as the trials will run: on their device, so many at once (`trials_on`)."""
+    timed as the trials will run: on their device, so many at once (`trials_on`); and the
+    cost model."""
     device, together = trials_on
     heaviest = costliest(settings, start)
     timed, train, val = [], 0, 0
@@ -303,7 +342,8 @@ def price_space(
         timed.append((config, per_batch))
     model = CostModel.fit(timed, train, val)
     drawn = drawn_configs(settings, start, COST_SAMPLES)
-    return model.epoch_seconds(start), statistics.fmean(map(model.epoch_seconds, drawn))
+    average = statistics.fmean(map(model.epoch_seconds, drawn))
+    return model.epoch_seconds(start), average, model
 
 
 def epoch_seconds(
@@ -415,7 +455,8 @@ def plan_budget(
     if trials_on is None:
         return BudgetPlan(settings.time_budget, 0.0, math.nan, math.nan, 0, 0.0, 0, 0.0, refit)
     concurrent = trials_on[1]
-    pace, trial_pace = price_space(settings, {**start, "seed": settings.seed}, spec, trials_on)
+    start = {**start, "seed": settings.seed}
+    pace, trial_pace, cost_model = price_space(settings, start, spec, trials_on)
     start_trial = (settings.max_epochs, trial_seconds(settings.max_epochs, pace))
     others: Iterator[tuple[float, float]] = (
         (epochs, trial_seconds(epochs, trial_pace)) for epochs in expected_epochs(settings)
@@ -423,14 +464,14 @@ def plan_budget(
     if settings.num_samples:  # a typed count: no time limit decides it
         others = itertools.islice(others, settings.num_samples - 1)
     trials, planned_epochs = search_forecast(
-        max(search - spent, 0), concurrent, start_trial, others
+        max(search - spent, 0), [0.0] * concurrent, itertools.chain([start_trial], others)
     )
     trials = settings.num_samples or max(trials, 1)  # the start, at the least
     expected = list(itertools.islice(expected_epochs(settings), max(trials - 1, 1)))
     epochs = statistics.fmean(expected)  # an average trial's, for the plan's line
     return BudgetPlan(
         settings.time_budget, search, pace, trial_pace, concurrent, epochs, trials,
-        planned_epochs, refit,
+        planned_epochs, refit, cost_model,
     )  # fmt: skip
 
 

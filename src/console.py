@@ -98,7 +98,7 @@ def plan_lines(folder: Path) -> list[str]:
     lines = []
     if plan.get("trials") and search:
         lines.append(
-            f"search: {plan['trials']} trials planned, {search['trials']} ran; "
+            f"search: {plan['trials']} trials planned{replanned(search)}, {search['trials']} ran; "
             f"~{plan['epochs']:.0f} epochs planned, {search['epochs']} trained; "
             f"{plan['search_seconds'] / 60:.1f} min planned, {search['seconds'] / 60:.1f} ran"
         )
@@ -117,6 +117,17 @@ def plan_lines(folder: Path) -> list[str]:
             f"{final['seconds'] / 60:.1f} ran"
         )
     return [f"{'plan vs run' if i == 0 else '':<15}{line}" for i, line in enumerate(lines)]
+
+
+def replanned(search: dict) -> str:
+    """The trials re-planned from the run's own pace (src.progress.PlanFollower): the first
+    count and the last, with the second each came."""
+    steps = search.get("replanned") or []
+    if not steps:
+        return ""
+    ends = steps[:1] + steps[1:][-1:]
+    counts = ", then ".join(f"{trials} at {clock(seconds)}" for seconds, trials in ends)
+    return f" (re-planned from the trials' pace: {counts})"
 
 
 def ensemble_line(folder: Path, test: Evaluation) -> str | None:

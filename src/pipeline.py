@@ -111,7 +111,7 @@ def run_within_budget(
         settings = replace(settings, num_samples=plan.trials)
         limit = started + plan.search_seconds - time.monotonic()
         table = run_experiment(
-            settings, data_spec, resources=resources, time_limit=limit, budget=plan.as_dict(),
+            settings, data_spec, resources=resources, time_limit=limit, budget=plan,
             command=command, trial_ceiling=ceiling,
         )  # fmt: skip
     else:

@@ -35,6 +35,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.hyperopt import HyperOptSearch
 from ray.tune.stopper import TimeoutStopper
 
+from src.budget import BudgetPlan
 from src.commands import resume_command
 from src.config import (
     METRIC,
@@ -50,7 +51,7 @@ from src.config import (
 )
 from src.device import forced_cpu, gpu_problem
 from src.errors import HypertuneError, Interrupted
-from src.progress import ProgressLine
+from src.progress import PlanFollower, ProgressLine
 from src.results import (
     ExperimentFolder,
     record_actual,
@@ -386,15 +387,15 @@ def progress_line(
     trials: int | None,
     epoch_budget: int | None,
     time_limit: float | None,
-    slots: int = 1,
+    follower: PlanFollower | None = None,
 ) -> ProgressLine:
-    """The progress line of one experiment (`slots` trials at once); it counts an ASHA trial
-    to its next rung."""
+    """The progress line of one experiment; it counts an ASHA trial to its next rung, and
+    under a time limit the trials its `follower` re-plans."""
     rungs: tuple[int, ...] = ()
     if asha_run:
         rungs = settings.rungs()
     return ProgressLine(
-        settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit, slots
+        settings.name, trials, settings.max_epochs, epoch_budget, rungs, time_limit, follower
     )
 
 
@@ -408,10 +409,12 @@ def build_tuner(
     trials: int | None = None,
     epoch_budget: int | None = None,
     time_limit: float | None = None,
+    follower: PlanFollower | None = None,
 ) -> tune.Tuner:
     """The Tuner of one experiment; unless verbose, with hypertune's progress line for its
     `trials` (or its `epoch_budget`) in place of Ray's console output. `time_limit` (seconds):
-    the search ends there, its running trials stopped (Tune's time_budget_s)."""
+    the search ends there, its running trials stopped (Tune's time_budget_s); a time plan's
+    `follower` re-plans its trials as they report."""
     space, tune_config = plan
     if time_limit is not None:
         stop = SearchTimeLimit(time_limit)
@@ -422,10 +425,10 @@ def build_tuner(
         callbacks = [*(callbacks or []), TrialRuns(folder, settings.mlflow, settings.max_epochs)]
     if not settings.verbose:
         asha_run = isinstance(tune_config.scheduler, ASHAScheduler)
-        line = progress_line(
-            settings, asha_run, trials, epoch_budget, time_limit, resources.concurrent
-        )
+        line = progress_line(settings, asha_run, trials, epoch_budget, time_limit, follower)
         callbacks = [*(callbacks or []), line]
+    if follower is not None:
+        callbacks = [*(callbacks or []), follower]
     # Tune's newer console output prints a config box and paths even at verbose=0; its classic
     # one, at verbose=0, prints nothing. Read when fit() starts; set both ways, as the
     # environment outlives this call (and reaches child processes).
@@ -482,7 +485,7 @@ def run_experiment(
     callbacks: list[tune.Callback] | None = None,
     resources: TrialResources | None = None,
     time_limit: float | None = None,
-    budget: dict[str, Any] | None = None,
+    budget: BudgetPlan | None = None,
     command: str | None = None,
     trial_ceiling: int | None = None,
 ) -> pd.DataFrame:
@@ -497,17 +500,23 @@ def run_experiment(
     else:
         plan = grid_plan(grid, settings, resources.concurrent)
     monitor = monitor or ConcurrencyMonitor()
+    follower = None
+    if budget is not None and budget.cost_model is not None and time_limit is not None:
+        follower = PlanFollower(settings, budget, time_limit)
     tuner = build_tuner(
         settings, data_spec, resources, plan, [monitor, *(callbacks or [])],
-        trials=expected_trials(settings, grid), time_limit=time_limit,
+        trials=expected_trials(settings, grid), time_limit=time_limit, follower=follower,
     )  # fmt: skip
-    write_experiment_info(settings, data_spec, grid, budget, command)
+    plan_figures = None if budget is None else budget.as_dict()
+    write_experiment_info(settings, data_spec, grid, plan_figures, command)
     started = time.monotonic()
     results = fit(tuner)
     seconds = time.monotonic() - started
     logger.info(f"At most {monitor.max_running} trials ran at once.")
     table = finish(results, settings, grid)
     figures = search_figures(table, monitor, resources.concurrent, seconds)
+    if follower is not None:  # the trials re-planned from the run's pace: [second, trials]
+        figures["replanned"] = [list(step) for step in follower.history]
     record_actual(ExperimentFolder.of(settings).path, "search", figures)
     return table
 

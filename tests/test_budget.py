@@ -143,6 +143,11 @@ def test_a_time_budgeted_run_ends_within_its_budget(
     # trial the ceiling allows ran.
     assert len(table) == src.budget.TRIALS_BEYOND_PLAN * plan["trials"]
     assert table["is_start"].sum() == 1  # the yardstick, among the trials
+    # The plan followed the run: re-planned from the trials' reports, each count with its second.
+    replanned = json.loads((tmp_path / "exp" / EXPERIMENT_INFO).read_text())["actual"]["search"][
+        "replanned"
+    ]
+    assert replanned and all(seconds >= 0 and trials >= 1 for seconds, trials in replanned)
     assert outcome.test_accuracy is not None and (tmp_path / "exp" / MODEL_FILE).is_file()
     epochs = torch.load(tmp_path / "exp" / MODEL_FILE, weights_only=True)["trained_on"]["epochs"]
     # The time left, not a fixed count (the pace timed before training allows 1 epoch).

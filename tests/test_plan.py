@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,19 +17,20 @@ import torch
 import src.budget
 from src.budget import (
     CostModel,
+    TrialSoFar,
     batch_seconds,
     costliest,
     drawn_configs,
     expected_epochs,
     plan_budget,
+    replanned_trials,
     search_forecast,
     trial_seconds,
-    trials_in_reach,
 )
 from src.config import DEFAULT_START, DataSpec, RunSettings
 from src.console import plan_lines
 from src.model import forward_elements
-from src.progress import ProgressLine
+from src.progress import PlanFollower, ProgressLine
 from src.results import EXPERIMENT_INFO, record_actual, write_experiment_info
 
 START = {**DEFAULT_START, "image_size": 64, "seed": 0}
@@ -110,7 +110,8 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
     epochs = list(itertools.islice(expected_epochs(SETTINGS), 100))
     others = [(e, trial_seconds(e, plan.trial_epoch_seconds)) for e in epochs]
     start = (20, trial_seconds(20, plan.epoch_seconds))
-    assert (plan.trials, plan.epochs) == search_forecast(24 * 60, 2, start, others)
+    forecast = search_forecast(24 * 60, [0.0, 0.0], [start, *others])
+    assert (plan.trials, plan.epochs) == forecast
     assert plan.trial_epochs == pytest.approx(sum(epochs[: plan.trials - 1]) / (plan.trials - 1))
     assert "priced over the space" in plan.describe(SETTINGS)
 
@@ -144,48 +145,92 @@ def test_the_forecast_counts_every_trial_that_starts_before_the_end() -> None:
     # One slot, 250 s: the start (10 epochs, 100 s), then trials of 3 epochs, 30 s each, begin
     # at 100, 130, 160, 190 and 220 s; the last ends at 250 s, just in time: 6 trials, 25 epochs.
     others = itertools.repeat((3, 30.0))
-    assert search_forecast(250.0, 1, (10, 100.0), others) == (6, 25.0)
+    assert search_forecast(250.0, [0.0], itertools.chain([(10, 100.0)], others)) == (6, 25.0)
     # Two slots, 100 s: the start holds one throughout; trials of 4 epochs, 42 s each, begin at
     # 0, 42 and 84 s on the other. The last is cut by the end: 14 of its 40 s of epochs (2 s
     # setting up), 1.4 epochs. 4 trials, 10 + 4 + 4 + 1.4 epochs.
-    trials, epochs = search_forecast(100.0, 2, (10, 100.0), itertools.repeat((4, 42.0)))
+    trials, epochs = search_forecast(
+        100.0, [0.0, 0.0], itertools.chain([(10, 100.0)], itertools.repeat((4, 42.0)))
+    )
     assert trials == 4 and epochs == pytest.approx(19.4)
     # Early trials cost more (ASHA lets more of them on): on one slot of 160 s after a 100 s
     # start, 10 + 20 s trials end by 130 s and the 30 s one that begins then ends at 160 s.
     early = [(1, 10.0), (2, 20.0), (3, 30.0), (4, 40.0)]
-    assert search_forecast(160.0, 1, (10, 100.0), early) == (4, 16.0)
-    assert search_forecast(50.0, 1, (10, 100.0), early)[0] == 1  # the start alone, cut short
+    assert search_forecast(160.0, [0.0], [(10, 100.0), *early]) == (4, 16.0)
+    assert search_forecast(50.0, [0.0], [(10, 100.0), *early])[0] == 1  # the start, cut short
+    # Slots busy at first: free after 30 and 200 s; trials of 30 s begin at 30, 60 and 90 s.
+    assert search_forecast(100.0, [200.0, 30.0], itertools.repeat((3, 30.0)))[0] == 3
+
+
+FIFO = replace(SETTINGS, scheduler="fifo", max_epochs=4)  # every trial trains 4 epochs
+
+
+def running(epochs: int, pace: float | None, priced: float = 10.0) -> TrialSoFar:
+    return TrialSoFar(epochs, pace, priced, running=True)
 
 
 def test_slow_first_trials_lower_the_trial_count() -> None:
-    assert trials_in_reach([10.0], [], slots=2, seconds_left=100) is None  # too little to go on
-    # Two trials held their slots 40 s each; one runs for 10 s so far; 55 s left on 2 slots:
-    # it holds its slot 30 s more, which leaves 80 s: 2 more trials.
-    assert trials_in_reach([40.0, 40.0], [10.0], slots=2, seconds_left=55) == 2
-    assert trials_in_reach([4.0, 4.0], [], slots=2, seconds_left=55) == 27  # fast: more
-    assert trials_in_reach([40.0, 40.0], [10.0], slots=2, seconds_left=0) == 0  # at the end
+    assert src.budget.EPOCH_OVERHEAD_S == 0.05 and src.budget.TRIAL_OVERHEAD_S == 2.0
+    assert replanned_trials(FIFO, 10.0, [running(0, None)], slots=2, seconds_left=100) is None
+    # As priced (10 s an epoch): the start has 2 epochs to go (20.1 s), the second trial 3
+    # (30.15 s); trials to come hold a slot 4 x 10.05 + 2 = 42.2 s, and begin at 20.1, 30.15,
+    # 62.3 and 72.35 s of the 100 left: 2 + 4 trials.
+    as_priced = [running(2, 10.0), running(1, 10.0)]
+    assert replanned_trials(FIFO, 10.0, as_priced, slots=2, seconds_left=100) == 6
+    # Twice as slow as priced: they free at 40.1 and 60.15 s, a trial holds its slot 82.2 s,
+    # and only those two begin before the end.
+    slow = [running(2, 20.0), running(1, 20.0)]
+    assert replanned_trials(FIFO, 10.0, slow, slots=2, seconds_left=100) == 4
+    # A costlier trial that trains as fast as its price says is no slower machine: the trials
+    # to come keep their price (the space's average), only its own slot frees later.
+    costly = [running(2, 10.0), running(1, 20.0, priced=20.0)]
+    assert replanned_trials(FIFO, 10.0, costly, slots=2, seconds_left=100) == 5
+    # An ended trial frees its slot now: trials begin at 0, 20.1, 42.2, 62.3 and 84.4 s.
+    ended = [running(2, 10.0), TrialSoFar(4, 10.0, 10.0, running=False)]
+    assert replanned_trials(FIFO, 10.0, ended, slots=2, seconds_left=100) == 7
+    # At the end of the search no more begin.
+    assert replanned_trials(FIFO, 10.0, as_priced, slots=2, seconds_left=0) == 2
+
+
+def test_a_running_trial_is_expected_to_its_next_rung() -> None:
+    # Under ASHA (rungs 4 and 12 of 20) a late trial expects about 8 epochs; one that passed
+    # epoch 4 trains to 12 at least: 7 more at 10.05 s hold the one slot 70.35 s.
+    assert SETTINGS.rungs() == (4, 12)
+    ended = [TrialSoFar(20, 10.0, 10.0, running=False)] * 150
+    so_far = [*ended, running(5, 10.0)]
+    assert next(itertools.islice(expected_epochs(SETTINGS), 150, None)) < 9
+    assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=70) == 151
+    assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=71) == 152
 
 
 def test_the_progress_line_shows_the_re_planned_count() -> None:
-    line = ProgressLine("search", trials=20, max_epochs=10, time_limit=100.0, slots=2)
+    model = CostModel(per_batch=0.0, per_element=1e-7, train_images=2300, val_images=500)
+    plan = src.budget.BudgetPlan(10, 100.0, model.epoch_seconds(START), 10.0, 2, 4.0, 20, 80.0,
+                                 0.0, model)  # fmt: skip
+    follower = PlanFollower(FIFO, plan, time_limit=100.0)
+    line = ProgressLine("search", trials=20, max_epochs=4, time_limit=100.0, follower=follower)
     line.epochs_at_start = 0
-    now = time.monotonic()
-    ended: list[Any] = [
-        SimpleNamespace(trial_id=i, status="TERMINATED", last_result={"training_iteration": 4})
-        for i in "ab"
-    ]
-    for t in ended:
-        line.started[t.trial_id] = now - 40
-        line.ended(t)
-    assert line.describe(ended, elapsed=45.0).startswith("search 2/4 (re-planned) trials done")
-    stopped_by_the_limit: list[Any] = [  # ended without Tune's "complete" callback
-        SimpleNamespace(trial_id="c", status="TERMINATED", last_result={"training_iteration": 1})
-    ]
-    assert line.describe(ended + stopped_by_the_limit, elapsed=100.0).startswith(
-        "search 3/3 (re-planned) trials done"
+    start: Any = SimpleNamespace(trial_id="a", status="RUNNING", config=START,
+                                 last_result={"training_iteration": 1})  # fmt: skip
+    assert line.describe([start], elapsed=1.0).startswith("search 0/20 trials done")
+    result = {"training_iteration": 1, "epoch_seconds": 2 * model.epoch_seconds(START)}
+    follower.on_trial_result(1, [start], start, result)  # twice as slow as priced
+    assert follower.history and follower.history[-1][1] == follower.trials
+    assert line.describe([start], elapsed=5.0).startswith(
+        f"search 0/{follower.trials} (re-planned) trials done"
+    )
+    started: list[Any] = [start] + [
+        SimpleNamespace(trial_id=i, status="TERMINATED", config=START,
+                        last_result={"training_iteration": 1}) for i in "bcdefghijklmnopqrstuvwxyz"
+    ]  # fmt: skip
+    assert line.describe(started, elapsed=99.0).startswith(
+        "search 25/26 (re-planned) trials done"
     )  # never fewer planned than started
-    fresh = ProgressLine("search", trials=20, max_epochs=10, time_limit=100.0, slots=2)
-    assert fresh.describe([], elapsed=1.0).startswith("search 0/20 trials done")
+    assert (
+        ProgressLine("search", trials=20, max_epochs=4)
+        .describe([], 1.0)
+        .startswith("search 0/20 trials done")
+    )
 
 
 def test_the_summary_sets_the_plan_beside_what_ran(tmp_path: Path) -> None:
@@ -207,6 +252,11 @@ def test_the_summary_sets_the_plan_beside_what_ran(tmp_path: Path) -> None:
     assert info["plan"] == plan and info["actual"]["search"] == search
     lines = "\n".join(plan_lines(folder))
     assert "search: 30 trials planned, 26 ran; ~97 epochs planned, 90 trained" in lines
+    record_actual(folder, "search", {**search, "replanned": [[15.2, 10], [31.0, 24], [200.4, 26]]})
+    assert (
+        "search: 30 trials planned (re-planned from the trials' pace: 10 at 0:15, then 26 at "
+        "3:20), 26 ran" in "\n".join(plan_lines(folder))
+    )
     assert "4.0 min planned, 3.9 ran" in lines
     assert "1.9 of 2 slots busy on average: a slot stood idle 0.8 s per trial" in lines
     assert "0.4 s setting up and 0.05 s per epoch on its checkpoint" in lines

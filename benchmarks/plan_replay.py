@@ -2,8 +2,10 @@
 folder under the given folders, the trials its plan recorded, the forecast from the same measured
 paces and the seconds its search had (search_forecast), the re-plan from the trials' own reports
 as the run would have made it a given number of seconds into the search (replanned_trials, from
-each trial's result.json), and what ran (hypertune.json's plan and actual.search). No training;
-prints in a second.
+each trial's result.json), and what ran (hypertune.json's plan and actual.search); then over all
+runs, the counts' geometric mean against what ran and the runs within 20 %, and how many of
+the other trials the starting configuration beat at the first rung (what START_DRAWS models;
+`--start-draws` replays with another value). No training; prints in a few seconds.
 
     .venv/bin/python benchmarks/plan_replay.py logs/ray_results/e20/equal_time-10min --at 30 60
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import src.budget  # noqa: E402
 from src.budget import (  # noqa: E402
     COST_SAMPLES,
     CostModel,
@@ -93,6 +97,23 @@ def results_of(folder: Path, trial_id: str) -> tuple[float, dict[str, Any], list
     return began, first["config"], [(r["timestamp"], r["epoch_seconds"]) for r in rows]
 
 
+def start_beats(folder: Path, settings: RunSettings) -> float:
+    """The share of the other trials whose validation accuracy at the first rung the starting
+    configuration beat (ties count half): how much better than a random draw the start is
+    (src/budget.py START_DRAWS)."""
+    rung = (settings.rungs() or (1,))[0]
+    scores = {}
+    for row in read_summary(folder).itertuples():
+        lines = (folder / f"trial_{row.trial_id}" / "result.json").read_text().splitlines()
+        at_rung = [r for r in map(json.loads, filter(None, lines))
+                   if r["training_iteration"] == rung]  # fmt: skip
+        if at_rung:
+            scores[row.trial_id] = (at_rung[0]["val_accuracy"], bool(row.is_start))
+    start = next(score for score, is_start in scores.values() if is_start)
+    others = [score for score, is_start in scores.values() if not is_start]
+    return sum((o < start) + 0.5 * (o == start) for o in others) / len(others)
+
+
 def replay_at(
     settings: RunSettings, plan: dict[str, Any], model: CostModel, trials: list, at: float,
     seconds: float,
@@ -115,10 +136,20 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="experiments, or folders of them")
     parser.add_argument("--at", nargs="+", type=float, default=[30.0, 60.0],
                         help="seconds into the search to replay the re-plan at")  # fmt: skip
+    parser.add_argument(
+        "--start-draws",
+        type=int,
+        default=src.budget.START_DRAWS,
+        help="how strong the simulation takes the start to be (src/budget.py)",
+    )
     args = parser.parse_args()
+    src.budget.START_DRAWS = args.start_draws
+    src.budget.asha_epochs.cache_clear()
     found = [f.parent for root in args.folders for f in sorted(root.glob("**/hypertune.json"))]
     heads = " ".join(f"{f'at {a:g} s':>8}" for a in args.at)
-    print(f"{'experiment':24} {'recorded':>8} {'forecast':>8} {heads} {'ran':>4}")
+    print(f"{'experiment':24} {'recorded':>8} {'forecast':>8} {heads} {'ran':>4}  start beats")
+    columns: list[list[tuple[int | None, int]]] = [[] for _ in range(2 + len(args.at))]
+    beats: list[float] = []
     for folder in found:
         plan, actual = plan_and_actual(folder)
         if not plan or "search" not in actual or not plan.get("concurrent"):
@@ -128,9 +159,26 @@ def main() -> None:
         trials = reports(folder)
         model = cost_model(settings, plan, int(read_summary(folder)["val_images"].max()))
         replans = [replay_at(settings, plan, model, trials, a, seconds) for a in args.at]
-        cells = " ".join(f"{'-' if n is None else n:>8}" for n in replans)
-        print(f"{folder.name:24} {plan['trials']:8d} {forecast(settings, plan, seconds):8d} "
-              f"{cells} {ran:4d}")  # fmt: skip
+        counts = [plan["trials"], forecast(settings, plan, seconds), *replans]
+        for column, count in zip(columns, counts, strict=True):
+            column.append((count, ran))
+        cells = " ".join(f"{'-' if n is None else n:>8}" for n in counts)
+        beats.append(start_beats(folder, settings))
+        print(f"{folder.name:24} {cells} {ran:4d}  {beats[-1]:.2f}")
+    print(f"{'planned / ran, geo. mean':24} " + " ".join(f"{geo_mean(c):8.2f}" for c in columns))
+    print(f"{'runs within 20 %':24} " + " ".join(f"{within(c):>8}" for c in columns))
+    print(f"the start beat {sum(beats) / len(beats):.2f} of the other trials at the first rung")
+
+
+def geo_mean(pairs: list[tuple[int | None, int]]) -> float:
+    logs = [math.log(n / ran) for n, ran in pairs if n]
+    return math.exp(sum(logs) / len(logs)) if logs else math.nan
+
+
+def within(pairs: list[tuple[int | None, int]]) -> str:
+    """Runs whose trials ran within 20 % of the count (as issue 40 reads it), of those with one."""
+    counted = [(n, ran) for n, ran in pairs if n]
+    return f"{sum(abs(ran / n - 1) <= 0.2 for n, ran in counted)}/{len(counted)}"
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ class PlanFollower(tune.Callback):
         self.priced_trial, self.slots = plan.trial_epoch_seconds, plan.concurrent
         self.time_limit = time_limit
         self.history: list[tuple[float, int]] = []  # (seconds into the search, trials)
+        self.searched = 0.0  # seconds into the search at the last re-plan (kept by --resume)
         self.setup()
 
     def setup(self, **info: Any) -> None:  # type: ignore[override]  # only keyword arguments
-        self.start = time.monotonic()
+        """Called when the search starts, and again when it is resumed (Tune restores this
+        callback with the experiment): the seconds searched before count on."""
+        self.start = time.monotonic() - self.searched
         self.paces: dict[str, list[float]] = {}  # trial id -> its epochs' seconds, this session
         self.epochs: dict[str, int] = {}  # trial id -> epochs reported (Tune's Trial lags)
         self.ended: set[str] = set()  # trial ids ended (Tune's status lags too)
@@ -98,7 +101,7 @@ class PlanFollower(tune.Callback):
             for t in trials
             if t.status != "PENDING"
         ]  # fmt: skip
-        elapsed = time.monotonic() - self.start
+        elapsed = self.searched = time.monotonic() - self.start
         left = max(self.time_limit - elapsed, 0.0)
         count = replanned_trials(self.settings, self.priced_trial, so_far, self.slots, left)
         if count is not None and count != self.trials:

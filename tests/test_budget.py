@@ -56,6 +56,24 @@ def test_asha_lets_early_trials_train_longer_than_its_shares_say() -> None:
     )  # rungs at 1, 3, 9
 
 
+def test_a_start_better_than_a_random_draw_stops_trials_sooner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The start reaches every rung first; the better it scores, the fewer trials go on past it.
+    random_search = replace(SETTINGS, searcher="random")
+
+    def early_epochs(start_draws: int) -> float:
+        monkeypatch.setattr(src.budget, "START_DRAWS", start_draws)
+        src.budget.asha_epochs.cache_clear()
+        return statistics.fmean(itertools.islice(expected_epochs(random_search), 10))
+
+    try:
+        assert early_epochs(3) < early_epochs(2) < early_epochs(1)
+    finally:
+        monkeypatch.undo()
+        src.budget.asha_epochs.cache_clear()  # no expectation of another start left behind
+
+
 def test_the_simulated_rule_is_rays_asha_rule() -> None:
     """The same random scores through Ray's own ASHA bracket and through the simulation stop
     the same trials at the same epochs."""

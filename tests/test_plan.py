@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -203,11 +204,14 @@ def test_a_running_trial_is_expected_to_its_next_rung() -> None:
     assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=71) == 152
 
 
+MODEL = CostModel(per_batch=0.0, per_element=1e-7, train_images=2300, val_images=500)
+PLAN = src.budget.BudgetPlan(10, 100.0, MODEL.epoch_seconds(START), 10.0, 2, 4.0, 20, 80.0, 0.0,
+                             MODEL)  # fmt: skip
+
+
 def test_the_progress_line_shows_the_re_planned_count() -> None:
-    model = CostModel(per_batch=0.0, per_element=1e-7, train_images=2300, val_images=500)
-    plan = src.budget.BudgetPlan(10, 100.0, model.epoch_seconds(START), 10.0, 2, 4.0, 20, 80.0,
-                                 0.0, model)  # fmt: skip
-    follower = PlanFollower(FIFO, plan, time_limit=100.0)
+    model = MODEL
+    follower = PlanFollower(FIFO, PLAN, time_limit=100.0)
     line = ProgressLine("search", trials=20, max_epochs=4, time_limit=100.0, follower=follower)
     line.epochs_at_start = 0
     start: Any = SimpleNamespace(trial_id="a", status="RUNNING", config=START,
@@ -231,6 +235,20 @@ def test_the_progress_line_shows_the_re_planned_count() -> None:
         .describe([], 1.0)
         .startswith("search 0/20 trials done")
     )
+
+
+def test_a_resumed_search_re_plans_the_time_it_has_left() -> None:
+    follower = PlanFollower(FIFO, PLAN, time_limit=100.0)
+    start: Any = SimpleNamespace(trial_id="a", status="RUNNING", config=START, last_result={})
+    report = {"training_iteration": 1, "epoch_seconds": MODEL.epoch_seconds(START)}
+    follower.on_trial_result(1, [start], start, report)
+    fresh = follower.trials
+    follower.searched = 90.0  # 90 s searched when the experiment was saved, then interrupted
+    resumed = pickle.loads(pickle.dumps(follower))
+    resumed.setup()  # as Tune does when it restores the experiment
+    resumed.on_trial_result(1, [start], start, {**report, "training_iteration": 2})
+    seconds, trials = resumed.history[-1]
+    assert seconds >= 90.0 and fresh is not None and trials < fresh  # 10 s left, not 100
 
 
 def test_the_summary_sets_the_plan_beside_what_ran(tmp_path: Path) -> None:

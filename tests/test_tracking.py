@@ -122,7 +122,9 @@ def test_search_resumed_is_one_parent_run_with_a_child_per_trial(
         config = json.loads((folder / row["path"] / "params.json").read_text())
         assert child.data.params["lr"] == str(config["lr"])
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
-        assert sorted(m.step for m in history) == list(range(1, int(row["epochs"]) + 1))
+        # The interruption comes right after a first report; where Tune had not yet saved that
+        # epoch's checkpoint, the resumed trial trains the epoch again and logs it again.
+        assert sorted({m.step for m in history}) == list(range(1, int(row["epochs"]) + 1))
         assert child.data.tags[STATUS_TAG] == row["status"]
 
     # The final model, as MLflow loads it, with what it needs to be applied.

@@ -78,7 +78,7 @@ def reports(folder: Path) -> list[tuple[float, dict[str, Any], list[tuple[float,
     epoch's seconds), times in seconds since the search began; the starting configuration
     first, then in the order the trials started."""
     table = read_summary(folder)
-    trials = [results_of(folder, row.trial_id) for row in table.itertuples()]
+    trials = [results_of(folder, str(row.trial_id)) for row in table.itertuples()]
     trials = [t for t in trials if t[2]]
     zero = min(began for began, _, _ in trials)
     starts = [not row.is_start for row in table.itertuples() if row.epochs]

@@ -87,9 +87,14 @@ def reports(folder: Path) -> list[tuple[float, dict[str, Any], list[tuple[float,
             for _, (began, config, rows) in ordered]  # fmt: skip
 
 
-def results_of(folder: Path, trial_id: str) -> tuple[float, dict[str, Any], list]:
+def result_rows(folder: Path, trial_id: str) -> list[dict[str, Any]]:
+    """A trial's reports, as its result.json holds them."""
     lines = (folder / f"trial_{trial_id}" / "result.json").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def results_of(folder: Path, trial_id: str) -> tuple[float, dict[str, Any], list]:
+    rows = result_rows(folder, trial_id)
     if not rows:
         return 0.0, {}, []
     first = rows[0]  # a trial began its first epoch's seconds and its set-up before it
@@ -104,9 +109,8 @@ def start_beats(folder: Path, settings: RunSettings) -> float:
     rung = (settings.rungs() or (1,))[0]
     scores = {}
     for row in read_summary(folder).itertuples():
-        lines = (folder / f"trial_{row.trial_id}" / "result.json").read_text().splitlines()
-        at_rung = [r for r in map(json.loads, filter(None, lines))
-                   if r["training_iteration"] == rung]  # fmt: skip
+        rows = result_rows(folder, str(row.trial_id))
+        at_rung = [r for r in rows if r["training_iteration"] == rung]
         if at_rung:
             scores[row.trial_id] = (at_rung[0]["val_accuracy"], bool(row.is_start))
     start = next(score for score, is_start in scores.values() if is_start)

@@ -228,12 +228,12 @@ def replanned_trials(
         return None
     speed = sum(paced for paced, _ in reported) / priced
     trial_pace = speed * priced_trial
-    expected = expected_epochs(settings)
+    expected, rungs = expected_epochs(settings), settings.rungs()
     busy = []
     for i, trial in enumerate(so_far):
         due = float(settings.max_epochs) if i == 0 else next(expected)
         if trial.running:
-            stop = next_rung(settings.rungs(), settings.max_epochs, trial.epochs)
+            stop = next_rung(rungs, settings.max_epochs, trial.epochs)
             pace = speed * trial.priced if trial.pace is None else trial.pace
             busy.append(max(max(due, stop) - trial.epochs, 0.0) * (pace + EPOCH_OVERHEAD_S))
     busy += [0.0] * max(slots - len(busy), 0)

@@ -18,10 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.budget import expected_epochs, search_forecast, trial_seconds  # noqa: E402
-from src.config import PRESETS, RunSettings  # noqa: E402
+from src.config import LONG_SPACE, PRESETS, RunSettings  # noqa: E402
+from src.space import load_space  # noqa: E402
 
 DEFAULT = RunSettings("plan", Path("/tmp"), None)
-LONG = replace(DEFAULT, max_epochs=20, grace_period=PRESETS["long"]["grace_period"])
+LONG = replace(
+    DEFAULT,
+    max_epochs=20,
+    grace_period=PRESETS["long"]["grace_period"],
+    space=load_space(Path(LONG_SPACE)),
+)
 # (run, settings, trials including the start, epochs per trial after it as trained)
 RUNS = [
     ("long, 30 min (entry 17)", LONG, 8, 11.6),

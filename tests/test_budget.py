@@ -26,7 +26,16 @@ import src.budget
 import src.refit
 import src.search
 from src import pipeline
-from src.budget import EVALUATION_RESERVE_S, asha_trial, epoch_seconds, expected_epochs
+from src.budget import (
+    EVALUATION_RESERVE_S,
+    START_DRAWS,
+    STUDIED_START_DRAWS,
+    asha_epochs,
+    asha_trial,
+    epoch_seconds,
+    expected_epochs,
+    start_draws,
+)
 from src.config import DEFAULT_START, DataSpec, RunSettings, asha_rungs
 from src.images import write_synthetic_images
 from src.results import EXPERIMENT_INFO, MODEL_FILE, SUMMARY_FILE
@@ -34,20 +43,21 @@ from src.search import SearchTimeLimit
 
 SETTINGS = RunSettings(name="exp", storage_path=Path("/tmp"), data_dir=None, max_epochs=10,
                        grace_period=2, reduction_factor=3)  # fmt: skip
+OWN_SPACE = replace(SETTINGS, space={"lr": ("loguniform", (1e-4, 1e-2))})  # not SEARCH_SPACE
 
 
 def test_asha_lets_early_trials_train_longer_than_its_shares_say() -> None:
     # Rungs at 2 and 6 of 10: in a long search every trial trains 2 epochs, a third of them 4
     # more, a ninth 4 more. The first trials meet few rivals at the rungs and train longer.
     shares = 2 + 4 / 3 + 4 / 9
-    random_search = replace(SETTINGS, searcher="random")
+    random_search = replace(OWN_SPACE, searcher="random")
     epochs = list(itertools.islice(expected_epochs(random_search), 1000))
     assert epochs[0] > statistics.fmean(epochs[:10]) > statistics.fmean(epochs[100:200]) > shares
     assert statistics.fmean(epochs[100:200]) == pytest.approx(shares, rel=0.05)
     assert epochs[999] == pytest.approx(statistics.fmean(epochs[100:200]))  # past the simulated
     assert epochs == list(itertools.islice(expected_epochs(random_search), 1000))  # no draw
     # A searcher that learns proposes better trials after its random start: more go on.
-    learning = list(itertools.islice(expected_epochs(SETTINGS), 20))  # hyperopt
+    learning = list(itertools.islice(expected_epochs(OWN_SPACE), 20))  # hyperopt
     assert learning[:3] == pytest.approx(epochs[:3], rel=0.1)  # its random start
     assert statistics.fmean(learning[3:20]) > statistics.fmean(epochs[3:20]) + 0.3
     assert next(expected_epochs(replace(SETTINGS, scheduler="fifo"))) == 10
@@ -56,22 +66,20 @@ def test_asha_lets_early_trials_train_longer_than_its_shares_say() -> None:
     )  # rungs at 1, 3, 9
 
 
-def test_a_start_better_than_a_random_draw_stops_trials_sooner(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_start_better_than_a_random_draw_stops_trials_sooner() -> None:
     # The start reaches every rung first; the better it scores, the fewer trials go on past it.
-    random_search = replace(SETTINGS, searcher="random")
-
     def early_epochs(start_draws: int) -> float:
-        monkeypatch.setattr(src.budget, "START_DRAWS", start_draws)
-        src.budget.asha_epochs.cache_clear()
-        return statistics.fmean(itertools.islice(expected_epochs(random_search), 10))
+        simulated = asha_epochs((2, 6), 10, 3, False, start_draws)
+        return statistics.fmean(epochs for epochs, _ in simulated[:10])
 
-    try:
-        assert early_epochs(3) < early_epochs(2) < early_epochs(1)
-    finally:
-        monkeypatch.undo()
-        src.budget.asha_epochs.cache_clear()  # no expectation of another start left behind
+    assert early_epochs(3) < early_epochs(2) < early_epochs(1)
+    # In the space it was chosen in, the start is taken to beat every trial; in a space of the
+    # user's, or with a value pinned, it is the best of START_DRAWS.
+    assert start_draws(SETTINGS) == STUDIED_START_DRAWS > START_DRAWS
+    assert start_draws(OWN_SPACE) == start_draws(replace(SETTINGS, fixed={"lr": 1e-3}))
+    assert start_draws(OWN_SPACE) == START_DRAWS
+    studied = statistics.fmean(itertools.islice(expected_epochs(SETTINGS), 10))
+    assert studied < statistics.fmean(itertools.islice(expected_epochs(OWN_SPACE), 10)) - 1
 
 
 def test_the_simulated_rule_is_rays_asha_rule() -> None:

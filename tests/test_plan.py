@@ -197,11 +197,46 @@ def test_a_running_trial_is_expected_to_its_next_rung() -> None:
     # Under ASHA (rungs 4 and 12 of 20) a late trial expects about 8 epochs; one that passed
     # epoch 4 trains to 12 at least: 7 more at 10.05 s hold the one slot 70.35 s.
     assert SETTINGS.rungs() == (4, 12)
-    ended = [TrialSoFar(20, 10.0, 10.0, running=False)] * 150
+    ended = [TrialSoFar(4, 10.0, 10.0, running=False)] * 150  # all stopped at the first rung
     so_far = [*ended, running(5, 10.0)]
-    assert next(itertools.islice(expected_epochs(SETTINGS), 150, None)) < 9
+    assert next(itertools.islice(expected_epochs(SETTINGS, so_far), 150, None)) < 5
     assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=70) == 151
     assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=71) == 152
+
+
+def test_trials_stopped_at_the_first_rung_lower_the_epochs_to_come() -> None:
+    # Rungs 4 and 12 of 20. What the simulation expects of the trials after the start, and its
+    # chances that each goes on past epoch 4.
+    simulated = src.budget.asha_epochs((4, 12), 20, 3, True, src.budget.START_DRAWS)
+    chances = [chance for _, chance in simulated[:4]]
+    plain = list(itertools.islice(expected_epochs(SETTINGS), 10))
+    start = running(9, 10.0)
+
+    def to_come(*others: TrialSoFar) -> list[float]:
+        return list(itertools.islice(expected_epochs(SETTINGS, [start, *others]), 10))
+
+    stopped = TrialSoFar(4, 10.0, 10.0, running=False)
+    went_on = running(5, 10.0)
+    # Four trials stopped at the rung where the simulation gave them sum(chances) to go on:
+    # epochs past the rung scale by (0 + 1) / (sum + 1), the prior's one trial.
+    share = 1 / (sum(chances) + src.budget.PRIOR_TRIALS_ON)
+    assert to_come(*[stopped] * 4) == pytest.approx([4 + share * (e - 4) for e in plain])
+    assert to_come(*[stopped] * 4)[9] < plain[9] - 1
+    assert to_come(*[went_on] * 4)[9] > plain[9] + 1  # all four went on: more to come
+    # Trials not yet decided leave it as simulated: one short of the rung, one the search's
+    # end cut short before it; the start is never counted.
+    assert to_come(running(3, 10.0), TrialSoFar(2, 10.0, 10.0, running=False)) == plain
+    assert list(itertools.islice(expected_epochs(SETTINGS, [stopped]), 10)) == plain
+    # Never past max_epochs, however many went on.
+    assert max(itertools.islice(expected_epochs(SETTINGS, [start, *[went_on] * 100]), 200)) <= 20
+
+
+def test_trials_stopped_at_the_first_rung_raise_the_re_planned_count() -> None:
+    stopped = [running(6, 10.0)] + [TrialSoFar(4, 10.0, 10.0, running=False)] * 4
+    went_on = [running(6, 10.0)] + [TrialSoFar(12, 10.0, 10.0, running=False)] * 4
+    fewer = replanned_trials(SETTINGS, 10.0, went_on, slots=2, seconds_left=600)
+    more = replanned_trials(SETTINGS, 10.0, stopped, slots=2, seconds_left=600)
+    assert fewer is not None and more is not None and more > fewer + 1
 
 
 MODEL = CostModel(per_batch=0.0, per_element=1e-7, train_images=2300, val_images=500)

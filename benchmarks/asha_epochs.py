@@ -38,7 +38,7 @@ RUNS = [
 
 
 def mean_epochs(settings: RunSettings, trials: int) -> float:
-    return statistics.fmean(itertools.islice(expected_epochs(settings), trials - 1))
+    return statistics.fmean(itertools.islice(expected_epochs(settings, 2), trials - 1))  # 2 slots
 
 
 # Entry 18's hour (plan-long60-s0): 24 min x 2 slots; the start timed 11.36 s an epoch, an
@@ -47,7 +47,7 @@ HOUR_SEARCH_S, HOUR_START_S, HOUR_PACES_S = 24 * 60, 11.36, (19.5, 22.85)
 
 
 def planned_trials(settings: RunSettings, pace: float) -> int:
-    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings))
+    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings, 2))
     start = (settings.max_epochs, trial_seconds(settings.max_epochs, HOUR_START_S))
     return search_forecast(HOUR_SEARCH_S, [0.0, 0.0], itertools.chain([start], others))[0]
 

@@ -46,7 +46,8 @@ def forecast(settings: RunSettings, plan: dict[str, Any], seconds: float) -> int
     """Today's forecast from the paces the plan measured and priced."""
     start = (settings.max_epochs, trial_seconds(settings.max_epochs, plan["epoch_seconds"]))
     pace = plan["trial_epoch_seconds"]
-    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings))
+    epochs_to_come = expected_epochs(settings, plan["concurrent"])
+    others = ((epochs, trial_seconds(epochs, pace)) for epochs in epochs_to_come)
     free = [0.0] * plan["concurrent"]
     return search_forecast(seconds, free, itertools.chain([start], others))[0]
 

@@ -80,6 +80,11 @@ STUDIED_START_DRAWS = 1000
 # the simulation expected of the same trials, as if PRIOR_TRIALS_ON more had gone on as
 # expected: one trial's decision moves the forecast, it does not decide it (journal entry 31).
 PRIOR_TRIALS_ON = 1.0
+# The trials that start beside the start, on the other slots, race it to each rung: the first to
+# report there goes on whatever it scores. Taken as even odds (the default space's draws are
+# cheaper than the start about as often as not); the trial beside the start trained all 10
+# epochs in 3 of the 6 default runs of entries 27-33, each time it reached the rungs first.
+LEAD_CHANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -126,19 +131,24 @@ class TrialSoFar:
     running: bool
 
 
-def expected_epochs(settings: RunSettings, so_far: Sequence[TrialSoFar] = ()) -> Iterator[float]:
+def expected_epochs(
+    settings: RunSettings, slots: int = 1, so_far: Sequence[TrialSoFar] = ()
+) -> Iterator[float]:
     """Epochs each trial after the start can expect to train under the settings' scheduler, in
-    the order the trials start (endless: past the simulated trials, what the later half of them
-    trained on average; a single trial's figure is noisy, sums of them are not). Under ASHA,
-    the trials of a running search `so_far` (the start first) say how many go on past the
-    first rung, and the epochs past it scale by that against the simulation (went_on_share)."""
+    the order the trials start, `slots` at once (endless: past the simulated trials, what the
+    later half of them trained on average; a single trial's figure is noisy, sums of them are
+    not). Under ASHA, the trials of a running search `so_far` (the start first) say how many go
+    on past the first rung, and the epochs past it scale by that against the simulation
+    (went_on_share)."""
     rungs, factor = settings.rungs(), settings.reduction_factor
     if not rungs:
         return itertools.repeat(float(settings.max_epochs))
     if not SCHEDULER_TRAITS[settings.scheduler].one_bracket:  # brackets: shares of each rung
         return itertools.repeat(rung_shares(rungs, settings.max_epochs, factor))
     learns = SEARCHER_TRAITS[settings.searcher].learns
-    simulated = asha_epochs(rungs, settings.max_epochs, factor, learns, start_draws(settings))
+    simulated = asha_epochs(
+        rungs, settings.max_epochs, factor, learns, start_draws(settings), slots - 1
+    )
     share = went_on_share(rungs[0], simulated, so_far[1:])
     scaled = [min(rungs[0] + share * (e - rungs[0]), settings.max_epochs) for e, _ in simulated]
     tail = statistics.fmean(scaled[len(scaled) // 2 :])
@@ -171,13 +181,16 @@ def went_on_share(
 
 @functools.cache
 def asha_epochs(
-    rungs: tuple[int, ...], max_epochs: int, factor: int, learns: bool, start_draws: int
-) -> tuple[tuple[float, float], ...]:
+    rungs: tuple[int, ...], max_epochs: int, factor: int, learns: bool, start_draws: int,
+    beside: int = 0,
+) -> tuple[tuple[float, float], ...]:  # fmt: skip
     """Epochs each of the first SIMULATED_TRIALS trials after the start can expect under ASHA,
     and its chance to go on past the first rung: Ray's rule played on random scores. At a rung
     a trial goes on if its score is no worse than the 1 - 1/factor quantile of the scores that
-    reached the rung before it; the start (first, and the best of `start_draws` random draws)
-    always goes on. A trial's score is drawn once, so it ranks the same at every rung. Early
+    reached the rung before it; the start (the best of `start_draws` random draws) always goes
+    on, and reaches every rung first but for the `beside` trials that start with it, each of
+    which gets there before it at LEAD_CHANCE. A trial's score is drawn once, so it ranks the
+    same at every rung. Early
     trials meet few rivals and mostly go on, so a short search trains more epochs per trial
     than the shares 1/factor^k say; a searcher that `learns` proposes better trials once past
     its random start, and more of them go on (journal entry 18)."""
@@ -185,8 +198,12 @@ def asha_epochs(
     total, went_on = [0.0] * SIMULATED_TRIALS, [0] * SIMULATED_TRIALS
     for _ in range(ASHA_SIMULATIONS):
         start = rng.random() ** (1 / start_draws)  # the best of start_draws: P(< x) = x^draws
-        reached: list[list[float]] = [[start] for _ in rungs]  # the start reaches every rung
+        leading = sum(rng.random() < LEAD_CHANCE for _ in range(beside))
+        reached: list[list[float]] = [[] for _ in rungs]
         for trial in range(SIMULATED_TRIALS):
+            if trial == leading:  # the start reaches the rungs: every later trial meets it there
+                for scores in reached:
+                    bisect.insort(scores, start)
             draws = LEARNED_DRAWS if learns and trial >= RANDOM_TRIALS else 1
             score = max(rng.random() for _ in range(draws))
             stopped = asha_trial(score, rungs, reached, factor)
@@ -274,7 +291,7 @@ def replanned_trials(
         return None
     speed = sum(paced for paced, _ in reported) / priced
     trial_pace = speed * priced_trial
-    expected, rungs = expected_epochs(settings, so_far), settings.rungs()
+    expected, rungs = expected_epochs(settings, slots, so_far), settings.rungs()
     busy = []
     for i, trial in enumerate(so_far):
         due = float(settings.max_epochs) if i == 0 else next(expected)
@@ -512,7 +529,8 @@ def plan_budget(
     pace, trial_pace, cost_model = price_space(settings, start, spec, trials_on)
     start_trial = (settings.max_epochs, trial_seconds(settings.max_epochs, pace))
     others: Iterator[tuple[float, float]] = (
-        (epochs, trial_seconds(epochs, trial_pace)) for epochs in expected_epochs(settings)
+        (epochs, trial_seconds(epochs, trial_pace))
+        for epochs in expected_epochs(settings, concurrent)
     )
     if settings.num_samples:  # a typed count: no time limit decides it
         others = itertools.islice(others, settings.num_samples - 1)
@@ -520,7 +538,7 @@ def plan_budget(
         max(search - spent, 0), [0.0] * concurrent, itertools.chain([start_trial], others)
     )
     trials = settings.num_samples or max(trials, 1)  # the start, at the least
-    expected = list(itertools.islice(expected_epochs(settings), max(trials - 1, 1)))
+    expected = list(itertools.islice(expected_epochs(settings, concurrent), max(trials - 1, 1)))
     epochs = statistics.fmean(expected)  # an average trial's, for the plan's line
     return BudgetPlan(
         settings.time_budget, search, pace, trial_pace, concurrent, epochs, trials,

@@ -82,6 +82,19 @@ def test_a_start_better_than_a_random_draw_stops_trials_sooner() -> None:
     assert studied < statistics.fmean(itertools.islice(expected_epochs(OWN_SPACE), 10)) - 1
 
 
+def test_a_trial_beside_the_start_may_reach_the_rungs_first_and_go_on() -> None:
+    # With two slots the first trial after the start runs beside it; where it reports a rung
+    # first (LEAD_CHANCE) nothing is there to beat, and it trains all 10 epochs. A start above
+    # every trial (the default space) stops it at epoch 2 otherwise.
+    assert src.budget.LEAD_CHANCE == 0.5
+    alone, beside = (list(itertools.islice(expected_epochs(SETTINGS, s), 3)) for s in (1, 2))
+    assert alone[0] == pytest.approx(2, abs=0.05)
+    assert beside[0] == pytest.approx(0.5 * 10 + 0.5 * 2, abs=0.3)
+    assert beside[1:] != alone[1:]  # later trials meet the leader's score at the rungs
+    three = list(itertools.islice(expected_epochs(SETTINGS, 3), 2))
+    assert three[1] > beside[1] + 0.5  # on three slots the second trial races it too
+
+
 def test_the_simulated_rule_is_rays_asha_rule() -> None:
     """The same random scores through Ray's own ASHA bracket and through the simulation stop
     the same trials at the same epochs."""

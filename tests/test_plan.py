@@ -108,7 +108,7 @@ def test_the_plan_prices_the_space_not_the_start(monkeypatch: pytest.MonkeyPatch
     # The forecast of 24 min on 2 slots, the start's 20 epochs at its pace, then trials at the
     # epochs ASHA lets each expect, at the space's price (search_forecast's arithmetic is
     # tested by hand below).
-    epochs = list(itertools.islice(expected_epochs(SETTINGS), 100))
+    epochs = list(itertools.islice(expected_epochs(SETTINGS, slots=2), 100))
     others = [(e, trial_seconds(e, plan.trial_epoch_seconds)) for e in epochs]
     start = (20, trial_seconds(20, plan.epoch_seconds))
     forecast = search_forecast(24 * 60, [0.0, 0.0], [start, *others])
@@ -199,7 +199,7 @@ def test_a_running_trial_is_expected_to_its_next_rung() -> None:
     assert SETTINGS.rungs() == (4, 12)
     ended = [TrialSoFar(4, 10.0, 10.0, running=False)] * 150  # all stopped at the first rung
     so_far = [*ended, running(5, 10.0)]
-    assert next(itertools.islice(expected_epochs(SETTINGS, so_far), 150, None)) < 5
+    assert next(itertools.islice(expected_epochs(SETTINGS, 1, so_far), 150, None)) < 5
     assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=70) == 151
     assert replanned_trials(SETTINGS, 10.0, so_far, slots=1, seconds_left=71) == 152
 
@@ -213,7 +213,7 @@ def test_trials_stopped_at_the_first_rung_lower_the_epochs_to_come() -> None:
     start = running(9, 10.0)
 
     def to_come(*others: TrialSoFar) -> list[float]:
-        return list(itertools.islice(expected_epochs(SETTINGS, [start, *others]), 10))
+        return list(itertools.islice(expected_epochs(SETTINGS, 1, [start, *others]), 10))
 
     stopped = TrialSoFar(4, 10.0, 10.0, running=False)
     went_on = running(5, 10.0)
@@ -226,9 +226,9 @@ def test_trials_stopped_at_the_first_rung_lower_the_epochs_to_come() -> None:
     # Trials not yet decided leave it as simulated: one short of the rung, one the search's
     # end cut short before it; the start is never counted.
     assert to_come(running(3, 10.0), TrialSoFar(2, 10.0, 10.0, running=False)) == plain
-    assert list(itertools.islice(expected_epochs(SETTINGS, [stopped]), 10)) == plain
+    assert list(itertools.islice(expected_epochs(SETTINGS, 1, [stopped]), 10)) == plain
     # Never past max_epochs, however many went on.
-    assert max(itertools.islice(expected_epochs(SETTINGS, [start, *[went_on] * 100]), 200)) <= 20
+    assert max(itertools.islice(expected_epochs(SETTINGS, 1, [start, *[went_on] * 100]), 200)) <= 20
 
 
 def test_trials_stopped_at_the_first_rung_raise_the_re_planned_count() -> None:

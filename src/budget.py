@@ -71,9 +71,10 @@ LEARNED_DRAWS = 2
 # against three random and then learned trials, a random one about 0.4), and the trials of
 # those runs are forecast 5 % short on average instead of 16 % (journal entry 28;
 # benchmarks/plan_replay.py --start-draws). In SEARCH_SPACE itself, where earlier studies chose
-# it (journal entries 11-13), it beat every trial at the first rung in three default runs
-# (entries 27, 28 and 30: 3.3-3.6 epochs per trial where a best-of-two start simulates 5.0):
-# there it is the best of STUDIED_START_DRAWS, above every trial in effect (3.4 simulated).
+# it (journal entries 11-13), it beat every trial at the first rung in four of six default
+# runs (entries 27-31; in the other two only the trial racing it met it there, and scored
+# above it), and trials trained 3.3-3.6 epochs where a best-of-two start simulates 5.0: there
+# it is the best of STUDIED_START_DRAWS, above every trial in effect (3.4 simulated).
 START_DRAWS = 2
 STUDIED_START_DRAWS = 1000
 # The re-plan learns from the run how many trials go on past the first rung, against how many
@@ -83,7 +84,7 @@ PRIOR_TRIALS_ON = 1.0
 # The trials that start beside the start, on the other slots, race it to each rung: the first to
 # report there goes on whatever it scores. Taken as even odds (the default space's draws are
 # cheaper than the start about as often as not); the trial beside the start trained all 10
-# epochs in 3 of the 6 default runs of entries 27-33, each time it reached the rungs first.
+# epochs in 3 of the 6 default runs of entries 27-31 (all three of entry 31).
 LEAD_CHANCE = 0.5
 
 
@@ -190,10 +191,9 @@ def asha_epochs(
     reached the rung before it; the start (the best of `start_draws` random draws) always goes
     on, and reaches every rung first but for the `beside` trials that start with it, each of
     which gets there before it at LEAD_CHANCE. A trial's score is drawn once, so it ranks the
-    same at every rung. Early
-    trials meet few rivals and mostly go on, so a short search trains more epochs per trial
-    than the shares 1/factor^k say; a searcher that `learns` proposes better trials once past
-    its random start, and more of them go on (journal entry 18)."""
+    same at every rung. Early trials meet few rivals and mostly go on, so a short search trains
+    more epochs per trial than the shares 1/factor^k say; a searcher that `learns` proposes
+    better trials once past its random start, and more of them go on (journal entry 18)."""
     rng = random.Random(0)  # the same expectation every run: a plan, not a draw
     total, went_on = [0.0] * SIMULATED_TRIALS, [0] * SIMULATED_TRIALS
     for _ in range(ASHA_SIMULATIONS):

@@ -4,8 +4,9 @@ paces and the seconds its search had (search_forecast), the re-plan from the tri
 as the run would have made it a given number of seconds into the search (replanned_trials, from
 each trial's result.json), and what ran (hypertune.json's plan and actual.search); then over all
 runs, the counts' geometric mean against what ran and the runs within 20 %, and how many of
-the other trials the starting configuration beat at the first rung (what START_DRAWS models;
-`--start-draws` replays with another value). No training; prints in a few seconds.
+the other trials the starting configuration beat at the first rung (what START_DRAWS models
+outside the default space, and STUDIED_START_DRAWS in it; `--start-draws` replays with
+another value for both). No training; prints in a few seconds.
 
     .venv/bin/python benchmarks/plan_replay.py logs/ray_results/e20/equal_time-10min --at 30 60
 """
@@ -144,11 +145,12 @@ def main() -> None:
     parser.add_argument(
         "--start-draws",
         type=int,
-        default=src.budget.START_DRAWS,
-        help="how strong the simulation takes the start to be (src/budget.py)",
+        default=None,
+        help="how strong the simulation takes the start to be, in any space (src/budget.py)",
     )
     args = parser.parse_args()
-    src.budget.START_DRAWS = args.start_draws
+    if args.start_draws is not None:
+        src.budget.START_DRAWS = src.budget.STUDIED_START_DRAWS = args.start_draws
     src.budget.asha_epochs.cache_clear()
     found = [f.parent for root in args.folders for f in sorted(root.glob("**/hypertune.json"))]
     heads = " ".join(f"{f'at {a:g} s':>8}" for a in args.at)

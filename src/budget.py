@@ -17,6 +17,7 @@ import bisect
 import functools
 import heapq
 import itertools
+import json
 import math
 import random
 import statistics
@@ -159,8 +160,14 @@ def expected_epochs(
 def start_draws(settings: RunSettings) -> int:
     """How strong the simulation takes the start to be: in the space it was chosen in, with
     nothing pinned, above every trial; elsewhere the best of START_DRAWS."""
-    studied = settings.space == SEARCH_SPACE and not settings.fixed
+    studied = as_json(settings.space) == as_json(SEARCH_SPACE) and not settings.fixed
     return STUDIED_START_DRAWS if studied else START_DRAWS
+
+
+def as_json(value: Any) -> Any:
+    """`value` as it reads back from hypertune.json (tuples become lists), to compare a run's
+    settings read from disk with those in code."""
+    return json.loads(json.dumps(value))
 
 
 def went_on_share(
@@ -190,20 +197,22 @@ def asha_epochs(
     a trial goes on if its score is no worse than the 1 - 1/factor quantile of the scores that
     reached the rung before it; the start (the best of `start_draws` random draws) always goes
     on, and reaches every rung first but for the `beside` trials that start with it, each of
-    which gets there before it at LEAD_CHANCE. A trial's score is drawn once, so it ranks the
-    same at every rung. Early trials meet few rivals and mostly go on, so a short search trains
-    more epochs per trial than the shares 1/factor^k say; a searcher that `learns` proposes
-    better trials once past its random start, and more of them go on (journal entry 18)."""
+    which gets there before it at LEAD_CHANCE (those that do, in the order they started). A
+    trial's score is drawn once, so it ranks the same at every rung. Early trials meet few
+    rivals and mostly go on, so a short search trains more epochs per trial than the shares
+    1/factor^k say; a searcher that `learns` proposes better trials once past its random
+    start, and more of them go on (journal entry 18)."""
     rng = random.Random(0)  # the same expectation every run: a plan, not a draw
     total, went_on = [0.0] * SIMULATED_TRIALS, [0] * SIMULATED_TRIALS
     for _ in range(ASHA_SIMULATIONS):
         start = rng.random() ** (1 / start_draws)  # the best of start_draws: P(< x) = x^draws
-        leading = sum(rng.random() < LEAD_CHANCE for _ in range(beside))
+        leads = [rng.random() < LEAD_CHANCE for _ in range(beside)]
         reached: list[list[float]] = [[] for _ in rungs]
-        for trial in range(SIMULATED_TRIALS):
-            if trial == leading:  # the start reaches the rungs: every later trial meets it there
+        for trial in arrival_order(leads):
+            if trial is None:  # the start reaches the rungs: every later trial meets it there
                 for scores in reached:
                     bisect.insort(scores, start)
+                continue
             draws = LEARNED_DRAWS if learns and trial >= RANDOM_TRIALS else 1
             score = max(rng.random() for _ in range(draws))
             stopped = asha_trial(score, rungs, reached, factor)
@@ -211,6 +220,18 @@ def asha_epochs(
             went_on[trial] += stopped != rungs[0]
     pairs = zip(total, went_on, strict=True)
     return tuple((t / ASHA_SIMULATIONS, n / ASHA_SIMULATIONS) for t, n in pairs)
+
+
+def arrival_order(leads: list[bool]) -> list[int | None]:
+    """The order in which the trials after the start (their indices) and the start (None) reach
+    the rungs: the trials beside the start that lead it (`leads`), the start, the rest."""
+    beside = range(len(leads))
+    return [
+        *(t for t in beside if leads[t]),
+        None,
+        *(t for t in beside if not leads[t]),
+        *range(len(leads), SIMULATED_TRIALS),
+    ]
 
 
 def asha_trial(

@@ -78,6 +78,8 @@ def test_a_start_better_than_a_random_draw_stops_trials_sooner() -> None:
     assert start_draws(SETTINGS) == STUDIED_START_DRAWS > START_DRAWS
     assert start_draws(OWN_SPACE) == start_draws(replace(SETTINGS, fixed={"lr": 1e-3}))
     assert start_draws(OWN_SPACE) == START_DRAWS
+    read_back = RunSettings.from_dict(json.loads(json.dumps(SETTINGS.as_dict())))
+    assert start_draws(read_back) == STUDIED_START_DRAWS  # as plan_replay reads hypertune.json
     studied = statistics.fmean(itertools.islice(expected_epochs(SETTINGS), 10))
     assert studied < statistics.fmean(itertools.islice(expected_epochs(OWN_SPACE), 10)) - 1
 
@@ -90,7 +92,6 @@ def test_a_trial_beside_the_start_may_reach_the_rungs_first_and_go_on() -> None:
     alone, beside = (list(itertools.islice(expected_epochs(SETTINGS, s), 3)) for s in (1, 2))
     assert alone[0] == pytest.approx(2, abs=0.05)
     assert beside[0] == pytest.approx(0.5 * 10 + 0.5 * 2, abs=0.3)
-    assert beside[1:] != alone[1:]  # later trials meet the leader's score at the rungs
     three = list(itertools.islice(expected_epochs(SETTINGS, 3), 2))
     assert three[1] > beside[1] + 0.5  # on three slots the second trial races it too
 

@@ -194,8 +194,9 @@ def test_slow_first_trials_lower_the_trial_count() -> None:
 
 
 def test_a_running_trial_is_expected_to_its_next_rung() -> None:
-    # Under ASHA (rungs 4 and 12 of 20) a late trial expects about 8 epochs; one that passed
-    # epoch 4 trains to 12 at least: 7 more at 10.05 s hold the one slot 70.35 s.
+    # Under ASHA (rungs 4 and 12 of 20), after 150 trials that all stopped at epoch 4, a trial
+    # to come expects under 5 epochs; one that passed epoch 4 trains to 12 at least: 7 more at
+    # 10.05 s hold the one slot 70.35 s.
     assert SETTINGS.rungs() == (4, 12)
     ended = [TrialSoFar(4, 10.0, 10.0, running=False)] * 150  # all stopped at the first rung
     so_far = [*ended, running(5, 10.0)]

@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv with the locked dependencies
 
-test: install  ## run the test suite (CPU, about 17 minutes on 2 cores: .ci/run on a clean clone)
+test: install  ## run the test suite (CPU, 22-29 minutes on 2 cores: .ci/run on a clean clone)
 	$(PY) -m pytest
 
 lint: install  ## ruff + black + mypy, all must be clean

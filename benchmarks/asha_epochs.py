@@ -22,6 +22,7 @@ from src.config import LONG_SPACE, PRESETS, RunSettings  # noqa: E402
 from src.space import load_space  # noqa: E402
 
 DEFAULT = RunSettings("plan", Path("/tmp"), None)
+SLOTS = 2  # trials at once in every run below
 LONG = replace(
     DEFAULT,
     max_epochs=20,
@@ -38,7 +39,7 @@ RUNS = [
 
 
 def mean_epochs(settings: RunSettings, trials: int) -> float:
-    return statistics.fmean(itertools.islice(expected_epochs(settings, 2), trials - 1))  # 2 slots
+    return statistics.fmean(itertools.islice(expected_epochs(settings, SLOTS), trials - 1))
 
 
 # Entry 18's hour (plan-long60-s0): 24 min x 2 slots; the start timed 11.36 s an epoch, an
@@ -47,9 +48,9 @@ HOUR_SEARCH_S, HOUR_START_S, HOUR_PACES_S = 24 * 60, 11.36, (19.5, 22.85)
 
 
 def planned_trials(settings: RunSettings, pace: float) -> int:
-    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings, 2))
+    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings, SLOTS))
     start = (settings.max_epochs, trial_seconds(settings.max_epochs, HOUR_START_S))
-    return search_forecast(HOUR_SEARCH_S, [0.0, 0.0], itertools.chain([start], others))[0]
+    return search_forecast(HOUR_SEARCH_S, [0.0] * SLOTS, itertools.chain([start], others))[0]
 
 
 def main() -> None:

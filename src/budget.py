@@ -64,7 +64,7 @@ SIMULATED_TRIALS = 200  # trials each (0.3 s in all); the later half sets the ta
 # the best of LEARNED_DRAWS random ones. Fitted to four runs' epochs per trial (journal entries
 # 17-18; benchmarks/asha_epochs.py): simulated 11.2, 11.1, 5.3, 5.1 against 11.6, 14.0, 4.75,
 # 5.2 trained (long preset, 8 and 9 trials; default, 13 and 16); as random draws 9.8, 9.7,
-# 4.65, 4.55.
+# 4.65, 4.55. With today's start (below) and the race beside it, 10.9, 10.7, 3.9 and 3.9.
 RANDOM_TRIALS = 3
 LEARNED_DRAWS = 2
 # The start scores like the best of START_DRAWS random draws of its space: at the first rung it
@@ -75,7 +75,8 @@ LEARNED_DRAWS = 2
 # it (journal entries 11-13), it beat every trial at the first rung in four of six default
 # runs (entries 27-31; in the other two only the trial racing it met it there, and scored
 # above it), and trials trained 3.3-3.6 epochs where a best-of-two start simulates 5.0: there
-# it is the best of STUDIED_START_DRAWS, above every trial in effect (3.4 simulated).
+# it is the best of STUDIED_START_DRAWS, above every trial in effect (3.4 simulated on one
+# slot; 4.0 over the first six trials on two, with the race below).
 START_DRAWS = 2
 STUDIED_START_DRAWS = 1000
 # The re-plan learns from the run how many trials go on past the first rung, against how many

@@ -16,8 +16,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv with the locked dependencies
 
-test: install  ## run the test suite (CPU, 22-29 minutes on 2 cores: .ci/run on a clean clone)
-	$(PY) -m pytest
+test: install  ## run the test suite (CPU, 12-15 minutes on 2 cores: README, Development)
+	$(PY) -m pytest -n auto --dist worksteal  # a worker per core; idle ones take others' tests
 
 lint: install  ## ruff + black + mypy, all must be clean
 	$(VENV)/bin/ruff check .

@@ -77,10 +77,14 @@ def trial_config(**values: Any) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True, scope="session")
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Keep the tests' decoded-image caches out of ~/.cache."""
+    """Keep the tests' decoded-image caches out of ~/.cache, and every Ray of theirs private."""
     cache = tmp_path_factory.mktemp("cache")
     os.environ["HYPERTUNE_CACHE"] = str(cache)
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    # A new local Ray for every run, never the last one started on this machine: ray.init()
+    # joins the cluster /tmp/ray/ray_current_cluster names, and the suite's own test of a
+    # two-node cluster writes it while other tests run beside it (pytest -n).
+    os.environ["RAY_ADDRESS"] = "local"
     return cache
 
 

@@ -85,7 +85,8 @@ def kind(words: list[str]) -> str:
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's tracked files (mtimes kept, so make sees its install as current), its
-    .venv, generated images where ../shared/data/flowers would be, and photos to predict."""
+    .venv, generated images where ../shared/data/flowers would be, photos to predict, and the
+    experiment NAME that the README's commands take as made first."""
     root = tmp_path_factory.mktemp("fresh") / "hypertune"
     files = subprocess.run(
         ["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True
@@ -97,6 +98,14 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_synthetic_images(root.parent / "shared" / "data" / "flowers" / "flower_photos", 3, 12, 32)
     write_synthetic_images(root / "my_photos", 3, 3, 48, seed=4)
     shutil.copy(root / "my_photos" / "class_0" / "000.png", root / "photo.jpg")
+    made = run(
+        ".venv/bin/python hypertune.py --smoke-test --data-dir ../shared/data/flowers "
+        "--name NAME --num-samples 6",  # 6: enough for `grid --from-experiment NAME` to rank
+        root,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    (root / "NAME.out").write_text(made.stdout)
+    (root / "NAME.err").write_text(made.stderr)
     return root
 
 
@@ -127,25 +136,28 @@ def as_user_would(command: str, checkout: Path, index: int) -> str:
     return shlex.join(words + smoke)
 
 
-@pytest.mark.timeout(900)  # some twenty commands, each a few seconds to half a minute
-def test_the_readme_commands_work_as_written(checkout: Path) -> None:
-    made = run(
-        ".venv/bin/python hypertune.py --smoke-test --data-dir ../shared/data/flowers "
-        "--name NAME --num-samples 6",  # 6: enough for `grid --from-experiment NAME` to rank
-        checkout,
-    )
-    assert made.returncode == 0, made.stderr[-3000:]
-    lines = (made.stdout + made.stderr).splitlines()
-    assert len(lines) <= 45, "\n".join(lines)  # a progress line and a summary, not Ray's logs
-    assert "6/6 trials done" in made.stderr and "Checkpoint successfully" not in made.stderr
-    assert "vs the start" in made.stdout and ".venv/bin/python hypertune.py predict" in made.stdout
-    commands = [c for c in readme_commands() if not c.startswith(NOT_RUN)]
-    assert len(commands) >= 15, commands  # the README shows every command
-    for index, command in enumerate(commands):
-        typed = as_user_would(command, checkout, index)
-        result = run(typed, checkout)
-        assert result.returncode == 0, f"{command}\n{typed}\n{result.stderr[-3000:]}"
-        assert "Traceback" not in result.stderr, typed
+COMMANDS = [c for c in readme_commands() if not c.startswith(NOT_RUN)]
+
+
+def test_the_readme_shows_every_command() -> None:
+    assert len(COMMANDS) >= 15, COMMANDS
+
+
+def test_the_first_run_prints_a_progress_line_and_a_summary_not_rays_logs(checkout: Path) -> None:
+    out, err = (checkout / "NAME.out").read_text(), (checkout / "NAME.err").read_text()
+    lines = (out + err).splitlines()
+    assert len(lines) <= 45, "\n".join(lines)
+    assert "6/6 trials done" in err and "Checkpoint successfully" not in err
+    assert "vs the start" in out and ".venv/bin/python hypertune.py predict" in out
+
+
+# One test a command (a few seconds to half a minute each), so that `pytest -n` spreads them.
+@pytest.mark.parametrize("index, command", list(enumerate(COMMANDS)), ids=lambda v: str(v)[:60])
+def test_the_readme_command_works_as_written(index: int, command: str, checkout: Path) -> None:
+    typed = as_user_would(command, checkout, index)
+    result = run(typed, checkout)
+    assert result.returncode == 0, f"{command}\n{typed}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, typed
 
 
 def test_the_space_file_shown_is_the_file() -> None:

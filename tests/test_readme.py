@@ -85,8 +85,7 @@ def kind(words: list[str]) -> str:
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's tracked files (mtimes kept, so make sees its install as current), its
-    .venv, generated images where ../shared/data/flowers would be, photos to predict, and the
-    experiment NAME that the README's commands take as made first."""
+    .venv, generated images where ../shared/data/flowers would be, and photos to predict."""
     root = tmp_path_factory.mktemp("fresh") / "hypertune"
     files = subprocess.run(
         ["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True
@@ -98,15 +97,19 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_synthetic_images(root.parent / "shared" / "data" / "flowers" / "flower_photos", 3, 12, 32)
     write_synthetic_images(root / "my_photos", 3, 3, 48, seed=4)
     shutil.copy(root / "my_photos" / "class_0" / "000.png", root / "photo.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(checkout: Path) -> subprocess.CompletedProcess[str]:
+    """The experiment NAME, which the README's commands take as made first."""
     made = run(
         ".venv/bin/python hypertune.py --smoke-test --data-dir ../shared/data/flowers "
         "--name NAME --num-samples 6",  # 6: enough for `grid --from-experiment NAME` to rank
-        root,
+        checkout,
     )
     assert made.returncode == 0, made.stderr[-3000:]
-    (root / "NAME.out").write_text(made.stdout)
-    (root / "NAME.err").write_text(made.stderr)
-    return root
+    return made
 
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -143,8 +146,10 @@ def test_the_readme_shows_every_command() -> None:
     assert len(COMMANDS) >= 15, COMMANDS
 
 
-def test_the_first_run_prints_a_progress_line_and_a_summary_not_rays_logs(checkout: Path) -> None:
-    out, err = (checkout / "NAME.out").read_text(), (checkout / "NAME.err").read_text()
+def test_the_first_run_prints_a_progress_line_and_a_summary_not_rays_logs(
+    first_run: subprocess.CompletedProcess[str],
+) -> None:
+    out, err = first_run.stdout, first_run.stderr
     lines = (out + err).splitlines()
     assert len(lines) <= 45, "\n".join(lines)
     assert "6/6 trials done" in err and "Checkpoint successfully" not in err
@@ -152,6 +157,7 @@ def test_the_first_run_prints_a_progress_line_and_a_summary_not_rays_logs(checko
 
 
 # One test a command (a few seconds to half a minute each), so that `pytest -n` spreads them.
+@pytest.mark.usefixtures("first_run")  # NAME made first, as the README's commands take it
 @pytest.mark.parametrize("index, command", list(enumerate(COMMANDS)), ids=lambda v: str(v)[:60])
 def test_the_readme_command_works_as_written(index: int, command: str, checkout: Path) -> None:
     typed = as_user_would(command, checkout, index)

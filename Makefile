@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)  ## create .venv with the locked dependencies
 
 # A worker per core (pytest-xdist); one that runs out of tests takes another's.
-test: install  ## run the test suite (CPU, 12-16 minutes on 2 cores: README, Development)
+test: install  ## run the test suite (CPU, 14-16 minutes on 2 cores: README, Development)
 	$(PY) -m pytest -n auto --dist worksteal
 
 lint: install  ## ruff + black + mypy, all must be clean

@@ -6,7 +6,9 @@ each trial's result.json), and what ran (hypertune.json's plan and actual.search
 runs, the counts' geometric mean against what ran and the runs within 20 %, and how many of
 the other trials the starting configuration beat at the first rung (what START_DRAWS models
 outside the default space, and STUDIED_START_DRAWS in it; `--start-draws` replays with
-another value for both). No training; prints in a few seconds.
+another value for both). Each run's row ends with where its plan went wrong, as ratios of
+planned to trained: the start's timed pace, the cost model's price of the other trials' own
+configurations (geometric mean), and their epochs each. No training; prints in a few seconds.
 
     .venv/bin/python benchmarks/plan_replay.py logs/ray_results/e20/equal_time-10min --at 30 60
 """
@@ -120,6 +122,21 @@ def start_beats(folder: Path, settings: RunSettings) -> float:
     return sum((o < start) + 0.5 * (o == start) for o in others) / len(others)
 
 
+def plan_errors(folder: Path, plan: dict[str, Any], model: CostModel) -> tuple[float, ...]:
+    """Planned against trained: the start's seconds per epoch, the other trials' (each priced by
+    the cost model; geometric mean) and their epochs each."""
+    table = read_summary(folder)
+    table = table[table["epochs"] > 0]
+    start, others = table[table["is_start"]].iloc[0], table[~table["is_start"]]
+    configs: list[dict[str, Any]] = others.to_dict("records")  # type: ignore[assignment]
+    priced = [model.epoch_seconds(c) / c["seconds_per_epoch"] for c in configs]
+    return (
+        plan["epoch_seconds"] / start["seconds_per_epoch"],
+        math.exp(float(np.mean(np.log(priced)))),
+        plan["trial_epochs"] / others["epochs"].mean(),
+    )
+
+
 def replay_at(
     settings: RunSettings, plan: dict[str, Any], model: CostModel, trials: list, at: float,
     seconds: float,
@@ -154,7 +171,8 @@ def main() -> None:
     src.budget.asha_epochs.cache_clear()
     found = [f.parent for root in args.folders for f in sorted(root.glob("**/hypertune.json"))]
     heads = " ".join(f"{f'at {a:g} s':>8}" for a in args.at)
-    print(f"{'experiment':24} {'recorded':>8} {'forecast':>8} {heads} {'ran':>4}  start beats")
+    print(f"{'experiment':24} {'recorded':>8} {'forecast':>8} {heads} {'ran':>4}  start beats"
+          f"  timed  priced  epochs")  # fmt: skip
     columns: list[list[tuple[int | None, int]]] = [[] for _ in range(2 + len(args.at))]
     beats: list[float] = []
     for folder in found:
@@ -171,7 +189,8 @@ def main() -> None:
             column.append((count, ran))
         cells = " ".join(f"{'-' if n is None else n:>8}" for n in counts)
         beats.append(start_beats(folder, settings))
-        print(f"{folder.name:24} {cells} {ran:4d}  {beats[-1]:.2f}")
+        errors = " ".join(f"{e:6.2f}x" for e in plan_errors(folder, plan, model))
+        print(f"{folder.name:24} {cells} {ran:4d}  {beats[-1]:11.2f} {errors}")
     print(f"{'planned / ran, geo. mean':24} " + " ".join(f"{geo_mean(c):8.2f}" for c in columns))
     print(f"{'runs within 20 %':24} " + " ".join(f"{within(c):>8}" for c in columns))
     print(f"the start beat {sum(beats) / len(beats):.2f} of the other trials at the first rung")

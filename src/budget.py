@@ -44,7 +44,11 @@ from src.model import SHAPE_KEYS, build_model, forward_elements
 from src.step import WARMUP_STEPS, GraphedStep, make_step
 from src.train import make_optimizer
 
-TIMED_BATCHES = 6  # batches timed (after one warm-up) to estimate an epoch: about a second
+TIMED_BATCHES = 6  # batches a round times (after one warm-up): about a second at 64 px
+# Rounds of them, back to back; the fastest counts. Whatever else wakes on the cores only ever
+# slows a round down: Ray's processes starting just before the plan times the start read it up
+# to 53 % slow in a run (journal entry 33).
+TIMING_ROUNDS = 3
 EVALUATION_RESERVE_S = 15.0  # after the refit: saving the model, scoring the test split
 # Ray's share of a trial besides its epochs, as hypertune.json's "actual" records it (journal
 # entry 17, 2 CPU cores): 0.4-0.5 s setting a trial up plus 0.7-5.7 s its slot stands idle
@@ -498,25 +502,30 @@ def time_batches(
     amp: Amp,
     start_line: threading.Barrier | None = None,
 ) -> float:
-    """Seconds per training batch, over up to TIMED_BATCHES batches after warming up (the
-    first batch: allocations, kernel choice; a CUDA graph's warm-up and capture: src/step.py)
-    with the step a trial will use; where others are timed beside it, all start the timed
-    batches together (`start_line`)."""
+    """Seconds per training batch: the fastest of TIMING_ROUNDS rounds of up to TIMED_BATCHES
+    batches each, after warming up (the first batch: allocations, kernel choice; a CUDA graph's
+    warm-up and capture: src/step.py), with the step a trial will use; where others are timed
+    beside it, all start the timed batches together (`start_line`)."""
     model.train()
     step = make_step(model, optimizer, amp, 0.0)
     warm = 1 + (WARMUP_STEPS + 1 if isinstance(step, GraphedStep) else 0)
     warm = min(warm, len(stream) - 1)  # a tiny data set: time what there is
-    start, timed = time.perf_counter(), 0
-    for i, (x, y) in enumerate(itertools.islice(stream, warm + TIMED_BATCHES)):
-        if i == warm:
-            synchronize(x.device)
-            if start_line is not None:
-                start_line.wait()
-            start = time.perf_counter()
-        step(x, y)  # the batch's augmentation, made as the loop asks for it, is timed too
-        timed += i >= warm
+    batches = iter(stream)
+    for x, y in itertools.islice(batches, warm):
+        step(x, y)
     synchronize(stream.images.device)
-    return (time.perf_counter() - start) / max(timed, 1)
+    if start_line is not None:
+        start_line.wait()
+    rounds = []
+    for _ in range(TIMING_ROUNDS):
+        start, timed = time.perf_counter(), 0
+        for x, y in itertools.islice(batches, TIMED_BATCHES):
+            step(x, y)  # the batch's augmentation, made as the loop asks for it, is timed too
+            timed += 1
+        synchronize(stream.images.device)
+        if timed:
+            rounds.append((time.perf_counter() - start) / timed)
+    return min(rounds)
 
 
 def synchronize(device: torch.device) -> None:

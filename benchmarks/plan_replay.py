@@ -4,11 +4,11 @@ paces and the seconds its search had (search_forecast), the re-plan from the tri
 as the run would have made it a given number of seconds into the search (replanned_trials, from
 each trial's result.json), and what ran (hypertune.json's plan and actual.search); then over all
 runs, the counts' geometric mean against what ran and the runs within 20 %, and how many of
-the other trials the starting configuration beat at the first rung (what START_DRAWS models
-outside the default space, and STUDIED_START_DRAWS in it; `--start-draws` replays with
-another value for both). Each run's row ends with where its plan went wrong, as ratios of
-planned to trained: the start's timed pace, the cost model's price of the other trials' own
-configurations (geometric mean), and their epochs each. No training; prints in a few seconds.
+the other trials the starting configuration beat at the first rung (what START_DRAWS models;
+`--start-draws` replays with another value). Each run's row ends with where its plan went
+wrong, as ratios of planned to trained: the start's timed pace, the cost model's price of the
+other trials' own configurations (geometric mean), and their epochs each. No training; prints
+in a few seconds.
 
     .venv/bin/python benchmarks/plan_replay.py logs/ray_results/e20/equal_time-10min --at 30 60
 """
@@ -167,7 +167,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.start_draws is not None:
-        src.budget.START_DRAWS = src.budget.STUDIED_START_DRAWS = args.start_draws
+        src.budget.START_DRAWS = args.start_draws
     src.budget.asha_epochs.cache_clear()
     found = [f.parent for root in args.folders for f in sorted(root.glob("**/hypertune.json"))]
     heads = " ".join(f"{f'at {a:g} s':>8}" for a in args.at)

@@ -17,7 +17,6 @@ import bisect
 import functools
 import heapq
 import itertools
-import json
 import math
 import random
 import statistics
@@ -33,7 +32,6 @@ import torch
 
 from src.config import (
     SCHEDULER_TRAITS,
-    SEARCH_SPACE,
     SEARCHER_TRAITS,
     DataSpec,
     RunSettings,
@@ -68,21 +66,17 @@ SIMULATED_TRIALS = 200  # trials each (0.3 s in all); the later half sets the ta
 # the best of LEARNED_DRAWS random ones. Fitted to four runs' epochs per trial (journal entries
 # 17-18; benchmarks/asha_epochs.py): simulated 11.2, 11.1, 5.3, 5.1 against 11.6, 14.0, 4.75,
 # 5.2 trained (long preset, 8 and 9 trials; default, 13 and 16); as random draws 9.8, 9.7,
-# 4.65, 4.55. With today's start (below) and the race beside it, 10.9, 10.7, 3.9 and 3.9.
+# 4.65, 4.55. With today's start (below) and the race beside it, 10.9, 10.7, 5.1 and 5.0.
 RANDOM_TRIALS = 3
 LEARNED_DRAWS = 2
 # The start scores like the best of START_DRAWS random draws of its space: at the first rung it
 # beat 0.59 of the other trials on average in 13 runs (a best-of-two start expects about 0.58
 # against three random and then learned trials, a random one about 0.4), and the trials of
 # those runs are forecast 5 % short on average instead of 16 % (journal entry 28;
-# benchmarks/plan_replay.py --start-draws). In SEARCH_SPACE itself, where earlier studies chose
-# it (journal entries 11-13), it beat every trial at the first rung in four of six default
-# runs (entries 27-31; in the other two only the trial racing it met it there, and scored
-# above it), and trials trained 3.3-3.6 epochs where a best-of-two start simulates 5.0: there
-# it is the best of STUDIED_START_DRAWS, above every trial in effect (3.4 simulated on one
-# slot; 4.0 over the first six trials on two, with the race below).
+# benchmarks/plan_replay.py --start-draws). In the default space it beat every trial at the
+# first rung with --seed 0 only: in nine default runs of entry 33, 0.96-1.00 of them with seed
+# 0 and 0-0.40 with seeds 1 and 2, so a start above every trial there was seed 0's luck.
 START_DRAWS = 2
-STUDIED_START_DRAWS = 1000
 # The re-plan learns from the run how many trials go on past the first rung, against how many
 # the simulation expected of the same trials, as if PRIOR_TRIALS_ON more had gone on as
 # expected: one trial's decision moves the forecast, it does not decide it (journal entry 31).
@@ -153,26 +147,11 @@ def expected_epochs(
     if not SCHEDULER_TRAITS[settings.scheduler].one_bracket:  # brackets: shares of each rung
         return itertools.repeat(rung_shares(rungs, settings.max_epochs, factor))
     learns = SEARCHER_TRAITS[settings.searcher].learns
-    simulated = asha_epochs(
-        rungs, settings.max_epochs, factor, learns, start_draws(settings), slots - 1
-    )
+    simulated = asha_epochs(rungs, settings.max_epochs, factor, learns, START_DRAWS, slots - 1)
     share = went_on_share(rungs[0], simulated, so_far[1:])
     scaled = [min(rungs[0] + share * (e - rungs[0]), settings.max_epochs) for e, _ in simulated]
     tail = statistics.fmean(scaled[len(scaled) // 2 :])
     return itertools.chain(scaled, itertools.repeat(tail))
-
-
-def start_draws(settings: RunSettings) -> int:
-    """How strong the simulation takes the start to be: in the space it was chosen in, with
-    nothing pinned, above every trial; elsewhere the best of START_DRAWS."""
-    studied = as_json(settings.space) == as_json(SEARCH_SPACE) and not settings.fixed
-    return STUDIED_START_DRAWS if studied else START_DRAWS
-
-
-def as_json(value: Any) -> Any:
-    """`value` as it reads back from hypertune.json (tuples become lists), to compare a run's
-    settings read from disk with those in code."""
-    return json.loads(json.dumps(value))
 
 
 def went_on_share(

@@ -30,12 +30,10 @@ from src import pipeline
 from src.budget import (
     EVALUATION_RESERVE_S,
     START_DRAWS,
-    STUDIED_START_DRAWS,
     asha_epochs,
     asha_trial,
     epoch_seconds,
     expected_epochs,
-    start_draws,
 )
 from src.config import DEFAULT_START, DataSpec, RunSettings, asha_rungs
 from src.device import Amp
@@ -75,25 +73,20 @@ def test_a_start_better_than_a_random_draw_stops_trials_sooner() -> None:
         return statistics.fmean(epochs for epochs, _ in simulated[:10])
 
     assert early_epochs(3) < early_epochs(2) < early_epochs(1)
-    # In the space it was chosen in, the start is taken to beat every trial; in a space of the
-    # user's, or with a value pinned, it is the best of START_DRAWS.
-    assert start_draws(SETTINGS) == STUDIED_START_DRAWS > START_DRAWS
-    assert start_draws(OWN_SPACE) == start_draws(replace(SETTINGS, fixed={"lr": 1e-3}))
-    assert start_draws(OWN_SPACE) == START_DRAWS
-    read_back = RunSettings.from_dict(json.loads(json.dumps(SETTINGS.as_dict())))
-    assert start_draws(read_back) == STUDIED_START_DRAWS  # as plan_replay reads hypertune.json
-    studied = statistics.fmean(itertools.islice(expected_epochs(SETTINGS), 10))
-    assert studied < statistics.fmean(itertools.islice(expected_epochs(OWN_SPACE), 10)) - 1
+    # Every space's start is the best of START_DRAWS, the default space's too: it beat every
+    # trial at the first rung with seed 0 only (journal entry 33).
+    assert START_DRAWS == 2
+    assert next(expected_epochs(SETTINGS)) == next(expected_epochs(OWN_SPACE))
 
 
 def test_a_trial_beside_the_start_may_reach_the_rungs_first_and_go_on() -> None:
     # With two slots the first trial after the start runs beside it; where it reports a rung
-    # first (LEAD_CHANCE) nothing is there to beat, and it trains all 10 epochs. A start above
-    # every trial (the default space) stops it at epoch 2 otherwise.
+    # first (LEAD_CHANCE) nothing is there to beat, and it trains all 10 epochs; otherwise it
+    # meets the start there, as it would on one slot.
     assert src.budget.LEAD_CHANCE == 0.5
     alone, beside = (list(itertools.islice(expected_epochs(SETTINGS, s), 3)) for s in (1, 2))
-    assert alone[0] == pytest.approx(2, abs=0.05)
-    assert beside[0] == pytest.approx(0.5 * 10 + 0.5 * 2, abs=0.3)
+    assert alone[0] < 6  # the start (the best of two draws) stops it at epoch 2 more often
+    assert beside[0] == pytest.approx(0.5 * 10 + 0.5 * alone[0], abs=0.3)
     three = list(itertools.islice(expected_epochs(SETTINGS, 3), 2))
     assert three[1] > beside[1] + 0.5  # on three slots the second trial races it too
 

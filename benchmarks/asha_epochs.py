@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from src.budget import expected_epochs, search_forecast, trial_seconds  # noqa: E402
+from src.budget import expected_epochs, new_search_trials, search_forecast  # noqa: E402
 from src.config import LONG_SPACE, PRESETS, RunSettings  # noqa: E402
 from src.space import load_space  # noqa: E402
 
@@ -48,9 +48,8 @@ HOUR_SEARCH_S, HOUR_START_S, HOUR_PACES_S = 24 * 60, 11.36, (19.5, 22.85)
 
 
 def planned_trials(settings: RunSettings, pace: float) -> int:
-    others = ((epochs, trial_seconds(epochs, pace)) for epochs in expected_epochs(settings, SLOTS))
-    start = (settings.max_epochs, trial_seconds(settings.max_epochs, HOUR_START_S))
-    return search_forecast(HOUR_SEARCH_S, [0.0] * SLOTS, itertools.chain([start], others))[0]
+    trials = new_search_trials(settings, HOUR_START_S, pace, SLOTS)
+    return search_forecast(HOUR_SEARCH_S, [0.0] * SLOTS, trials)[0]
 
 
 def main() -> None:

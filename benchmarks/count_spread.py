@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import heapq
-import itertools
 import random
 import statistics
 import sys
@@ -32,10 +31,9 @@ from src.budget import (  # noqa: E402
     TRIAL_OVERHEAD_S,
     drawn_configs,
     elements_of,
-    expected_epochs,
-    quantile,
+    new_search_trials,
     search_forecast,
-    trial_seconds,
+    stops_at_rung,
 )
 from src.config import RunSettings, start_config  # noqa: E402
 
@@ -62,10 +60,7 @@ def one_search(
             break
         done = epoch == settings.max_epochs
         if epoch in reached:
-            recorded = reached[epoch]
-            done |= bool(recorded) and scores[trial] < quantile(recorded, 1 - 1 / factor)
-            recorded.append(scores[trial])
-            recorded.sort()
+            done |= stops_at_rung(scores[trial], reached[epoch], factor)
         if not done:
             heapq.heappush(events, (now + paces[trial] + EPOCH_OVERHEAD_S, trial, epoch + 1))
         elif len(scores) < len(paces):
@@ -75,9 +70,8 @@ def one_search(
 
 def forecast(settings: RunSettings, start_pace: float, trial_pace: float, seconds: float) -> int:
     """The plan's count (src/budget.py plan_budget) from the same paces."""
-    start = (settings.max_epochs, trial_seconds(settings.max_epochs, start_pace))
-    others = ((e, trial_seconds(e, trial_pace)) for e in expected_epochs(settings, 2))
-    return search_forecast(seconds, [0.0, 0.0], itertools.chain([start], others))[0]
+    trials = new_search_trials(settings, start_pace, trial_pace, 2)
+    return search_forecast(seconds, [0.0, 0.0], trials)[0]
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ in a few seconds.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -36,10 +35,9 @@ from src.budget import (  # noqa: E402
     batches_per_epoch,
     drawn_configs,
     elements_of,
-    expected_epochs,
+    new_search_trials,
     replanned_trials,
     search_forecast,
-    trial_seconds,
 )
 from src.config import RunSettings, start_config  # noqa: E402
 from src.results import plan_and_actual, read_experiment_info, read_summary  # noqa: E402
@@ -47,12 +45,9 @@ from src.results import plan_and_actual, read_experiment_info, read_summary  # n
 
 def forecast(settings: RunSettings, plan: dict[str, Any], seconds: float) -> int:
     """Today's forecast from the paces the plan measured and priced."""
-    start = (settings.max_epochs, trial_seconds(settings.max_epochs, plan["epoch_seconds"]))
-    pace = plan["trial_epoch_seconds"]
-    epochs_to_come = expected_epochs(settings, plan["concurrent"])
-    others = ((epochs, trial_seconds(epochs, pace)) for epochs in epochs_to_come)
-    free = [0.0] * plan["concurrent"]
-    return search_forecast(seconds, free, itertools.chain([start], others))[0]
+    slots = plan["concurrent"]
+    trials = new_search_trials(settings, plan["epoch_seconds"], plan["trial_epoch_seconds"], slots)
+    return search_forecast(seconds, [0.0] * slots, trials)[0]
 
 
 def cost_model(settings: RunSettings, plan: dict[str, Any], val: int) -> CostModel:

@@ -224,11 +224,18 @@ def asha_trial(
     """The epoch at which ASHA stops a trial of `score` (None: it trains to the end), given the
     sorted scores that `reached` each rung before it; records the trial where it gets to."""
     for rung, scores in zip(rungs, reached, strict=True):
-        stops = bool(scores) and score < quantile(scores, 1 - 1 / factor)  # the first goes on
-        bisect.insort(scores, score)
-        if stops:
+        if stops_at_rung(score, scores, factor):
             return rung
     return None
+
+
+def stops_at_rung(score: float, scores: list[float], factor: int) -> bool:
+    """Ray's ASHA rule at one rung: whether a trial of `score` stops there, given the sorted
+    `scores` that reached the rung before it (the first to reach it goes on); records its score
+    among them."""
+    stops = bool(scores) and score < quantile(scores, 1 - 1 / factor)
+    bisect.insort(scores, score)
+    return stops
 
 
 def quantile(ordered: list[float], q: float) -> float:
@@ -518,6 +525,18 @@ def trial_seconds(epochs: float, pace: float) -> float:
     return epochs * (pace + EPOCH_OVERHEAD_S) + TRIAL_OVERHEAD_S
 
 
+def new_search_trials(
+    settings: RunSettings, pace: float, trial_pace: float, slots: int
+) -> Iterator[tuple[float, float]]:
+    """A new search's trials in the order they start, as search_forecast takes them: the start,
+    trained every epoch at its own `pace`, then the others at `trial_pace` (an average trial's
+    seconds per epoch), each for the epochs ASHA lets it expect on `slots` slots."""
+    start = (settings.max_epochs, trial_seconds(settings.max_epochs, pace))
+    others = ((epochs, trial_seconds(epochs, trial_pace))
+              for epochs in expected_epochs(settings, slots))  # fmt: skip
+    return itertools.chain([start], others)
+
+
 def plan_budget(
     settings: RunSettings,
     start: dict[str, Any],
@@ -537,16 +556,10 @@ def plan_budget(
     concurrent = trials_on[1]
     start = {**start, "seed": settings.seed}
     pace, trial_pace, cost_model = price_space(settings, start, spec, trials_on)
-    start_trial = (settings.max_epochs, trial_seconds(settings.max_epochs, pace))
-    others: Iterator[tuple[float, float]] = (
-        (epochs, trial_seconds(epochs, trial_pace))
-        for epochs in expected_epochs(settings, concurrent)
-    )
+    to_start = new_search_trials(settings, pace, trial_pace, concurrent)
     if settings.num_samples:  # a typed count: no time limit decides it
-        others = itertools.islice(others, settings.num_samples - 1)
-    trials, planned_epochs = search_forecast(
-        max(search - spent, 0), [0.0] * concurrent, itertools.chain([start_trial], others)
-    )
+        to_start = itertools.islice(to_start, settings.num_samples)
+    trials, planned_epochs = search_forecast(max(search - spent, 0), [0.0] * concurrent, to_start)
     trials = settings.num_samples or max(trials, 1)  # the start, at the least
     expected = list(itertools.islice(expected_epochs(settings, concurrent), max(trials - 1, 1)))
     epochs = statistics.fmean(expected)  # an average trial's, for the plan's line
